@@ -1,0 +1,88 @@
+"""The worker CLI: what a scoring task runs, locally or in the worker image on a Batch node.
+
+Exit codes: 0 done, 2 bad input or model set (message names the culprit), 1 anything else.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from retail_scoring.errors import ScoringError
+from retail_scoring.layout import StorageLayout
+
+log = logging.getLogger("retail_scoring")
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(item) for item in text.split(",") if item]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retail-scoring", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    score = commands.add_parser("score", help="score one partition of products")
+    score.add_argument("--storage", required=True, help="storage root URL (file:///..., abfs://container)")
+    score.add_argument("--products", required=True, type=_int_list, help="comma-separated product numbers")
+    score.add_argument("--origin", required=True, type=int, help="forecast origin: last week of visible history")
+    score.add_argument("--model-version", required=True)
+    score.add_argument("--run-id", required=True)
+
+    build = commands.add_parser("build-data", help="write the reference dataset to storage")
+    build.add_argument("--storage", required=True)
+    build.add_argument("--products", type=int, default=90, help="number of products of 11 SKUs")
+
+    train = commands.add_parser("train", help="train a model set on one product's history")
+    train.add_argument("--storage", required=True, help="storage root holding the data")
+    train.add_argument("--product", type=int, default=1)
+    train.add_argument("--output", required=True, type=Path, help="local folder for the model set")
+    train.add_argument("--model-version", required=True)
+    train.add_argument("--n-trees", type=int, default=1250)
+    train.add_argument("--interaction-depth", type=int, default=20)
+    train.add_argument("--shrinkage", type=float, default=0.05)
+    train.add_argument("--n-minobsinnode", type=int, default=10)
+
+    upload = commands.add_parser("upload-models", help="copy a local model set folder to storage")
+    upload.add_argument("--storage", required=True)
+    upload.add_argument("--source", required=True, type=Path)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    layout = StorageLayout(args.storage)
+    if args.command == "score":
+        from retail_scoring.scoring import score_partition
+
+        score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+    elif args.command == "build-data":
+        from retail_scoring.dataset import build_dataset
+
+        build_dataset(layout, args.products)
+    elif args.command == "train":
+        from retail_scoring.tables import read_product_table
+        from retail_scoring.train import Hyperparameters, train_model_set
+
+        params = Hyperparameters(args.n_trees, args.interaction_depth, args.shrinkage, args.n_minobsinnode)
+        history = read_product_table(layout, args.product, "history")
+        train_model_set(history, args.output, args.model_version, params)
+    elif args.command == "upload-models":
+        from retail_scoring.models import upload_model_set
+
+        upload_model_set(args.source, layout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("rpy2").setLevel(logging.WARNING)
+    args = _parser().parse_args(argv)
+    try:
+        run(args)
+    except ScoringError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Errors a scoring task reports to its user; each message names the culprit."""
+
+
+class ScoringError(Exception):
+    """Base class: the worker CLI turns these into a one-line message and exit code 2."""
+
+
+class InputDataError(ScoringError):
+    """A product file is missing, unreadable or breaks the schema or the data rules."""
+
+
+class ModelSetError(ScoringError):
+    """A model set is incomplete, corrupt or does not match its manifest."""

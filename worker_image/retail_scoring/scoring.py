@@ -1,0 +1,117 @@
+"""Score one partition: load the model set once, stack every product's rows, one R predict call
+per model, then one forecast file per product."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from retail_scoring import rsession
+from retail_scoring.errors import InputDataError, ScoringError
+from retail_scoring.features import scoring_features
+from retail_scoring.layout import StorageLayout, product_label
+from retail_scoring.models import ModelSet, model_input
+from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES, TABLES
+from retail_scoring.tables import read_product_table, write_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PartitionTimings:
+    """Where a scoring task's seconds went; the benchmark and the task log print these."""
+
+    model_load_s: float = 0.0
+    features_s: float = 0.0
+    conversion_s: float = 0.0
+    predict_s: float = 0.0
+    write_s: float = 0.0
+    predict_calls: int = 0
+    rows: int = 0
+    products_scored: list[int] = field(default_factory=list)
+
+    @property
+    def scoring_operations(self) -> int:
+        return self.rows * len(QUANTILES)
+
+    def summary(self) -> str:
+        total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s
+        return (
+            f"model_load_s={self.model_load_s:.3f} features_s={self.features_s:.3f} "
+            f"conversion_s={self.conversion_s:.3f} predict_s={self.predict_s:.3f} write_s={self.write_s:.3f} "
+            f"predict_calls={self.predict_calls} rows={self.rows} "
+            f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f}"
+        )
+
+
+def product_features(layout: StorageLayout, product: int, origin: int) -> pd.DataFrame:
+    """Features of one product as of `origin`: history is cut there, later weeks are only plans."""
+    history = read_product_table(layout, product, "history")
+    futurex = read_product_table(layout, product, "futurex")
+    visible = history[history["week"] <= origin]
+    plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
+    return scoring_features(visible, plans, origin, source=f"{product_label(product)} (origin week {origin})")
+
+
+def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTimings) -> np.ndarray:
+    """Sales quantiles for stacked rows: one R data.frame per step group and one predict call per
+    model, whatever the number of products; sorted so quantiles never cross."""
+    log_sales = np.full((len(rows), len(QUANTILES)), np.nan)
+    step_groups = sorted({(entry.steps, entry.features) for entry in models.entries})
+    for steps, features in step_groups:
+        selected = rows["step"].isin(steps).to_numpy()
+        if not selected.any():
+            continue
+        started = time.perf_counter()
+        newdata = rsession.numeric_frame_to_r(model_input(rows.loc[selected], features))
+        timings.conversion_s += time.perf_counter() - started
+        for entry in models.entries:
+            if (entry.steps, entry.features) != (steps, features):
+                continue
+            started = time.perf_counter()
+            log_sales[selected, QUANTILES.index(entry.quantile)] = models.predict(entry, newdata)
+            timings.predict_s += time.perf_counter() - started
+            timings.predict_calls += 1
+    return np.sort(np.exp(log_sales), axis=1)
+
+
+def score_partition(
+    layout: StorageLayout, products: list[int], origin: int, model_version: str, run_id: str
+) -> PartitionTimings:
+    """Score `products` and write their forecasts. Products with bad input are reported together
+    at the end, after every good product's forecast is written."""
+    timings = PartitionTimings()
+    started = time.perf_counter()
+    models = ModelSet.load(layout.model_set_dir(model_version))
+    timings.model_load_s = time.perf_counter() - started
+
+    feature_frames, failures = [], []
+    for product in products:
+        started = time.perf_counter()
+        try:
+            feature_frames.append(product_features(layout, product, origin).assign(product=product))
+        except InputDataError as error:
+            failures.append(str(error))
+            log.error("%s: skipped: %s", product_label(product), error)
+        timings.features_s += time.perf_counter() - started
+    if feature_frames:
+        rows = pd.concat(feature_frames, ignore_index=True)
+        quantiles = predict_quantiles(models, rows, timings)
+        forecasts = rows[["product", "sku", "store", "week"]].assign(
+            **dict(zip(QUANTILE_COLUMNS, quantiles.T)), forecast_origin=origin, model_version=models.version
+        )
+        for product, forecast in forecasts.groupby("product", sort=True):
+            started = time.perf_counter()
+            forecast = forecast.drop(columns="product").sort_values(["sku", "store", "week"])
+            write_table(layout.forecast_file(run_id, product), forecast[list(TABLES["forecast"].names)], "forecast")
+            seconds = time.perf_counter() - started
+            timings.write_s += seconds
+            timings.rows += len(forecast)
+            timings.products_scored.append(int(product))
+            log.info("%s: %d rows scored, written in %.3f s", product_label(product), len(forecast), seconds)
+    log.info("partition done: %s", timings.summary())
+    if failures:
+        raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))
+    return timings

@@ -1,0 +1,43 @@
+"""Thin fsspec helpers: every read and write of the system goes through a URL."""
+
+import uuid
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and in-filesystem path for a URL (file://, abfs://, or a plain local path)."""
+    return url_to_fs(url)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
+    fs, path = filesystem(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    temporary = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+    fs.pipe_file(temporary, data)
+    try:
+        fs.mv(temporary, path)
+    finally:
+        if fs.exists(temporary):
+            fs.rm_file(temporary)
+
+
+def list_names(url: str) -> list[str]:
+    """Base names in a folder; empty when the folder does not exist."""
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return []
+    return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))

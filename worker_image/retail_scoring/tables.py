@@ -1,0 +1,99 @@
+"""Reading and writing the product and forecast tables, with the checks that keep garbage out."""
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retail_scoring import storage
+from retail_scoring.errors import InputDataError
+from retail_scoring.layout import StorageLayout
+from retail_scoring.schema import ROW_KEY, TABLES
+
+
+def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.DataFrame:
+    """Read a product's table from Parquet, or from CSV when only a .csv is there."""
+    parquet_url = layout.product_file(product, table)
+    csv_url = layout.product_file(product, table, suffix="csv")
+    if storage.exists(parquet_url):
+        url, raw = parquet_url, _read_parquet(parquet_url)
+    elif storage.exists(csv_url):
+        url, raw = csv_url, _read_csv(csv_url)
+    else:
+        raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)")
+    return check_table(raw, table, url)
+
+
+def _read_parquet(url: str) -> pd.DataFrame:
+    try:
+        return pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pandas()
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{url}: not a readable Parquet file ({error})") from error
+
+
+def _read_csv(url: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.BytesIO(storage.read_bytes(url)))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputDataError(f"{url}: not a readable CSV file ({error})") from error
+
+
+def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
+    """Return `frame` cast to the table's schema, or raise naming the file, column and row at fault."""
+    schema = TABLES[table]
+    expected = list(schema.names)
+    missing = [c for c in expected if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in expected]
+    if missing or extra:
+        raise InputDataError(
+            f"{source}: columns do not match the {table} schema "
+            f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+        )
+    if frame.empty:
+        raise InputDataError(f"{source}: has no rows")
+    frame = frame[expected].copy()
+    for field in schema:
+        column = frame[field.name]
+        if pa.types.is_string(field.type):
+            continue
+        if not pd.api.types.is_numeric_dtype(column):
+            raise InputDataError(
+                f"{source}: column '{field.name}' must be numeric, found {column.dtype}"
+            )
+        if column.isna().any():
+            raise InputDataError(
+                f"{source}: column '{field.name}' has missing values, first at {_row(frame, column.isna())}"
+            )
+        if pa.types.is_integer(field.type):
+            if (column != column.round()).any():
+                raise InputDataError(f"{source}: column '{field.name}' must hold whole numbers")
+            frame[field.name] = column.astype("int64")
+        else:
+            frame[field.name] = column.astype("float64")
+    if "sales" in frame and (frame["sales"] <= 0).any():
+        raise InputDataError(
+            f"{source}: column 'sales' must be positive, found {frame['sales'].min()} at "
+            f"{_row(frame, frame['sales'] <= 0)}"
+        )
+    duplicated = frame.duplicated(list(ROW_KEY), keep=False)
+    if duplicated.any():
+        raise InputDataError(f"{source}: duplicate (sku, store, week) rows, first at {_row(frame, duplicated)}")
+    return frame
+
+
+def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
+    first = frame.loc[mask].iloc[0]
+    return f"sku={first['sku']} store={first['store']} week={first['week']}"
+
+
+def write_table(url: str, frame: pd.DataFrame, table: str) -> None:
+    """Write `frame` as Parquet with the table's schema, atomically."""
+    arrow_table = pa.Table.from_pandas(frame, schema=TABLES[table], preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(arrow_table, buffer)
+    storage.write_bytes_atomic(url, buffer.getvalue())
+
+
+def read_forecast(url: str) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pandas()
