@@ -76,6 +76,10 @@ def build_dataset(layout: StorageLayout, n_products: int) -> None:
         reference["week"].min(),
         reference["week"].max(),
     )
+    write_products(layout, reference, n_products)
+
+
+def write_products(layout: StorageLayout, reference: pd.DataFrame, n_products: int) -> None:
     for product in range(1, n_products + 1):
         for table, frame in product_tables(reference, product).items():
             write_table(layout.product_file(product, table), frame, table)

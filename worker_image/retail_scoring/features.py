@@ -18,9 +18,7 @@ EXOGENOUS = ("base_sku", "deal", "feat", *PRICE_COLUMNS)
 
 def _with_month_summaries(frame: pd.DataFrame) -> pd.DataFrame:
     lags = frame[list(LAG_COLUMNS)]
-    month_mean = (
-        frame["lag1"] + frame["lag2"] + frame["lag3"] + frame["lag4"] + frame["lag5"]
-    ) / 5
+    month_mean = (frame["lag1"] + frame["lag2"] + frame["lag3"] + frame["lag4"] + frame["lag5"]) / 5
     return frame.assign(month_mean=month_mean, month_max=lags.max(axis=1), month_min=lags.min(axis=1))
 
 

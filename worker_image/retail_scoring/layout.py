@@ -1,12 +1,12 @@
 """Where everything lives in storage. Nobody else builds storage paths.
 
-  {root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
-  {root}/models/{model_version}/manifest.json + one .rds per model
-  {root}/runs/{run_id}/manifest.json                 the run's plan
-  {root}/runs/{run_id}/forecasts/product_007.parquet
-  {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
-  {root}/runs/{run_id}/validation.json
-  {root}/latest.json                                 pointer to the last published run
+{root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
+{root}/models/{model_version}/manifest.json + one .rds per model
+{root}/runs/{run_id}/manifest.json                 the run's plan
+{root}/runs/{run_id}/forecasts/product_007.parquet
+{root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
+{root}/runs/{run_id}/validation.json
+{root}/latest.json                                 pointer to the last published run
 """
 
 from dataclasses import dataclass

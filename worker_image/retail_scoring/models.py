@@ -64,7 +64,9 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
         for step in entry.steps:
             key = (step, entry.quantile)
             if key in served:
-                raise ModelSetError(f"{source}: step {step} quantile {entry.quantile} served by both {served[key]} and {entry.name}")
+                raise ModelSetError(
+                    f"{source}: step {step} quantile {entry.quantile} served by both {served[key]} and {entry.name}"
+                )
             served[key] = entry.name
     missing = [
         model_name(step, q) + f" (step {step}, quantile {q})"

@@ -25,9 +25,15 @@ SERIES_KEY: tuple[str, ...] = ("sku", "store")
 ROW_KEY: tuple[str, ...] = ("sku", "store", "week")
 
 LAGGED_FEATURES: tuple[str, ...] = (
-    ("sku", "deal", "feat", "level", "month_mean", "month_max", "month_min", "lag1")
-    + PRICE_COLUMNS
-)
+    "sku",
+    "deal",
+    "feat",
+    "level",
+    "month_mean",
+    "month_max",
+    "month_min",
+    "lag1",
+) + PRICE_COLUMNS
 UNLAGGED_FEATURES: tuple[str, ...] = ("sku", "deal", "feat", "level") + PRICE_COLUMNS
 
 _EXOGENOUS = [("deal", pa.int64()), ("feat", pa.int64())] + [(p, pa.float64()) for p in PRICE_COLUMNS]
@@ -36,9 +42,7 @@ _IDS = [("sku", pa.int64()), ("base_sku", pa.int64()), ("store", pa.int64()), ("
 TABLES: dict[str, pa.Schema] = {
     "history": pa.schema(_IDS + _EXOGENOUS + [("sales", pa.float64())]),
     "futurex": pa.schema(_IDS + _EXOGENOUS),
-    "actuals": pa.schema(
-        [("sku", pa.int64()), ("store", pa.int64()), ("week", pa.int64()), ("sales", pa.float64())]
-    ),
+    "actuals": pa.schema([("sku", pa.int64()), ("store", pa.int64()), ("week", pa.int64()), ("sales", pa.float64())]),
     "forecast": pa.schema(
         [("sku", pa.int64()), ("store", pa.int64()), ("week", pa.int64())]
         + [(q, pa.float64()) for q in QUANTILE_COLUMNS]

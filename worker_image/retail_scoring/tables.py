@@ -58,9 +58,7 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
         if pa.types.is_string(field.type):
             continue
         if not pd.api.types.is_numeric_dtype(column):
-            raise InputDataError(
-                f"{source}: column '{field.name}' must be numeric, found {column.dtype}"
-            )
+            raise InputDataError(f"{source}: column '{field.name}' must be numeric, found {column.dtype}")
         if column.isna().any():
             raise InputDataError(
                 f"{source}: column '{field.name}' has missing values, first at {_row(frame, column.isna())}"

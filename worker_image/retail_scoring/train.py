@@ -67,19 +67,30 @@ def train_model_set(history: pd.DataFrame, output_dir: Path, model_version: str,
             name = model_name(step, quantile)
             path = output_dir / f"{name}.rds"
             started = time.perf_counter()
-            fit_gbm(data, formula, quantile, params.n_trees, params.interaction_depth,
-                    params.shrinkage, params.n_minobsinnode, params.seed, str(path))
+            fit_gbm(
+                data,
+                formula,
+                quantile,
+                params.n_trees,
+                params.interaction_depth,
+                params.shrinkage,
+                params.n_minobsinnode,
+                params.seed,
+                str(path),
+            )
             log.info("%s trained on %d rows in %.1f s", name, len(rows), time.perf_counter() - started)
-            models.append({
-                "name": name,
-                "file": path.name,
-                "steps": served_steps,
-                "quantile": quantile,
-                "features": list(features),
-                "hyperparameters": asdict(params),
-                "sha256": sha256_hex(path.read_bytes()),
-                **provenance,
-            })
+            models.append(
+                {
+                    "name": name,
+                    "file": path.name,
+                    "steps": served_steps,
+                    "quantile": quantile,
+                    "features": list(features),
+                    "hyperparameters": asdict(params),
+                    "sha256": sha256_hex(path.read_bytes()),
+                    **provenance,
+                }
+            )
     manifest = {
         "model_version": model_version,
         **provenance,

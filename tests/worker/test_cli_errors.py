@@ -1,0 +1,153 @@
+"""The worker CLI on bad input: exit code 2, a message naming the culprit, earlier outputs intact."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.layout import StorageLayout
+from tests.conftest import TINY_MODELS, local_path
+
+
+def score(layout: StorageLayout, products: str, run_id: str = "run-1", origin: int = 107):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retail_scoring.cli",
+            "score",
+            "--storage",
+            layout.root,
+            "--products",
+            products,
+            "--origin",
+            str(origin),
+            "--model-version",
+            TINY_MODELS,
+            "--run-id",
+            run_id,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def rewrite_history(layout: StorageLayout, product: int, change) -> str:
+    path = local_path(layout.product_file(product, "history"))
+    frame = change(pd.read_parquet(path))
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+def test_score_prints_one_progress_line_per_product(layout):
+    result = score(layout, "1,2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("rows scored") == 2
+    assert "product_001: 858 rows scored" in result.stdout
+    assert "predict_calls=35" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda f: f.drop(columns="price4"), r"missing: \['price4'\]"),
+        (lambda f: f.assign(sales=f["sales"].where(f.index != 5, -1.0)), r"column 'sales' must be positive"),
+        (lambda f: f.assign(sales=f["sales"].where(f.index != 5, 0.0)), r"column 'sales' must be positive"),
+        (lambda f: f.assign(sales=f["sales"].where(f.index != 7)), r"column 'sales' has missing values"),
+        (lambda f: f.assign(price2=f["price2"].where(f.index != 7)), r"column 'price2' has missing values"),
+    ],
+    ids=["missing-column", "negative-sales", "zero-sales", "missing-sales", "nan-price"],
+)
+def test_bad_product_fails_naming_file_and_keeps_good_products(layout, change, expected):
+    bad_file = rewrite_history(layout, 2, change)
+    result = score(layout, "1,2,3")
+    assert result.returncode == 2
+    assert bad_file in result.stderr
+    assert pd.Series([result.stderr]).str.contains(expected).all(), result.stderr
+    for good in (1, 3):
+        assert storage.exists(layout.forecast_file("run-1", good))
+    assert not storage.exists(layout.forecast_file("run-1", 2))
+
+
+def test_missing_product_file_is_named(layout):
+    result = score(layout, "1,7")
+    assert result.returncode == 2
+    assert "product_007/history.parquet: file not found" in result.stderr
+
+
+def test_csv_product_file_is_accepted(layout):
+    parquet = local_path(layout.product_file(3, "history"))
+    pd.read_parquet(parquet).to_csv(parquet.with_suffix(".csv"), index=False, float_format="%.17g")
+    parquet.unlink()
+    result = score(layout, "3")
+    assert result.returncode == 0, result.stderr
+
+
+def test_failed_rerun_leaves_earlier_forecast_untouched(layout):
+    assert score(layout, "1").returncode == 0
+    forecast = local_path(layout.forecast_file("run-1", 1))
+    before = forecast.read_bytes()
+    rewrite_history(layout, 1, lambda f: f.assign(sales=-f["sales"]))
+    assert score(layout, "1").returncode == 2
+    assert forecast.read_bytes() == before
+    assert [p.name for p in forecast.parent.iterdir()] == [forecast.name], "no temporary file left behind"
+
+
+def model_dir(layout: StorageLayout):
+    return local_path(layout.model_set_dir(TINY_MODELS))
+
+
+def test_missing_model_file_is_named(layout):
+    (model_dir(layout) / "gbm_t3_q50.rds").unlink()
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert "gbm_t3_q50.rds: model file of gbm_t3_q50 not found" in result.stderr
+
+
+def test_model_file_differing_from_manifest_is_named(layout):
+    path = model_dir(layout) / "gbm_t2_q5.rds"
+    path.write_bytes(path.read_bytes() + b"\0")
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert "gbm_t2_q5.rds: sha256" in result.stderr and "does not match the manifest" in result.stderr
+
+
+def _replace_model(layout: StorageLayout, name: str, data: bytes) -> None:
+    from retail_scoring.models import sha256_hex
+
+    (model_dir(layout) / f"{name}.rds").write_bytes(data)
+    manifest_path = model_dir(layout) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for model in manifest["models"]:
+        if model["name"] == name:
+            model["sha256"] = sha256_hex(data)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_corrupt_model_file_is_named(layout):
+    _replace_model(layout, "gbm_t7_q95", b"not an RDS file")
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert "gbm_t7_q95.rds: cannot be read as an R object" in result.stderr
+
+
+def test_model_of_another_class_is_named(layout, tmp_path):
+    other = tmp_path / "lm.rds"
+    subprocess.run(["Rscript", "-e", f"saveRDS(lm(dist ~ speed, cars), '{other}')"], check=True)
+    _replace_model(layout, "gbm_t1_q25", other.read_bytes())
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert "gbm_t1_q25 is an R object of class 'lm', expected 'gbm'" in result.stderr
+
+
+def test_manifest_missing_a_step_quantile_is_named(layout):
+    manifest_path = model_dir(layout) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != "gbm_t4_q75"]
+    manifest_path.write_text(json.dumps(manifest))
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert "manifest has no model for gbm_t4_q75 (step 4, quantile 0.75)" in result.stderr
