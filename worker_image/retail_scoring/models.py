@@ -109,9 +109,10 @@ class ModelSet:
                 if not storage.exists(url):
                     raise ModelSetError(f"{url}: model file of {entry.name} not found")
                 data = storage.read_bytes(url)
-                if sha256_hex(data) != entry.sha256:
+                digest = sha256_hex(data)
+                if digest != entry.sha256:
                     raise ModelSetError(
-                        f"{url}: sha256 {sha256_hex(data)} does not match the manifest's {entry.sha256} for {entry.name}"
+                        f"{url}: sha256 {digest} does not match the manifest's {entry.sha256} for {entry.name}"
                     )
                 local = Path(scratch) / entry.file
                 local.write_bytes(data)

@@ -100,7 +100,9 @@ def score_partition(
         rows = pd.concat(feature_frames, ignore_index=True)
         quantiles = predict_quantiles(models, rows, timings)
         forecasts = rows[["product", "sku", "store", "week"]].assign(
-            **dict(zip(QUANTILE_COLUMNS, quantiles.T)), forecast_origin=origin, model_version=models.version
+            **dict(zip(QUANTILE_COLUMNS, quantiles.T, strict=True)),
+            forecast_origin=origin,
+            model_version=models.version,
         )
         for product, forecast in forecasts.groupby("product", sort=True):
             started = time.perf_counter()
