@@ -13,16 +13,20 @@ from retail_scoring.schema import ROW_KEY, TABLES
 
 
 def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.DataFrame:
-    """Read a product's table from Parquet, or from CSV when only a .csv is there."""
+    """Read a product's table from Parquet, or from CSV when only a .csv is there, and check it."""
+    url, raw = read_raw_product_table(layout, product, table)
+    return check_table(raw, table, url)
+
+
+def read_raw_product_table(layout: StorageLayout, product: int, table: str) -> tuple[str, pd.DataFrame]:
+    """The table as stored, unchecked, with the URL it came from."""
     parquet_url = layout.product_file(product, table)
     csv_url = layout.product_file(product, table, suffix="csv")
     if storage.exists(parquet_url):
-        url, raw = parquet_url, _read_parquet(parquet_url)
-    elif storage.exists(csv_url):
-        url, raw = csv_url, _read_csv(csv_url)
-    else:
-        raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)")
-    return check_table(raw, table, url)
+        return parquet_url, _read_parquet(parquet_url)
+    if storage.exists(csv_url):
+        return csv_url, _read_csv(csv_url)
+    raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)")
 
 
 def _read_parquet(url: str) -> pd.DataFrame:

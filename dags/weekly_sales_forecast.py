@@ -1,0 +1,82 @@
+"""Weekly sales forecast: score the R gbm models for every product on a fixed-size pool.
+
+plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish, and delete_pool
+(teardown) whatever happened. See the README for params, backfills and reforecasts.
+"""
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+
+from scoring_airflow import run_steps
+from scoring_airflow.operators import ScorePartitionsOperator
+from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
+
+settings = ForecastSettings()
+
+
+@dag(
+    schedule="0 6 * * 1",  # Mondays 06:00 UTC, once last week's sales are in
+    start_date=datetime(2025, 6, 2),
+    catchup=False,
+    max_active_runs=4,
+    tags=["forecast", "r-models", "azure-batch"],
+    default_args={"owner": "retail-forecasting", "retries": 1},
+    params={
+        "products": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "integer"},
+            description="Products to score; empty means all (a reforecast can pick a few).",
+        ),
+        "origin_week": Param(
+            None,
+            type=["null", "integer"],
+            description="Dataset week to forecast from; empty means from the logical date.",
+        ),
+        "pool_size": Param(settings.pool_size, type="integer", minimum=1, maximum=MAX_POOL_SIZE),
+        "partitioning": Param("per_node", enum=["per_node", "per_product"]),
+        "model_version": Param(settings.model_version, type="string"),
+        "compute_backend": Param(settings.compute_backend, enum=["local"]),
+        "force": Param(False, type="boolean", description="Rescore partitions whose valid forecasts exist."),
+    },
+)
+def weekly_sales_forecast():
+    @task(retries=0)  # planning errors (origin outside the data, unknown products) do not heal
+    def plan() -> dict:
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        run_date = dag_run.logical_date or dag_run.run_after
+        return run_steps.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings)
+
+    @setup
+    def create_pool(run_plan: dict) -> str:
+        return run_steps.create_pool(run_plan)
+
+    @task(trigger_rule="all_done")
+    def collect_logs(run_plan: dict) -> None:
+        run_steps.collect_task_logs(run_plan, settings.log_cap_bytes)
+
+    @task(retries=0)
+    def validate(run_plan: dict) -> dict:
+        return run_steps.validate_run(run_plan)
+
+    @task
+    def publish(run_plan: dict) -> dict:
+        return run_steps.publish_run(run_plan)
+
+    @teardown
+    def delete_pool(run_plan: dict, pool_id: str) -> None:
+        run_steps.delete_pool(run_plan)
+
+    run_plan = plan()
+    pool = create_pool(run_plan)
+    score = ScorePartitionsOperator(task_id="score", plan=run_plan, settings=settings, retries=0)
+    logs = collect_logs(run_plan)
+    report = validate(run_plan)
+    published = publish(run_plan)
+    pool >> score >> logs
+    [score, logs] >> report >> published >> delete_pool(run_plan, pool)
+
+
+weekly_sales_forecast()

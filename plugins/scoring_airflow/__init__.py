@@ -1,0 +1,1 @@
+"""Airflow glue for the weekly sales forecast: settings, planning, compute backends, operator, trigger."""

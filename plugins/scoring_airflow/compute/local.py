@@ -1,0 +1,153 @@
+"""The embedded default backend: a "pool" of N slots on this machine.
+
+create_pool starts a detached pool process (local_pool.py) that outlives the Airflow task, so the
+scoring operator can defer while tasks run, just as with Azure Batch. Client and pool process
+talk through files in the pool's folder:
+
+  {pool_dir}/{pool_id}/pool.json                         size and pid of the pool process
+  {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's tasks, retries, timeout
+  {pool_dir}/{pool_id}/jobs/{job_id}/status/{task}.json  written by the pool process
+  {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
+"""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload))
+    os.replace(temporary, path)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalBackend(ComputeBackend):
+    name = "local"
+
+    def __init__(self, pool_dir: str):
+        self.pool_dir = Path(pool_dir)
+
+    def config(self) -> dict:
+        return {"pool_dir": str(self.pool_dir)}
+
+    def _pool(self, pool_id: str) -> Path:
+        return self.pool_dir / pool_id
+
+    def _job(self, job_id: str) -> Path | None:
+        matches = list(self.pool_dir.glob(f"*/jobs/{job_id}"))
+        return matches[0] if matches else None
+
+    def create_pool(self, pool_id: str, size: int) -> None:
+        pool = self._pool(pool_id)
+        info = pool / "pool.json"
+        if info.exists():
+            if process_alive(json.loads(info.read_text())["pid"]):
+                raise RuntimeError(f"local pool {pool_id} already exists and is running ({pool})")
+            shutil.rmtree(pool)
+        (pool / "jobs").mkdir(parents=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")])}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scoring_airflow.compute.local_pool", str(pool), str(size)],
+            stdin=subprocess.DEVNULL,
+            stdout=open(pool / "pool.log", "ab"),  # noqa: SIM115 - handed to the detached process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        write_json_atomic(info, {"size": size, "pid": process.pid})
+        log.info("local pool %s started: %d slots, pid %d", pool_id, size, process.pid)
+
+    def submit_job(self, pool_id: str, job_id: str, tasks: list[ScoringTask], max_retries: int, timeout_s: int) -> None:
+        pool = self._pool(pool_id)
+        if not (pool / "pool.json").exists():
+            raise RuntimeError(f"local pool {pool_id} does not exist; was the create-pool task run?")
+        if self._job(job_id) is not None:
+            raise RuntimeError(f"job {job_id} already exists; job ids are never reused")
+        job = pool / "jobs" / job_id
+        (job / "status").mkdir(parents=True)
+        write_json_atomic(
+            job / "job.json",
+            {"tasks": [asdict(t) for t in tasks], "max_retries": max_retries, "timeout_s": timeout_s},
+        )
+
+    def task_statuses(self, job_id: str) -> list[TaskStatus]:
+        job = self._job(job_id)
+        if job is None:
+            raise RuntimeError(f"job {job_id} not found on any local pool (was the pool deleted?)")
+        pool_info = json.loads((job.parents[1] / "pool.json").read_text())
+        if not process_alive(pool_info["pid"]):
+            raise RuntimeError(f"the local pool process of job {job_id} (pid {pool_info['pid']}) is gone")
+        statuses = []
+        for task in json.loads((job / "job.json").read_text())["tasks"]:
+            status_file = job / "status" / f"{task['task_id']}.json"
+            if status_file.exists():
+                status = json.loads(status_file.read_text())
+                status.pop("pid", None)
+                statuses.append(TaskStatus(**status))
+            else:
+                statuses.append(TaskStatus(task_id=task["task_id"], state="pending"))
+        return statuses
+
+    def delete_job(self, job_id: str) -> None:
+        job = self._job(job_id)
+        if job is None:
+            return
+        (job / "deleted").touch()
+        deadline = time.monotonic() + 30
+        while job.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if job.exists():  # the pool process is gone or stuck: stop the tasks ourselves
+            self._kill_running_tasks(job)
+            shutil.rmtree(job, ignore_errors=True)
+
+    def delete_pool(self, pool_id: str) -> None:
+        pool = self._pool(pool_id)
+        info = pool / "pool.json"
+        if not info.exists():
+            log.info("local pool %s is gone already", pool_id)
+            return
+        pid = json.loads(info.read_text())["pid"]
+        (pool / "stop").touch()
+        deadline = time.monotonic() + 15
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kill_group(pid)
+        for job in (pool / "jobs").iterdir():
+            self._kill_running_tasks(job)
+        shutil.rmtree(pool, ignore_errors=True)
+        log.info("local pool %s deleted", pool_id)
+
+    @staticmethod
+    def _kill_running_tasks(job: Path) -> None:
+        for status_file in (job / "status").glob("*.json"):
+            status = json.loads(status_file.read_text())
+            if status["state"] == "running" and status.get("pid"):
+                kill_group(status["pid"])

@@ -1,0 +1,129 @@
+"""The local pool process: runs queued worker-CLI tasks on N slots, with per-task retries and a
+per-attempt timeout, and uploads each attempt's stdout/stderr to storage like Batch output files.
+
+Started by LocalBackend.create_pool as `python -m scoring_airflow.compute.local_pool POOL SIZE`.
+"""
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from retail_scoring import storage
+from scoring_airflow.compute.local import kill_group, write_json_atomic
+
+log = logging.getLogger("local_pool")
+
+POLL_S = 0.2
+WORKER_COMMAND = [sys.executable, "-m", "retail_scoring.cli"]
+
+
+@dataclass
+class Attempt:
+    job: Path
+    task: dict
+    number: int
+    process: subprocess.Popen
+    started: float
+
+
+def write_status(job: Path, task_id: str, state: str, attempts: int, **extra) -> None:
+    write_json_atomic(
+        job / "status" / f"{task_id}.json", {"task_id": task_id, "state": state, "attempts": attempts, **extra}
+    )
+
+
+def read_status(job: Path, task_id: str) -> dict | None:
+    path = job / "status" / f"{task_id}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def start_attempt(job: Path, task: dict, number: int) -> Attempt:
+    work = job / "work"
+    work.mkdir(exist_ok=True)
+    stdout = open(work / f"{task['task_id']}.stdout", "wb")  # noqa: SIM115 - closed when the attempt ends
+    stderr = open(work / f"{task['task_id']}.stderr", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        WORKER_COMMAND + task["arguments"],
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stdout.close()
+    stderr.close()
+    write_status(job, task["task_id"], "running", number, pid=process.pid)
+    log.info("%s/%s attempt %d started (pid %d)", job.name, task["task_id"], number, process.pid)
+    return Attempt(job, task, number, process, time.monotonic())
+
+
+def upload_streams(attempt: Attempt) -> None:
+    work = attempt.job / "work"
+    for stream, url_key in (("stdout", "stdout_url"), ("stderr", "stderr_url")):
+        storage.write_bytes_atomic(attempt.task[url_key], (work / f"{attempt.task['task_id']}.{stream}").read_bytes())
+
+
+def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: int) -> Attempt | None:
+    """Record the attempt's outcome; return the retry attempt when one is due."""
+    upload_streams(attempt)
+    task_id = attempt.task["task_id"]
+    if exit_code == 0:
+        write_status(attempt.job, task_id, "succeeded", attempt.number, exit_code=0)
+        log.info("%s/%s succeeded", attempt.job.name, task_id)
+        return None
+    if attempt.number <= max_retries:
+        log.info("%s/%s attempt %d failed (%s), retrying", attempt.job.name, task_id, attempt.number, detail)
+        return start_attempt(attempt.job, attempt.task, attempt.number + 1)
+    write_status(attempt.job, task_id, "failed", attempt.number, exit_code=exit_code, detail=detail)
+    log.info("%s/%s failed for good (%s)", attempt.job.name, task_id, detail)
+    return None
+
+
+def serve(pool: Path, size: int) -> None:
+    running: list[Attempt] = []
+    while not (pool / "stop").exists():
+        jobs = sorted((pool / "jobs").iterdir(), key=lambda p: p.stat().st_mtime)
+        for job in jobs:
+            if (job / "deleted").exists():
+                for attempt in [a for a in running if a.job == job]:
+                    kill_group(attempt.process.pid)
+                    attempt.process.wait()
+                    running.remove(attempt)
+                shutil.rmtree(job, ignore_errors=True)
+        still_running = []
+        for attempt in running:
+            spec = json.loads((attempt.job / "job.json").read_text())
+            exit_code = attempt.process.poll()
+            detail = f"exit code {exit_code}"
+            if exit_code is None and time.monotonic() - attempt.started > spec["timeout_s"]:
+                kill_group(attempt.process.pid)
+                exit_code = attempt.process.wait()
+                detail = f"timed out after {spec['timeout_s']} s"
+            if exit_code is None:
+                still_running.append(attempt)
+                continue
+            retry = finish_attempt(attempt, exit_code, detail, spec["max_retries"])
+            if retry is not None:
+                still_running.append(retry)
+        running = still_running
+        for job in jobs:
+            if len(running) >= size or not (job / "job.json").exists() or not job.exists():
+                continue
+            for task in json.loads((job / "job.json").read_text())["tasks"]:
+                if len(running) >= size:
+                    break
+                if read_status(job, task["task_id"]) is None:
+                    running.append(start_attempt(job, task, 1))
+        time.sleep(POLL_S)
+    for attempt in running:
+        kill_group(attempt.process.pid)
+    log.info("pool stopped")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
+    serve(Path(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,129 @@
+"""The scoring operator: one job per DAG-run try, one task per partition, deferred while it runs."""
+
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from retail_scoring import storage
+from retail_scoring.layout import StorageLayout
+from retail_scoring.validation import forecast_problems
+from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.settings import ForecastSettings
+from scoring_airflow.triggers import ScoringJobTrigger
+
+STDERR_TAIL_CHARS = 600
+
+
+def worker_arguments(plan: dict, products: list[int]) -> list[str]:
+    """The worker CLI's arguments for one partition, the same on every backend."""
+    return [
+        "score",
+        "--storage",
+        plan["storage_root"],
+        "--products",
+        ",".join(map(str, products)),
+        "--origin",
+        str(plan["origin"]),
+        "--model-version",
+        plan["model_version"],
+        "--run-id",
+        plan["run_id"],
+    ]
+
+
+def plan_expectations(plan: dict, product: int) -> dict:
+    """What the plan says a product's forecast must look like, as forecast_problems() arguments."""
+    return {
+        "run_id": plan["run_id"],
+        "product": product,
+        "n_series": plan["series_per_product"][str(product)],
+        "origin": plan["origin"],
+        "model_version": plan["model_version"],
+    }
+
+
+def partition_is_done(layout: StorageLayout, plan: dict, products: list[int]) -> bool:
+    """Every product of the partition has a forecast that passes validation."""
+    return all(not forecast_problems(layout, **plan_expectations(plan, product)) for product in products)
+
+
+class ScorePartitionsOperator(BaseOperator):
+    """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait.
+
+    Partitions whose valid forecasts exist already are skipped unless the plan says `force`, so a
+    rerun after a failure scores only what is missing.
+    """
+
+    template_fields = ("plan",)
+
+    def __init__(self, *, plan: Any, settings: ForecastSettings | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.settings = settings or ForecastSettings()
+        self._job_id: str | None = None
+
+    def _backend(self):
+        return backend_for(self.plan["compute_backend"], self.plan["backend_config"])
+
+    def execute(self, context: Context) -> dict:
+        plan = self.plan
+        layout = StorageLayout(plan["storage_root"])
+        tasks = []
+        for partition, products in plan["partitions"].items():
+            if not plan["force"] and partition_is_done(layout, plan, products):
+                self.log.info("%s: valid forecasts exist for products %s, skipped", partition, products)
+                continue
+            tasks.append(
+                ScoringTask(
+                    task_id=partition,
+                    arguments=worker_arguments(plan, products),
+                    stdout_url=layout.task_log(plan["run_id"], partition, "stdout"),
+                    stderr_url=layout.task_log(plan["run_id"], partition, "stderr"),
+                )
+            )
+        if not tasks:
+            self.log.info("every partition has valid forecasts; nothing to score")
+            return {"scored": [], "skipped": list(plan["partitions"])}
+        self._job_id = f"{plan['run_id']}-try{context['ti'].try_number}"
+        self._backend().submit_job(
+            plan["pool_id"], self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
+        )
+        self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan["pool_id"])
+        self.defer(
+            trigger=ScoringJobTrigger(
+                plan["compute_backend"], plan["backend_config"], self._job_id, self.settings.poll_interval_s
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict) -> dict:
+        if event.get("error"):
+            raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
+        layout = StorageLayout(self.plan["storage_root"])
+        failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
+        if failed:
+            raise AirflowException(
+                f"{len(failed)} of {len(event['statuses'])} partitions failed:\n"
+                + "\n".join(self._describe_failure(layout, status) for status in failed)
+            )
+        scored = [s["task_id"] for s in event["statuses"]]
+        self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
+        return {"scored": scored, "skipped": [p for p in self.plan["partitions"] if p not in scored]}
+
+    def _describe_failure(self, layout: StorageLayout, status: dict) -> str:
+        stderr_url = layout.task_log(self.plan["run_id"], status["task_id"], "stderr")
+        tail = (
+            storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
+            if storage.exists(stderr_url)
+            else "(no stderr uploaded)"
+        )
+        return (
+            f"- {status['task_id']} (products {self.plan['partitions'][status['task_id']]}): "
+            f"exit code {status['exit_code']} after {status['attempts']} attempt(s), {status['detail']}; "
+            f"stderr tail: {tail.strip()}"
+        )
+
+    def on_kill(self) -> None:
+        if self._job_id:
+            self._backend().delete_job(self._job_id)

@@ -1,0 +1,56 @@
+"""Pure planning logic: which week a run forecasts from, and how products become partitions."""
+
+import re
+from datetime import date, datetime
+
+from retail_scoring.layout import partition_label
+
+
+class PlanError(ValueError):
+    """A run cannot be planned as asked (origin outside the data, unknown products, bad params)."""
+
+
+def origin_for_logical_date(logical_date: datetime | date, week0_monday: date) -> int:
+    """The dataset week a run forecasts from: the last week completed before the logical date.
+
+    Dataset week w spans the seven days from week0_monday + w weeks, so a run on Monday
+    2026-11-23 (dataset week 108 with the default week0_monday 2024-10-28) forecasts from week 107.
+    """
+    day = logical_date.date() if isinstance(logical_date, datetime) else logical_date
+    return (day - week0_monday).days // 7 - 1
+
+
+def check_origin(origin: int, first_origin: int, last_origin: int) -> None:
+    if not first_origin <= origin <= last_origin:
+        raise PlanError(
+            f"forecast origin week {origin} is outside the data: origins {first_origin}..{last_origin} have "
+            "enough history for the lags and 13 planned weeks after them"
+        )
+
+
+def partition_products(products: list[int], pool_size: int, partitioning: str) -> dict[str, list[int]]:
+    """One partition per pool node (the reference's advice: one model load per node), or one per product."""
+    if partitioning == "per_product":
+        groups = [[product] for product in products]
+    elif partitioning == "per_node":
+        count = min(pool_size, len(products))
+        groups = [products[i::count] for i in range(count)]
+    else:
+        raise PlanError(f"partitioning must be 'per_node' or 'per_product', got {partitioning!r}")
+    return {partition_label(i): sorted(group) for i, group in enumerate(groups)}
+
+
+def select_products(available: list[int], requested: list[int] | None) -> list[int]:
+    if not available:
+        raise PlanError("no products found in storage; seed the data first")
+    if not requested:
+        return available
+    unknown = sorted(set(requested) - set(available))
+    if unknown:
+        raise PlanError(f"unknown products {unknown}; storage has products {available[0]}..{available[-1]}")
+    return sorted(set(requested))
+
+
+def storage_run_id(dag_id: str, airflow_run_id: str) -> str:
+    """A folder- and Batch-safe id, unique per DAG run, stable across its retries."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{dag_id}__{airflow_run_id}").strip("-")

@@ -1,0 +1,33 @@
+"""Defaults of the forecast pipeline in one typed object; overridden by environment variables
+(FORECAST_*) and, per run, by DAG params. Credentials never live here: they are Airflow connections."""
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"FORECAST_{name}", default)
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    storage_root: str = field(default_factory=lambda: _env("STORAGE_ROOT", f"file://{PROJECT_DIR}/.local/storage"))
+    model_version: str = field(default_factory=lambda: _env("MODEL_VERSION", "gbm-300x6-v1"))
+    compute_backend: str = field(default_factory=lambda: _env("COMPUTE_BACKEND", "local"))
+    pool_size: int = field(default_factory=lambda: int(_env("POOL_SIZE", str(os.cpu_count() or 1))))
+    task_retries: int = field(default_factory=lambda: int(_env("TASK_RETRIES", "2")))
+    task_timeout_s: int = field(default_factory=lambda: int(_env("TASK_TIMEOUT_S", "3600")))
+    poll_interval_s: float = field(default_factory=lambda: float(_env("POLL_INTERVAL_S", "5")))
+    local_pool_dir: Path = field(
+        default_factory=lambda: Path(_env("LOCAL_POOL_DIR", str(PROJECT_DIR / ".local/pools")))
+    )
+    log_cap_bytes: int = field(default_factory=lambda: int(_env("LOG_CAP_BYTES", "20000")))
+    # Monday on which dataset week 0 began; see planning.origin_for_logical_date.
+    week0_monday: date = field(default_factory=lambda: date.fromisoformat(_env("WEEK0_MONDAY", "2024-10-28")))
+
+
+MAX_POOL_SIZE = 64

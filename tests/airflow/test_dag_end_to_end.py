@@ -1,0 +1,95 @@
+"""The real DAG through dag.test(): local pool processes running the real worker on real R."""
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from retail_scoring import storage
+from retail_scoring.tables import read_forecast
+from scoring_airflow.planning import storage_run_id
+from tests.airflow.conftest import run_dag
+from tests.conftest import local_path
+
+LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)  # origin 107, the last week of history
+OLDER_WEEK = datetime(2025, 12, 1, 6, tzinfo=UTC)  # origin 56
+TWO_PRODUCTS = {"products": [1, 2], "pool_size": 2}
+
+
+def run_id_of(dag_run) -> str:
+    return storage_run_id(dag_run.dag_id, dag_run.run_id)
+
+
+def task_state(dag_run, task_id: str) -> str:
+    return dag_run.get_task_instance(task_id).state
+
+
+def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, layout, forecast_env):
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "success"
+    run_id = run_id_of(dag_run)
+    for product in (1, 2):
+        forecast = read_forecast(layout.forecast_file(run_id, product))
+        assert len(forecast) == 66 * 13
+        assert sorted(forecast["week"].unique()) == list(range(108, 121))
+    report = json.loads(storage.read_bytes(layout.validation_report(run_id)))
+    assert report["valid"] and report["checked_products"] == 2
+    assert json.loads(storage.read_bytes(layout.latest_pointer()))["run_id"] == run_id
+    assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_000", "stdout")).decode()
+    assert not any(forecast_env.iterdir()), "the pool was deleted"
+
+
+def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores_only_it(
+    airflow_db, layout, forecast_env
+):
+    history_path = local_path(layout.product_file(2, "history"))
+    good_history = pd.read_parquet(history_path)
+    good_history.assign(sales=-good_history["sales"]).to_parquet(history_path, index=False)
+
+    failed = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert failed.state == "failed"
+    assert task_state(failed, "score") == "failed"
+    assert task_state(failed, "validate") == "upstream_failed"
+    assert task_state(failed, "publish") == "upstream_failed"
+    assert task_state(failed, "collect_logs") == "success"
+    assert task_state(failed, "delete_pool") == "success"
+    assert not any(forecast_env.iterdir()), "the pool was deleted although scoring failed"
+    assert not storage.exists(layout.latest_pointer()), "nothing published"
+    run_id = run_id_of(failed)
+    stderr = storage.read_bytes(layout.task_log(run_id, "partition_001", "stderr")).decode()
+    assert "product_002/history.parquet: column 'sales' must be positive" in stderr
+    kept = local_path(layout.forecast_file(run_id, 1))
+    kept_mtime = kept.stat().st_mtime_ns
+
+    good_history.to_parquet(history_path, index=False)
+    rerun = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert rerun.state == "success"
+    assert run_id_of(rerun) == run_id
+    assert kept.stat().st_mtime_ns == kept_mtime, "the partition that had succeeded was not scored again"
+    assert storage.exists(layout.forecast_file(run_id, 2))
+
+
+def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_db, layout, forecast_env):
+    conf = {"products": [1], "pool_size": 1}
+    first = run_dag(OLDER_WEEK, conf)
+    assert first.state == "success"
+    forecast = read_forecast(layout.forecast_file(run_id_of(first), 1))
+    assert (forecast["forecast_origin"] == 56).all()
+    assert sorted(forecast["week"].unique()) == list(range(57, 70))
+
+    # Sales after the origin did not exist yet at that date: changing them must change nothing.
+    history_path = local_path(layout.product_file(1, "history"))
+    history = pd.read_parquet(history_path)
+    history.assign(sales=history["sales"].where(history["week"] <= 56, history["sales"] * 50)).to_parquet(
+        history_path, index=False
+    )
+    again = run_dag(OLDER_WEEK, {**conf, "force": True})
+    assert again.state == "success"
+    rescored = read_forecast(layout.forecast_file(run_id_of(again), 1))
+    pd.testing.assert_frame_equal(forecast, rescored)
+
+
+def test_origin_outside_the_data_fails_planning_with_the_valid_range(airflow_db, layout, forecast_env):
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "origin_week": 200})
+    assert dag_run.state == "failed"
+    assert task_state(dag_run, "plan") == "failed"
