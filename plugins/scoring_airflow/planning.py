@@ -1,7 +1,7 @@
 """Pure planning logic: which week a run forecasts from, and how products become partitions."""
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from retail_scoring.layout import partition_label
 
@@ -18,6 +18,11 @@ def origin_for_logical_date(logical_date: datetime | date, week0_monday: date) -
     """
     day = logical_date.date() if isinstance(logical_date, datetime) else logical_date
     return (day - week0_monday).days // 7 - 1
+
+
+def logical_date_for_origin(origin: int, week0_monday: date) -> date:
+    """The Monday whose run forecasts from `origin` (the inverse of origin_for_logical_date)."""
+    return week0_monday + timedelta(weeks=origin + 1)
 
 
 def check_origin(origin: int, first_origin: int, last_origin: int) -> None:

@@ -35,11 +35,17 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def process_alive(pid: int) -> bool:
+    try:  # when it is our own child that exited, reap it: a zombie still answers kill(pid, 0)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    stat = Path(f"/proc/{pid}/stat")  # a killed orphan stays a zombie until its new parent reaps it
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
 
 
 def kill_group(pid: int) -> None:
@@ -52,11 +58,12 @@ def kill_group(pid: int) -> None:
 class LocalBackend(ComputeBackend):
     name = "local"
 
-    def __init__(self, pool_dir: str):
+    def __init__(self, pool_dir: str, worker_command: list[str] | None = None):
         self.pool_dir = Path(pool_dir)
+        self.worker_command = worker_command or [sys.executable, "-m", "retail_scoring.cli"]
 
     def config(self) -> dict:
-        return {"pool_dir": str(self.pool_dir)}
+        return {"pool_dir": str(self.pool_dir), "worker_command": self.worker_command}
 
     def _pool(self, pool_id: str) -> Path:
         return self.pool_dir / pool_id
@@ -75,7 +82,7 @@ class LocalBackend(ComputeBackend):
         (pool / "jobs").mkdir(parents=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")])}
         process = subprocess.Popen(
-            [sys.executable, "-m", "scoring_airflow.compute.local_pool", str(pool), str(size)],
+            [sys.executable, "-m", "scoring_airflow.compute.local_pool", str(pool), str(size), *self.worker_command],
             stdin=subprocess.DEVNULL,
             stdout=open(pool / "pool.log", "ab"),  # noqa: SIM115 - handed to the detached process
             stderr=subprocess.STDOUT,

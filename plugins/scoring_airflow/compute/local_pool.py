@@ -1,7 +1,8 @@
 """The local pool process: runs queued worker-CLI tasks on N slots, with per-task retries and a
 per-attempt timeout, and uploads each attempt's stdout/stderr to storage like Batch output files.
 
-Started by LocalBackend.create_pool as `python -m scoring_airflow.compute.local_pool POOL SIZE`.
+Started by LocalBackend.create_pool as
+`python -m scoring_airflow.compute.local_pool POOL_FOLDER SIZE WORKER_COMMAND...`.
 """
 
 import json
@@ -19,7 +20,6 @@ from scoring_airflow.compute.local import kill_group, write_json_atomic
 log = logging.getLogger("local_pool")
 
 POLL_S = 0.2
-WORKER_COMMAND = [sys.executable, "-m", "retail_scoring.cli"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Attempt:
     number: int
     process: subprocess.Popen
     started: float
+    worker_command: list[str]
 
 
 def write_status(job: Path, task_id: str, state: str, attempts: int, **extra) -> None:
@@ -42,13 +43,13 @@ def read_status(job: Path, task_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def start_attempt(job: Path, task: dict, number: int) -> Attempt:
+def start_attempt(job: Path, task: dict, number: int, worker_command: list[str]) -> Attempt:
     work = job / "work"
     work.mkdir(exist_ok=True)
     stdout = open(work / f"{task['task_id']}.stdout", "wb")  # noqa: SIM115 - closed when the attempt ends
     stderr = open(work / f"{task['task_id']}.stderr", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        WORKER_COMMAND + task["arguments"],
+        worker_command + task["arguments"],
         stdout=stdout,
         stderr=stderr,
         stdin=subprocess.DEVNULL,
@@ -58,7 +59,7 @@ def start_attempt(job: Path, task: dict, number: int) -> Attempt:
     stderr.close()
     write_status(job, task["task_id"], "running", number, pid=process.pid)
     log.info("%s/%s attempt %d started (pid %d)", job.name, task["task_id"], number, process.pid)
-    return Attempt(job, task, number, process, time.monotonic())
+    return Attempt(job, task, number, process, time.monotonic(), worker_command)
 
 
 def upload_streams(attempt: Attempt) -> None:
@@ -77,13 +78,13 @@ def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: i
         return None
     if attempt.number <= max_retries:
         log.info("%s/%s attempt %d failed (%s), retrying", attempt.job.name, task_id, attempt.number, detail)
-        return start_attempt(attempt.job, attempt.task, attempt.number + 1)
+        return start_attempt(attempt.job, attempt.task, attempt.number + 1, attempt.worker_command)
     write_status(attempt.job, task_id, "failed", attempt.number, exit_code=exit_code, detail=detail)
     log.info("%s/%s failed for good (%s)", attempt.job.name, task_id, detail)
     return None
 
 
-def serve(pool: Path, size: int) -> None:
+def serve(pool: Path, size: int, worker_command: list[str]) -> None:
     running: list[Attempt] = []
     while not (pool / "stop").exists():
         jobs = sorted((pool / "jobs").iterdir(), key=lambda p: p.stat().st_mtime)
@@ -117,7 +118,7 @@ def serve(pool: Path, size: int) -> None:
                 if len(running) >= size:
                     break
                 if read_status(job, task["task_id"]) is None:
-                    running.append(start_attempt(job, task, 1))
+                    running.append(start_attempt(job, task, 1, worker_command))
         time.sleep(POLL_S)
     for attempt in running:
         kill_group(attempt.process.pid)
@@ -126,4 +127,4 @@ def serve(pool: Path, size: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(Path(sys.argv[1]), int(sys.argv[2]))
+    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])

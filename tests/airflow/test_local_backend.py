@@ -1,0 +1,105 @@
+"""The local pool with real processes: queueing on N slots, retries, timeouts, kills, cleanup."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retail_scoring import storage
+from scoring_airflow.compute import ScoringTask
+from scoring_airflow.compute.local import LocalBackend, process_alive
+
+# A stand-in worker: python -c SCRIPT ARG... ; behaviour picked by the task's arguments.
+STAND_IN_WORKER = [
+    sys.executable,
+    "-c",
+    """
+import os, pathlib, signal, sys, time
+mode, marker = sys.argv[1], pathlib.Path(sys.argv[2])
+print("started", mode, flush=True)
+if mode == "ok":
+    sys.exit(0)
+if mode == "fail":
+    print("bad input in product_004", file=sys.stderr)
+    sys.exit(2)
+if mode == "killed-once" and not marker.exists():
+    marker.touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode == "sleep":
+    marker.write_text(str(os.getpid()))
+    time.sleep(60)
+""",
+]
+
+
+def wait_until_final(backend: LocalBackend, job_id: str, timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = backend.task_statuses(job_id)
+        if all(s.is_final for s in statuses):
+            return {s.task_id: s for s in statuses}
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {statuses}")
+
+
+@pytest.fixture
+def backend(tmp_path: Path):
+    backend = LocalBackend(str(tmp_path / "pools"), worker_command=STAND_IN_WORKER)
+    backend.create_pool("pool-a", 2)
+    yield backend
+    backend.delete_pool("pool-a")
+
+
+def task(tmp_path: Path, task_id: str, mode: str) -> ScoringTask:
+    logs = f"file://{tmp_path}/logs/{task_id}"
+    return ScoringTask(task_id, [mode, str(tmp_path / f"{task_id}.marker")], f"{logs}/stdout.txt", f"{logs}/stderr.txt")
+
+
+def test_tasks_succeed_fail_and_upload_their_streams(backend, tmp_path):
+    tasks = [task(tmp_path, "p0", "ok"), task(tmp_path, "p1", "fail"), task(tmp_path, "p2", "ok")]
+    backend.submit_job("pool-a", "job-1", tasks, max_retries=1, timeout_s=30)
+    statuses = wait_until_final(backend, "job-1")
+    assert statuses["p0"].state == statuses["p2"].state == "succeeded"
+    assert (statuses["p1"].state, statuses["p1"].exit_code, statuses["p1"].attempts) == ("failed", 2, 2)
+    assert "bad input in product_004" in storage.read_bytes(tasks[1].stderr_url).decode()
+    assert "started ok" in storage.read_bytes(tasks[0].stdout_url).decode()
+
+
+def test_a_task_killed_by_sigkill_is_retried_and_succeeds(backend, tmp_path):
+    backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "killed-once")], max_retries=2, timeout_s=30)
+    status = wait_until_final(backend, "job-1")["p0"]
+    assert (status.state, status.attempts) == ("succeeded", 2)
+
+
+def test_a_task_over_its_timeout_is_killed_and_reported(backend, tmp_path):
+    backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "sleep")], max_retries=0, timeout_s=1)
+    status = wait_until_final(backend, "job-1")["p0"]
+    assert status.state == "failed" and "timed out after 1 s" in status.detail
+    assert not process_alive(int((tmp_path / "p0.marker").read_text()))
+
+
+def test_job_ids_are_never_reused(backend, tmp_path):
+    backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "ok")], max_retries=0, timeout_s=30)
+    with pytest.raises(RuntimeError, match="job job-1 already exists"):
+        backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "ok")], max_retries=0, timeout_s=30)
+
+
+def test_a_second_live_pool_with_the_same_id_is_refused(backend):
+    with pytest.raises(RuntimeError, match="local pool pool-a already exists"):
+        backend.create_pool("pool-a", 2)
+
+
+def test_deleting_the_pool_kills_running_tasks(tmp_path):
+    backend = LocalBackend(str(tmp_path / "pools"), worker_command=STAND_IN_WORKER)
+    backend.create_pool("pool-b", 1)
+    backend.submit_job("pool-b", "job-1", [task(tmp_path, "p0", "sleep")], max_retries=0, timeout_s=60)
+    marker = tmp_path / "p0.marker"
+    deadline = time.monotonic() + 20
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    backend.delete_pool("pool-b")
+    time.sleep(0.5)
+    assert not process_alive(int(marker.read_text()))
+    assert not (tmp_path / "pools" / "pool-b").exists()
+    backend.delete_pool("pool-b")  # deleting again is fine
