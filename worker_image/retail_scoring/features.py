@@ -41,50 +41,60 @@ def scoring_features(history: pd.DataFrame, future: pd.DataFrame, origin: int, s
 
     `history` holds the series' weeks up to `origin` (with sales); `future` their planned
     exogenous values for weeks origin+1..origin+HORIZON. `source` names the product in errors.
+    Works on numpy arrays of the series laid end to end: this runs once per product per task.
     """
-    history = history.sort_values(["sku", "store", "week"])
-    _check_contiguous(history, source)
-    history = history.assign(log_sales=np.log(history["sales"]))
-    by_series = history.groupby(list(SERIES_KEY), sort=True)
-    recent = history[history["week"] > origin - N_LAGS]
-    lags = recent.pivot(index=list(SERIES_KEY), columns="week", values="log_sales")
-    lags = lags.reindex(columns=range(origin, origin - N_LAGS, -1))
-    short = lags.isna().any(axis=1)
+    history = _sorted_by_series(history)
+    sku, store, week = (history[c].to_numpy() for c in ("sku", "store", "week"))
+    log_sales = np.log(history["sales"].to_numpy())
+    starts = np.flatnonzero(np.r_[True, (sku[1:] != sku[:-1]) | (store[1:] != store[:-1])])
+    ends = np.r_[starts[1:], len(week)] - 1
+    _check_contiguous(sku, store, week, starts, ends, source)
+    short = (week[ends] != origin) | (ends - starts + 1 < N_LAGS)
     if short.any():
-        sku, store = lags.index[short][0]
+        first = starts[short.argmax()]
         raise InputDataError(
-            f"{source}: series sku={sku} store={store} lacks the {N_LAGS} weeks of sales up to "
+            f"{source}: series sku={sku[first]} store={store[first]} lacks the {N_LAGS} weeks of sales up to "
             f"origin week {origin} that the lag features need"
         )
-    per_series = pd.DataFrame(lags.to_numpy(), index=lags.index, columns=list(LAG_COLUMNS))
-    per_series["level"] = by_series["log_sales"].sum() / by_series["log_sales"].count()
-    per_series = _with_month_summaries(per_series).reset_index()
+    per_series = pd.DataFrame({"sku": sku[starts], "store": store[starts]})
+    for k in range(1, N_LAGS + 1):
+        per_series[f"lag{k}"] = log_sales[ends - k + 1]
+    per_series["level"] = np.add.reduceat(log_sales, starts) / (ends - starts + 1)
+    per_series = _with_month_summaries(per_series)
 
     future = future[(future["week"] > origin) & (future["week"] <= origin + HORIZON)]
-    future_weeks = future.groupby(list(SERIES_KEY))["week"].nunique()
-    incomplete = future_weeks.reindex(lags.index, fill_value=0) < HORIZON
-    if incomplete.any():
-        sku, store = lags.index[incomplete][0]
+    rows = future[[*SERIES_KEY, "week", *EXOGENOUS]].merge(per_series, on=list(SERIES_KEY), how="right")
+    planned_weeks = rows.groupby(list(SERIES_KEY), sort=False)["week"].nunique()
+    if (planned_weeks < HORIZON).any() or len(rows) != len(per_series) * HORIZON:
+        sku_, store_ = planned_weeks.index[(planned_weeks < HORIZON).argmax()]
         raise InputDataError(
-            f"{source}: series sku={sku} store={store} lacks planned deal/feat/prices for some of "
+            f"{source}: series sku={sku_} store={store_} lacks planned deal/feat/prices for some of "
             f"weeks {origin + 1}..{origin + HORIZON}"
         )
-    rows = future[[*SERIES_KEY, "week", *EXOGENOUS]].merge(per_series, on=list(SERIES_KEY), how="inner")
-    rows = rows.assign(step=rows["week"] - origin).sort_values(["step", "sku", "store"])
+    rows = rows.assign(step=rows["week"] - origin).sort_values(["step", "sku", "store"], kind="stable")
     features = rows.drop(columns=["sku", "store", "week", "step"])
-    if features.isna().any().any():
+    if features.isna().to_numpy().any():
         column = features.columns[features.isna().any()][0]
         raise InputDataError(f"{source}: feature '{column}' is NaN for some rows")
     return rows.reset_index(drop=True)
 
 
-def _check_contiguous(history: pd.DataFrame, source: str) -> None:
+def _sorted_by_series(history: pd.DataFrame) -> pd.DataFrame:
+    """Product files are written sorted; sort only when one is not."""
+    sku, store, week = (history[c].to_numpy() for c in ("sku", "store", "week"))
+    ascending = (np.diff(sku) > 0) | (
+        (np.diff(sku) == 0) & ((np.diff(store) > 0) | ((np.diff(store) == 0) & (np.diff(week) > 0)))
+    )
+    return history if ascending.all() else history.sort_values(["sku", "store", "week"])
+
+
+def _check_contiguous(sku, store, week, starts, ends, source: str) -> None:
     """Lags count rows, so a missing week would silently shift every lag after it."""
-    span = history.groupby(list(SERIES_KEY))["week"].agg(["min", "max", "count"])
-    gaps = span[span["max"] - span["min"] + 1 != span["count"]]
-    if not gaps.empty:
-        (sku, store), row = next(iter(gaps.iterrows()))
+    gaps = week[ends] - week[starts] + 1 != ends - starts + 1
+    if gaps.any():
+        index = gaps.argmax()
+        first, last = starts[index], ends[index]
         raise InputDataError(
-            f"{source}: series sku={sku} store={store} has gaps in its weekly history "
-            f"({int(row['count'])} rows for weeks {int(row['min'])}..{int(row['max'])})"
+            f"{source}: series sku={sku[first]} store={store[first]} has gaps in its weekly history "
+            f"({last - first + 1} rows for weeks {week[first]}..{week[last]})"
         )

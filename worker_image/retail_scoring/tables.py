@@ -56,23 +56,29 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
         )
     if frame.empty:
         raise InputDataError(f"{source}: has no rows")
-    frame = frame[expected].copy()
+    frame = frame[expected]
+    numeric = [f.name for f in schema if not pa.types.is_string(f.type)]
+    not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not_numeric:
+        raise InputDataError(
+            f"{source}: column '{not_numeric[0]}' must be numeric, found {frame[not_numeric[0]].dtype}"
+        )
+    missing_values = frame[numeric].isna().to_numpy()
+    if missing_values.any():
+        column = numeric[missing_values.any(axis=0).argmax()]
+        raise InputDataError(
+            f"{source}: column '{column}' has missing values, first at {_row(frame, frame[column].isna())}"
+        )
+    casts = {}
     for field in schema:
-        column = frame[field.name]
-        if pa.types.is_string(field.type):
-            continue
-        if not pd.api.types.is_numeric_dtype(column):
-            raise InputDataError(f"{source}: column '{field.name}' must be numeric, found {column.dtype}")
-        if column.isna().any():
-            raise InputDataError(
-                f"{source}: column '{field.name}' has missing values, first at {_row(frame, column.isna())}"
-            )
-        if pa.types.is_integer(field.type):
-            if (column != column.round()).any():
+        dtype = frame[field.name].dtype
+        if pa.types.is_integer(field.type) and dtype != "int64":
+            if (frame[field.name] != frame[field.name].round()).any():
                 raise InputDataError(f"{source}: column '{field.name}' must hold whole numbers")
-            frame[field.name] = column.astype("int64")
-        else:
-            frame[field.name] = column.astype("float64")
+            casts[field.name] = "int64"
+        elif pa.types.is_floating(field.type) and dtype != "float64":
+            casts[field.name] = "float64"
+    frame = frame.astype(casts) if casts else frame
     if "sales" in frame and (frame["sales"] <= 0).any():
         raise InputDataError(
             f"{source}: column 'sales' must be positive, found {frame['sales'].min()} at "

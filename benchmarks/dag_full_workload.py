@@ -1,0 +1,96 @@
+"""Benchmark: the full weekly workload (90 products, committed models) through the real DAG on the
+local backend. Prints wall seconds, the R predict seconds summed over the scoring tasks, and
+wall / (predict seconds / cores): how close orchestration + I/O + features get to pure scoring.
+
+  .venv/bin/python benchmarks/dag_full_workload.py [--products 90] [--model-version gbm-300x6-v1]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--products", type=int, default=90)
+    parser.add_argument("--model-version", default="gbm-300x6-v1")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    scratch = Path(tempfile.mkdtemp(prefix="dag-bench-"))
+    os.environ.update(
+        AIRFLOW_HOME=str(PROJECT / ".local" / "airflow-bench"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(PROJECT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(PROJECT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        FORECAST_STORAGE_ROOT=f"file://{scratch}/storage",
+        FORECAST_LOCAL_POOL_DIR=str(scratch / "pools"),
+        FORECAST_MODEL_VERSION=args.model_version,
+        FORECAST_POOL_SIZE=str(cores),
+        FORECAST_POLL_INTERVAL_S="1",
+    )
+    sys.path.insert(0, str(PROJECT / "plugins"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retail_scoring.cli",
+            "build-data",
+            "--storage",
+            os.environ["FORECAST_STORAGE_ROOT"],
+            "--products",
+            str(args.products),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retail_scoring.cli",
+            "upload-models",
+            "--storage",
+            os.environ["FORECAST_STORAGE_ROOT"],
+            "--source",
+            str(PROJECT / "include" / "models" / args.model_version),
+        ],
+        check=True,
+    )
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from retail_scoring import storage
+    from retail_scoring.layout import StorageLayout
+    from scoring_airflow.planning import storage_run_id
+
+    dag = DagBag(str(PROJECT / "dags")).dags["weekly_sales_forecast"]
+    started = time.perf_counter()
+    dag_run = dag.test(logical_date=LATEST_WEEK, run_after=datetime.now(UTC))
+    wall = time.perf_counter() - started
+    if dag_run.state != "success":
+        sys.exit(f"the run ended {dag_run.state}")
+    layout = StorageLayout(os.environ["FORECAST_STORAGE_ROOT"])
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    predict_s, task_s = 0.0, []
+    for partition in storage.list_names(f"{layout.run_dir(run_id)}/logs"):
+        stdout = storage.read_bytes(layout.task_log(run_id, partition, "stdout")).decode()
+        predict_s += float(re.search(r"predict_s=([\d.]+)", stdout).group(1))
+        task_s.append(partition)
+    print(f"products: {args.products}, partitions: {len(task_s)}, cores (pool slots): {cores}")
+    print(f"wall seconds (whole DAG run):        {wall:.1f}")
+    print(f"R predict seconds, sum over tasks:   {predict_s:.1f}")
+    print(f"wall / (predict seconds / cores):    {wall / (predict_s / cores):.2f} (target < 1.25)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Benchmark: score one partition of N products with a committed model set and print where the
+time goes. Seeds a scratch storage first (data + models), so it runs on a fresh checkout.
+
+  .venv/bin/python benchmarks/score_partition.py [--products 10] [--model-version gbm-300x6-v1]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import upload_model_set
+from retail_scoring.scoring import score_partition
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--products", type=int, default=10)
+    parser.add_argument("--model-version", default="gbm-300x6-v1")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        layout = StorageLayout(f"file://{scratch}")
+        write_products(layout, prepare_reference_series(load_orange_juice()), args.products)
+        upload_model_set(MODELS_DIR / args.model_version, layout)
+        started = time.perf_counter()
+        timings = score_partition(layout, list(range(1, args.products + 1)), 107, args.model_version, "bench")
+        wall = time.perf_counter() - started
+    overhead = timings.features_s + timings.conversion_s + timings.write_s
+    print(f"products:                   {args.products}")
+    print(f"model load seconds:         {timings.model_load_s:.3f}")
+    print(f"feature seconds:            {timings.features_s:.3f}")
+    print(f"pandas-to-R seconds:        {timings.conversion_s:.3f}")
+    print(f"R predict seconds:          {timings.predict_s:.3f}")
+    print(f"write seconds:              {timings.write_s:.3f}")
+    print(f"R predict calls:            {timings.predict_calls}")
+    print(f"scoring operations:         {timings.scoring_operations}")
+    print(f"scoring operations/second:  {timings.scoring_operations / wall:.0f} (wall {wall:.2f} s)")
+    print(f"features+conversion+write:  {100 * overhead / timings.predict_s:.1f}% of R predict time (target < 10%)")
+
+
+if __name__ == "__main__":
+    main()
