@@ -1,5 +1,7 @@
 """The local pool with real processes: queueing on N slots, retries, timeouts, kills, cleanup."""
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -8,7 +10,7 @@ import pytest
 
 from retail_scoring import storage
 from scoring_airflow.compute import ScoringTask
-from scoring_airflow.compute.local import LocalBackend, process_alive
+from scoring_airflow.compute.local import LocalBackend, kill_group, process_alive
 
 # A stand-in worker: python -c SCRIPT ARG... ; behaviour picked by the task's arguments.
 STAND_IN_WORKER = [
@@ -103,3 +105,19 @@ def test_deleting_the_pool_kills_running_tasks(tmp_path):
     assert not process_alive(int(marker.read_text()))
     assert not (tmp_path / "pools" / "pool-b").exists()
     backend.delete_pool("pool-b")  # deleting again is fine
+
+
+def test_a_pool_process_that_died_is_reported_not_waited_on_forever(tmp_path):
+    backend = LocalBackend(str(tmp_path / "pools"), worker_command=STAND_IN_WORKER)
+    backend.create_pool("pool-c", 1)
+    backend.submit_job("pool-c", "job-1", [task(tmp_path, "p0", "sleep")], max_retries=0, timeout_s=60)
+    pool = tmp_path / "pools" / "pool-c"
+    deadline = time.monotonic() + 10
+    while not (pool / "heartbeat").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kill_group(json.loads((pool / "pool.json").read_text())["pid"])
+    old = time.time() - 60
+    os.utime(pool / "heartbeat", (old, old))
+    with pytest.raises(RuntimeError, match="stopped beating"):
+        backend.task_statuses("job-1")
+    backend.delete_pool("pool-c")

@@ -5,6 +5,7 @@ scoring operator can defer while tasks run, just as with Azure Batch. Client and
 talk through files in the pool's folder:
 
   {pool_dir}/{pool_id}/pool.json                         size and pid of the pool process
+  {pool_dir}/{pool_id}/heartbeat                         touched by the pool process while it runs
   {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's tasks, retries, timeout
   {pool_dir}/{pool_id}/jobs/{job_id}/status/{task}.json  written by the pool process
   {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
@@ -26,6 +27,9 @@ from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
 log = logging.getLogger(__name__)
 
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
+# The pool process touches its heartbeat file every loop; the trigger may run in another container
+# (docker-compose's triggerer), where the pool's pid means nothing, so liveness is the file's age.
+HEARTBEAT_TIMEOUT_S = 30
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -80,6 +84,7 @@ class LocalBackend(ComputeBackend):
                 raise RuntimeError(f"local pool {pool_id} already exists and is running ({pool})")
             shutil.rmtree(pool)
         (pool / "jobs").mkdir(parents=True)
+        (pool / "heartbeat").touch()  # the first beat, until the process beats itself
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")])}
         process = subprocess.Popen(
             [sys.executable, "-m", "scoring_airflow.compute.local_pool", str(pool), str(size), *self.worker_command],
@@ -109,9 +114,9 @@ class LocalBackend(ComputeBackend):
         job = self._job(job_id)
         if job is None:
             raise RuntimeError(f"job {job_id} not found on any local pool (was the pool deleted?)")
-        pool_info = json.loads((job.parents[1] / "pool.json").read_text())
-        if not process_alive(pool_info["pid"]):
-            raise RuntimeError(f"the local pool process of job {job_id} (pid {pool_info['pid']}) is gone")
+        heartbeat = job.parents[1] / "heartbeat"
+        if not heartbeat.exists() or time.time() - heartbeat.stat().st_mtime > HEARTBEAT_TIMEOUT_S:
+            raise RuntimeError(f"the local pool process of job {job_id} stopped beating ({heartbeat})")
         statuses = []
         for task in json.loads((job / "job.json").read_text())["tasks"]:
             status_file = job / "status" / f"{task['task_id']}.json"

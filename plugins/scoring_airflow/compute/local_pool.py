@@ -87,6 +87,7 @@ def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: i
 def serve(pool: Path, size: int, worker_command: list[str]) -> None:
     running: list[Attempt] = []
     while not (pool / "stop").exists():
+        (pool / "heartbeat").touch()
         jobs = sorted((pool / "jobs").iterdir(), key=lambda p: p.stat().st_mtime)
         for job in jobs:
             if (job / "deleted").exists():

@@ -1,0 +1,52 @@
+"""The worker image's Python environment, built by the same script the Dockerfile runs."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_MODELS
+
+WORKER_IMAGE = Path(__file__).resolve().parents[2] / "worker_image"
+
+
+def test_dockerfile_builds_its_environment_with_the_shared_install_script():
+    dockerfile = (WORKER_IMAGE / "Dockerfile").read_text()
+    assert "install_worker_env.sh /opt/worker" in dockerfile
+    assert 'ENTRYPOINT ["/opt/worker/bin/retail-scoring"]' in dockerfile
+    assert "USER scorer" in dockerfile
+
+
+@pytest.fixture(scope="module")
+def worker_env(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("image") / "worker"
+    subprocess.run(["sh", str(WORKER_IMAGE / "install_worker_env.sh"), str(venv), str(WORKER_IMAGE)], check=True)
+    return venv
+
+
+def test_worker_environment_has_no_airflow(worker_env):
+    result = subprocess.run([str(worker_env / "bin/python"), "-c", "import airflow"], capture_output=True)
+    assert result.returncode != 0
+
+
+def test_worker_cli_from_the_image_environment_scores_a_partition(worker_env, layout):
+    result = subprocess.run(
+        [
+            str(worker_env / "bin/retail-scoring"),
+            "score",
+            "--storage",
+            layout.root,
+            "--products",
+            "1",
+            "--origin",
+            "107",
+            "--model-version",
+            TINY_MODELS,
+            "--run-id",
+            "image",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "product_001: 858 rows scored" in result.stdout
