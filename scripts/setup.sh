@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-debian_packages=(r-base-core r-base-dev r-cran-gbm r-cran-bayesm r-cran-dplyr)
+# docker-compose renders docker-compose.yaml for its test (no engine needed) where the
+# `docker compose` plugin is absent.
+debian_packages=(r-base-core r-base-dev r-cran-gbm r-cran-bayesm r-cran-dplyr docker-compose)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -1,5 +1,6 @@
 """Shared fixtures: a small slice of the real reference data and a tiny model set trained on it."""
 
+import logging
 import os
 
 # Importing rpy2 sets LD_LIBRARY_PATH in this process, which would make child Pythons (worker CLI,
@@ -15,6 +16,8 @@ from retail_scoring.dataset import load_orange_juice, prepare_reference_series, 
 from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.models import upload_model_set  # noqa: E402
 from retail_scoring.train import Hyperparameters, train_model_set  # noqa: E402
+
+logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
 
 TEST_STORES = 6  # 66 series per product: big enough for every code path, small enough for seconds
 TINY_MODELS = "tiny-test"

@@ -1,0 +1,75 @@
+"""docker-compose.yaml as the compose client renders it (no Docker engine needed for `config`)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("neither `docker compose` nor `docker-compose` is installed; scripts/setup.sh installs it")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    rendered = subprocess.run(
+        [*compose_command(), "-f", str(PROJECT / "docker-compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PROJECT,
+    )
+    return yaml.safe_load(rendered.stdout)
+
+
+def test_stack_has_airflow_on_postgres_and_azurite(compose):
+    assert set(compose["services"]) == {"postgres", "azurite", "airflow-init", *AIRFLOW_SERVICES}
+    for service, command in AIRFLOW_SERVICES.items():
+        definition = compose["services"][service]
+        assert definition["command"] in (command, [command])
+        assert definition["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+        assert definition["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        assert definition["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert compose["services"]["azurite"]["image"].startswith("mcr.microsoft.com/azure-storage/azurite:")
+    assert {"postgres-db", "azurite-data", "airflow-auth", "local-pools"} <= set(compose["volumes"])
+
+
+def test_project_folders_are_mounted_into_every_airflow_service(compose):
+    for service in [*AIRFLOW_SERVICES, "airflow-init"]:
+        targets = {
+            volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
+            for volume in compose["services"][service]["volumes"]
+        }
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= targets, service
+
+
+def test_init_creates_user_connections_and_seeds_azurite(compose):
+    init = compose["services"]["airflow-init"]
+    script = " ".join(init["command"])
+    assert "airflow db migrate" in script
+    assert "passwords.json" in script
+    assert "connections add wasb_default --conn-type wasb" in script
+    assert "connections add azure_batch_default --conn-type azure_batch" in script
+    assert "retail-scoring build-data" in script and "retail-scoring upload-models" in script
+    assert "BlobEndpoint=http://azurite:10000/devstoreaccount1" in init["environment"]["WASB_CONNECTION_STRING"]
+    assert init["environment"]["FORECAST_STORAGE_ROOT"] == "abfs://forecast"
+
+
+def test_orchestrator_image_pins_airflow_and_installs_the_pinned_requirements():
+    dockerfile = (PROJECT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "-r /opt/project/requirements.txt -c /opt/project/constraints.txt" in dockerfile
