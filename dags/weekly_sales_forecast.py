@@ -1,14 +1,14 @@
 """Weekly sales forecast: score the R gbm models for every product on a fixed-size pool.
 
-plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish, and delete_pool
-(teardown) whatever happened. See the README for params, backfills and reforecasts.
+plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish + report, and
+delete_pool (teardown) whatever happened. See the README for params, backfills and reforecasts.
 """
 
 from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
 
-from scoring_airflow import run_steps
+from scoring_airflow import report, run_steps
 from scoring_airflow.operators import ScorePartitionsOperator
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
@@ -65,6 +65,10 @@ def weekly_sales_forecast():
     def publish(run_plan: dict) -> dict:
         return run_steps.publish_run(run_plan)
 
+    @task(task_id="report")
+    def write_report(run_plan: dict, score_result: dict) -> str:
+        return report.write_report(run_plan, score_result, settings)
+
     @teardown
     def delete_pool(run_plan: dict, pool_id: str) -> None:
         run_steps.delete_pool(run_plan)
@@ -73,10 +77,11 @@ def weekly_sales_forecast():
     pool = create_pool(run_plan)
     score = ScorePartitionsOperator(task_id="score", plan=run_plan, settings=settings, retries=0)
     logs = collect_logs(run_plan)
-    report = validate(run_plan)
+    validated = validate(run_plan)
     published = publish(run_plan)
+    run_report = write_report(run_plan, score.output)
     pool >> score >> logs
-    [score, logs] >> report >> published >> delete_pool(run_plan, pool)
+    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan, pool)
 
 
 weekly_sales_forecast()

@@ -33,9 +33,24 @@ def summary(settings: ForecastSettings) -> str:
             f"validation report: {latest['validation_report']} "
             f"({'valid' if report['valid'] else 'INVALID'}, {report['checked_products']} products)",
             f"task logs:         {layout.run_dir(latest['run_id'])}/logs",
+            f"report:            {layout.report_file(latest['run_id'], 'report.md')}",
+            *accuracy_lines(layout, latest["run_id"]),
             f"run manifest:      {layout.run_manifest(latest['run_id'])}",
         ]
     )
+
+
+def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
+    url = layout.run_accuracy(run_id)
+    if not storage.exists(url):
+        return ["accuracy:          not computed for this run"]
+    accuracy = json.loads(storage.read_bytes(url))
+    if not accuracy.get("rows"):
+        return ["accuracy:          no actual sales yet for the forecast weeks"]
+    return [
+        f"accuracy:          median MAPE {accuracy['mape_q50']:.1%} over {accuracy['rows']} rows; "
+        f"50% interval covers {accuracy['coverage_50']:.1%}, 90% interval covers {accuracy['coverage_90']:.1%}"
+    ]
 
 
 def main() -> None:

@@ -15,21 +15,17 @@ from scoring_airflow.triggers import ScoringJobTrigger
 STDERR_TAIL_CHARS = 600
 
 
-def worker_arguments(plan: dict, products: list[int]) -> list[str]:
+def worker_arguments(plan: dict, partition: str) -> list[str]:
     """The worker CLI's arguments for one partition, the same on every backend."""
     return [
         "score",
-        "--storage",
-        plan["storage_root"],
-        "--products",
-        ",".join(map(str, products)),
-        "--origin",
-        str(plan["origin"]),
-        "--model-version",
-        plan["model_version"],
-        "--run-id",
-        plan["run_id"],
-    ]
+        "--storage", plan["storage_root"],
+        "--products", ",".join(map(str, plan["partitions"][partition])),
+        "--origin", str(plan["origin"]),
+        "--model-version", plan["model_version"],
+        "--run-id", plan["run_id"],
+        "--partition", partition,
+    ]  # fmt: skip
 
 
 def plan_expectations(plan: dict, product: int) -> dict:
@@ -77,14 +73,14 @@ class ScorePartitionsOperator(BaseOperator):
             tasks.append(
                 ScoringTask(
                     task_id=partition,
-                    arguments=worker_arguments(plan, products),
+                    arguments=worker_arguments(plan, partition),
                     stdout_url=layout.task_log(plan["run_id"], partition, "stdout"),
                     stderr_url=layout.task_log(plan["run_id"], partition, "stderr"),
                 )
             )
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
-            return {"scored": [], "skipped": list(plan["partitions"])}
+            return {"scored": [], "skipped": list(plan["partitions"]), "statuses": []}
         self._job_id = f"{plan['run_id']}-try{context['ti'].try_number}"
         self._backend().submit_job(
             plan["pool_id"], self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
@@ -109,7 +105,8 @@ class ScorePartitionsOperator(BaseOperator):
             )
         scored = [s["task_id"] for s in event["statuses"]]
         self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
-        return {"scored": scored, "skipped": [p for p in self.plan["partitions"] if p not in scored]}
+        skipped = [p for p in self.plan["partitions"] if p not in scored]
+        return {"scored": scored, "skipped": skipped, "statuses": event["statuses"]}
 
     def _describe_failure(self, layout: StorageLayout, status: dict) -> str:
         stderr_url = layout.task_log(self.plan["run_id"], status["task_id"], "stderr")

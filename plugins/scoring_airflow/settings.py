@@ -1,6 +1,7 @@
 """Defaults of the forecast pipeline in one typed object; overridden by environment variables
 (FORECAST_*) and, per run, by DAG params. Credentials never live here: they are Airflow connections."""
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,6 +27,12 @@ class ForecastSettings:
         default_factory=lambda: Path(_env("LOCAL_POOL_DIR", str(PROJECT_DIR / ".local/pools")))
     )
     log_cap_bytes: int = field(default_factory=lambda: int(_env("LOG_CAP_BYTES", "20000")))
+    report_store: int = field(default_factory=lambda: int(_env("REPORT_STORE", "1")))
+    vm_size: str = field(default_factory=lambda: _env("VM_SIZE", "Standard_D2s_v3"))
+    # USD per node-hour by VM size, for the report's cost estimate (pay-as-you-go list prices; adjust).
+    vm_hourly_prices: dict = field(
+        default_factory=lambda: json.loads(_env("VM_PRICES", '{"Standard_D2s_v3": 0.096, "Standard_F2s_v2": 0.085}'))
+    )
     # Monday on which dataset week 0 began; see planning.origin_for_logical_date.
     week0_monday: date = field(default_factory=lambda: date.fromisoformat(_env("WEEK0_MONDAY", "2024-10-28")))
 

@@ -36,6 +36,13 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert report["valid"] and report["checked_products"] == 2
     assert json.loads(storage.read_bytes(layout.latest_pointer()))["run_id"] == run_id
     assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_000", "stdout")).decode()
+    report = storage.read_bytes(layout.report_file(run_id, "report.md")).decode()
+    assert "## Cost estimate" in report and "partition_001" in report
+    assert storage.read_bytes(layout.report_file(run_id, "forecast_store1.png")).startswith(b"\x89PNG")
+    accuracy = json.loads(storage.read_bytes(layout.run_accuracy(run_id)))
+    assert accuracy["rows"] == 2 * 66 * 13, "the held-back weeks are the actuals of the latest week's run"
+    assert 0 <= accuracy["coverage_50"] <= accuracy["coverage_90"] <= 1
+    assert run_id in storage.read_bytes(layout.accuracy_history()).decode()
     assert not any(forecast_env.iterdir()), "the pool was deleted"
 
 

@@ -4,6 +4,7 @@ Exit codes: 0 done, 2 bad input or model set (message names the culprit), 1 anyt
 """
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--origin", required=True, type=int, help="forecast origin: last week of visible history")
     score.add_argument("--model-version", required=True)
     score.add_argument("--run-id", required=True)
+    score.add_argument("--partition", help="partition name; its timings are written to the run's timings/")
 
     build = commands.add_parser("build-data", help="write the reference dataset to storage")
     build.add_argument("--storage", required=True)
@@ -52,9 +54,13 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     layout = StorageLayout(args.storage)
     if args.command == "score":
+        from retail_scoring import storage
         from retail_scoring.scoring import score_partition
 
-        score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+        timings = score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+        if args.partition:
+            url = layout.task_timings(args.run_id, args.partition)
+            storage.write_bytes_atomic(url, json.dumps(timings.to_dict()).encode())
     elif args.command == "build-data":
         from retail_scoring.dataset import build_dataset
 

@@ -5,6 +5,10 @@
 {root}/runs/{run_id}/manifest.json                 the run's plan
 {root}/runs/{run_id}/forecasts/product_007.parquet
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
+{root}/runs/{run_id}/timings/{partition}.json      where a scoring task's seconds went
+{root}/runs/{run_id}/report/report.md + figure     the planners' and on-call's report
+{root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales
+{root}/accuracy/by_run.csv                         accuracy of every run, over time
 {root}/runs/{run_id}/validation.json
 {root}/latest.json                                 pointer to the last published run
 """
@@ -47,6 +51,18 @@ class StorageLayout:
 
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return self._join("runs", run_id, "logs", partition, f"{stream}.txt")
+
+    def task_timings(self, run_id: str, partition: str) -> str:
+        return self._join("runs", run_id, "timings", f"{partition}.json")
+
+    def report_file(self, run_id: str, name: str) -> str:
+        return self._join("runs", run_id, "report", name)
+
+    def run_accuracy(self, run_id: str) -> str:
+        return self._join("runs", run_id, "accuracy.json")
+
+    def accuracy_history(self) -> str:
+        return self._join("accuracy", "by_run.csv")
 
     def validation_report(self, run_id: str) -> str:
         return self._join("runs", run_id, "validation.json")

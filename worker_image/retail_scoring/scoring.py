@@ -3,7 +3,7 @@ per model, then one forecast file per product."""
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ class PartitionTimings:
     @property
     def scoring_operations(self) -> int:
         return self.rows * len(QUANTILES)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "scoring_operations": self.scoring_operations}
 
     def summary(self) -> str:
         total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s

@@ -24,6 +24,9 @@ class TaskStatus:
     exit_code: int | None = None
     attempts: int = 0
     detail: str = ""
+    queued_at: float | None = None  # epoch seconds: job submitted
+    started_at: float | None = None  # first attempt started
+    finished_at: float | None = None  # last attempt ended
 
     @property
     def is_final(self) -> bool:

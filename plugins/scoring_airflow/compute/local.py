@@ -107,7 +107,12 @@ class LocalBackend(ComputeBackend):
         (job / "status").mkdir(parents=True)
         write_json_atomic(
             job / "job.json",
-            {"tasks": [asdict(t) for t in tasks], "max_retries": max_retries, "timeout_s": timeout_s},
+            {
+                "tasks": [asdict(t) for t in tasks],
+                "max_retries": max_retries,
+                "timeout_s": timeout_s,
+                "submitted_at": time.time(),
+            },
         )
 
     def task_statuses(self, job_id: str) -> list[TaskStatus]:
@@ -118,14 +123,15 @@ class LocalBackend(ComputeBackend):
         if not heartbeat.exists() or time.time() - heartbeat.stat().st_mtime > HEARTBEAT_TIMEOUT_S:
             raise RuntimeError(f"the local pool process of job {job_id} stopped beating ({heartbeat})")
         statuses = []
-        for task in json.loads((job / "job.json").read_text())["tasks"]:
+        spec = json.loads((job / "job.json").read_text())
+        for task in spec["tasks"]:
             status_file = job / "status" / f"{task['task_id']}.json"
             if status_file.exists():
                 status = json.loads(status_file.read_text())
                 status.pop("pid", None)
-                statuses.append(TaskStatus(**status))
+                statuses.append(TaskStatus(**status, queued_at=spec["submitted_at"]))
             else:
-                statuses.append(TaskStatus(task_id=task["task_id"], state="pending"))
+                statuses.append(TaskStatus(task_id=task["task_id"], state="pending", queued_at=spec["submitted_at"]))
         return statuses
 
     def delete_job(self, job_id: str) -> None:

@@ -30,6 +30,7 @@ class Attempt:
     process: subprocess.Popen
     started: float
     worker_command: list[str]
+    first_started_at: float
 
 
 def write_status(job: Path, task_id: str, state: str, attempts: int, **extra) -> None:
@@ -43,7 +44,9 @@ def read_status(job: Path, task_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def start_attempt(job: Path, task: dict, number: int, worker_command: list[str]) -> Attempt:
+def start_attempt(
+    job: Path, task: dict, number: int, worker_command: list[str], first_started_at: float | None = None
+) -> Attempt:
     work = job / "work"
     work.mkdir(exist_ok=True)
     stdout = open(work / f"{task['task_id']}.stdout", "wb")  # noqa: SIM115 - closed when the attempt ends
@@ -57,9 +60,10 @@ def start_attempt(job: Path, task: dict, number: int, worker_command: list[str])
     )
     stdout.close()
     stderr.close()
-    write_status(job, task["task_id"], "running", number, pid=process.pid)
+    first_started_at = first_started_at or time.time()
+    write_status(job, task["task_id"], "running", number, pid=process.pid, started_at=first_started_at)
     log.info("%s/%s attempt %d started (pid %d)", job.name, task["task_id"], number, process.pid)
-    return Attempt(job, task, number, process, time.monotonic(), worker_command)
+    return Attempt(job, task, number, process, time.monotonic(), worker_command, first_started_at)
 
 
 def upload_streams(attempt: Attempt) -> None:
@@ -72,14 +76,17 @@ def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: i
     """Record the attempt's outcome; return the retry attempt when one is due."""
     upload_streams(attempt)
     task_id = attempt.task["task_id"]
+    times = {"started_at": attempt.first_started_at, "finished_at": time.time()}
     if exit_code == 0:
-        write_status(attempt.job, task_id, "succeeded", attempt.number, exit_code=0)
+        write_status(attempt.job, task_id, "succeeded", attempt.number, exit_code=0, **times)
         log.info("%s/%s succeeded", attempt.job.name, task_id)
         return None
     if attempt.number <= max_retries:
         log.info("%s/%s attempt %d failed (%s), retrying", attempt.job.name, task_id, attempt.number, detail)
-        return start_attempt(attempt.job, attempt.task, attempt.number + 1, attempt.worker_command)
-    write_status(attempt.job, task_id, "failed", attempt.number, exit_code=exit_code, detail=detail)
+        return start_attempt(
+            attempt.job, attempt.task, attempt.number + 1, attempt.worker_command, attempt.first_started_at
+        )
+    write_status(attempt.job, task_id, "failed", attempt.number, exit_code=exit_code, detail=detail, **times)
     log.info("%s/%s failed for good (%s)", attempt.job.name, task_id, detail)
     return None
 

@@ -1,0 +1,185 @@
+"""The per-run report for planners and the on-call engineer, and accuracy over time."""
+
+import io
+import json
+import logging
+from datetime import UTC, datetime
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from retail_scoring import storage  # noqa: E402
+from retail_scoring.accuracy import accuracy_metrics  # noqa: E402
+from retail_scoring.layout import StorageLayout  # noqa: E402
+from retail_scoring.tables import read_forecast, read_product_table  # noqa: E402
+from scoring_airflow.settings import ForecastSettings  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+HISTORY_WEEKS_SHOWN = 40
+BAND_90_COLOUR = "lightskyblue"
+BAND_50_COLOUR = "pink"
+
+
+def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, store: int, skus: list[int]) -> Figure:
+    """The reference architecture's figure: per SKU, sales history (black), the median forecast
+    (dashed), the 25-75% band (pink) and the 5-95% band (blue)."""
+    figure, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
+    for axis, sku in zip(axes.flat, skus, strict=False):
+        past = history[(history["sku"] == sku) & (history["store"] == store)].sort_values("week")
+        past = past[past["week"] > past["week"].max() - HISTORY_WEEKS_SHOWN]
+        ahead = forecast[(forecast["sku"] == sku) & (forecast["store"] == store)].sort_values("week")
+        axis.fill_between(ahead["week"], ahead["q5"], ahead["q95"], color=BAND_90_COLOUR, label="5-95%")
+        axis.fill_between(ahead["week"], ahead["q25"], ahead["q75"], color=BAND_50_COLOUR, label="25-75%")
+        axis.plot(past["week"], past["sales"], color="black", label="sales")
+        axis.plot(ahead["week"], ahead["q50"], color="black", linestyle="--", label="median forecast")
+        axis.set_title(f"SKU {sku}, store {store}")
+        axis.set_ylabel("units sold")
+    axes.flat[0].legend(loc="upper left", fontsize="small")
+    for axis in axes[-1]:
+        axis.set_xlabel("week")
+    figure.tight_layout()
+    return figure
+
+
+def actual_sales(layout: StorageLayout, product: int) -> pd.DataFrame:
+    """Every week's known sales: the history plus the held-back weeks."""
+    history = read_product_table(layout, product, "history")[["sku", "store", "week", "sales"]]
+    return pd.concat([history, read_product_table(layout, product, "actuals")], ignore_index=True)
+
+
+def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
+    products = [p for products in plan["partitions"].values() for p in products]
+    forecasts = pd.concat([read_forecast(layout.forecast_file(plan["run_id"], p)) for p in products])
+    actuals = pd.concat([actual_sales(layout, p) for p in products])
+    return {
+        "run_id": plan["run_id"],
+        "origin": plan["origin"],
+        "model_version": plan["model_version"],
+        **accuracy_metrics(forecasts, actuals),
+    }
+
+
+def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
+    """Upsert this run's row into the accuracy history; reruns replace their row."""
+    url = layout.accuracy_history()
+    history = pd.read_csv(io.BytesIO(storage.read_bytes(url))) if storage.exists(url) else pd.DataFrame()
+    if not history.empty:
+        history = history[history["run_id"] != accuracy["run_id"]]
+    history = pd.concat([history, pd.DataFrame([accuracy])], ignore_index=True).sort_values(["origin", "run_id"])
+    storage.write_bytes_atomic(url, history.to_csv(index=False).encode())
+    storage.write_bytes_atomic(layout.run_accuracy(accuracy["run_id"]), json.dumps(accuracy, indent=2).encode())
+    return history
+
+
+def partition_timings(layout: StorageLayout, plan: dict, statuses: list[dict]) -> pd.DataFrame:
+    rows = []
+    for status in statuses:
+        url = layout.task_timings(plan["run_id"], status["task_id"])
+        timings = json.loads(storage.read_bytes(url)) if storage.exists(url) else {}
+        rows.append(
+            {
+                "partition": status["task_id"],
+                "products": len(plan["partitions"][status["task_id"]]),
+                "attempts": status["attempts"],
+                "queue_wait_s": status["started_at"] - status["queued_at"],
+                "run_s": status["finished_at"] - status["started_at"],
+                "model_load_s": timings.get("model_load_s"),
+                "predict_s": timings.get("predict_s"),
+                "rows": timings.get("rows"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cost_estimate(plan: dict, statuses: list[dict], settings: ForecastSettings) -> dict:
+    """Node-hours the pool was busy with this job, times the VM size's hourly price."""
+    if not statuses:
+        return {"node_hours": 0.0, "vm_size": settings.vm_size, "usd": 0.0}
+    span_s = max(s["finished_at"] for s in statuses) - min(s["queued_at"] for s in statuses)
+    node_hours = plan["pool_size"] * span_s / 3600
+    price = settings.vm_hourly_prices.get(settings.vm_size)
+    return {"node_hours": node_hours, "vm_size": settings.vm_size, "usd": None if price is None else node_hours * price}
+
+
+def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> str:
+    """Write the figure and report.md for the run; returns the report's URL."""
+    layout = StorageLayout(plan["storage_root"])
+    run_id = plan["run_id"]
+    first_product = min(p for products in plan["partitions"].values() for p in products)
+    history = read_product_table(layout, first_product, "history")
+    forecast = read_forecast(layout.forecast_file(run_id, first_product))
+    skus = sorted(forecast["sku"].unique())[:4]
+    figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=90)
+    plt.close(figure)
+    figure_url = layout.report_file(run_id, f"forecast_store{settings.report_store}.png")
+    storage.write_bytes_atomic(figure_url, png.getvalue())
+
+    validation = json.loads(storage.read_bytes(layout.validation_report(run_id)))
+    statuses = score_result.get("statuses", [])
+    timings = partition_timings(layout, plan, statuses)
+    cost = cost_estimate(plan, statuses, settings)
+    accuracy = run_accuracy(layout, plan)
+    accuracy_over_time = record_accuracy(layout, accuracy)
+    rows = int(timings["rows"].sum()) if not timings.empty else 0
+    span_s = (max(s["finished_at"] for s in statuses) - min(s["started_at"] for s in statuses)) if statuses else 0
+    lines = [
+        f"# Forecast run {run_id}",
+        "",
+        f"Origin week {plan['origin']}, model set {plan['model_version']}, "
+        f"{validation['checked_products']} products in {len(plan['partitions'])} partitions, "
+        f"pool of {plan['pool_size']} ({plan['compute_backend']}). Written {datetime.now(UTC).isoformat()}.",
+        "",
+        f"![store {settings.report_store}](forecast_store{settings.report_store}.png)",
+        "",
+        "## Validation",
+        f"{'valid' if validation['valid'] else 'INVALID'}: {validation['problem_count']} problems "
+        f"in {validation['checked_products']} products.",
+        "",
+        "## Scoring",
+        f"{rows} rows, {rows * 5} scoring operations in {span_s:.1f} s: "
+        f"{(rows * 5 / span_s) if span_s else 0:.0f} scoring operations per second"
+        + (f" (partitions skipped as already valid: {score_result['skipped']})" if score_result.get("skipped") else ""),
+        "",
+        timings.to_markdown(index=False, floatfmt=".2f") if not timings.empty else "(no partition scored in this try)",
+        "",
+        "## Cost estimate",
+        f"{cost['node_hours']:.3f} node-hours of {cost['vm_size']}"
+        + (f" = {cost['usd']:.4f} USD" if cost["usd"] is not None else " (no price configured for this VM size)"),
+        "",
+        "## Accuracy against actual sales",
+        f"{accuracy.get('rows', 0)} forecast rows have actuals. A calibrated 50% interval covers 50% of actuals, "
+        "a 90% interval 90%.",
+        "",
+        accuracy_table(accuracy_over_time),
+    ]
+    report_url = layout.report_file(run_id, "report.md")
+    storage.write_bytes_atomic(report_url, "\n".join(lines).encode())
+    log.info("report: %s (figure %s)", report_url, figure_url)
+    return report_url
+
+
+def accuracy_table(history: pd.DataFrame) -> str:
+    if history.empty or "coverage_90" not in history:
+        return "(no actuals yet)"
+    table = history.assign(gap_50=history["coverage_50"] - 0.5, gap_90=history["coverage_90"] - 0.9)[
+        [
+            "run_id",
+            "origin",
+            "model_version",
+            "rows",
+            "pinball_q50",
+            "mape_q50",
+            "coverage_50",
+            "gap_50",
+            "coverage_90",
+            "gap_90",
+        ]
+    ]
+    return table.to_markdown(index=False, floatfmt=".3f")

@@ -1,0 +1,64 @@
+"""The report's figure carries the right data: four SKUs, history, median and both bands."""
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+
+from scoring_airflow.report import BAND_50_COLOUR, BAND_90_COLOUR, forecast_figure
+
+
+def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    history = pd.DataFrame(
+        [
+            {"sku": sku, "store": store, "week": week, "sales": 100.0 * sku + week + store}
+            for sku in range(1, 6)
+            for store in (1, 2)
+            for week in range(0, 60)
+        ]
+    )
+    forecast = pd.DataFrame(
+        [
+            {
+                "sku": sku,
+                "store": store,
+                "week": week,
+                "q5": 10.0 * sku,
+                "q25": 20.0 * sku,
+                "q50": 30.0 * sku + week,
+                "q75": 40.0 * sku,
+                "q95": 50.0 * sku,
+            }
+            for sku in range(1, 6)
+            for store in (1, 2)
+            for week in range(60, 73)
+        ]
+    )
+    return history, forecast
+
+
+def band_limits(collection: PolyCollection) -> tuple[float, float]:
+    vertices = collection.get_paths()[0].vertices
+    return vertices[:, 1].min(), vertices[:, 1].max()
+
+
+def test_figure_shows_four_skus_with_history_median_and_both_bands():
+    history, forecast = frames()
+    figure = forecast_figure(history, forecast, store=2, skus=[1, 2, 3, 4])
+    axes = figure.axes
+    assert len(axes) == 4
+    for axis, sku in zip(axes, [1, 2, 3, 4], strict=True):
+        assert axis.get_title() == f"SKU {sku}, store 2"
+        sales_line, median_line = axis.get_lines()
+        assert sales_line.get_color() == "black" and sales_line.get_linestyle() == "-"
+        expected_history = history[(history["sku"] == sku) & (history["store"] == 2) & (history["week"] > 19)]
+        assert np.array_equal(sales_line.get_xdata(), expected_history["week"])
+        assert np.array_equal(sales_line.get_ydata(), expected_history["sales"])
+        assert median_line.get_linestyle() == "--"
+        assert np.array_equal(median_line.get_xdata(), range(60, 73))
+        assert np.array_equal(median_line.get_ydata(), 30.0 * sku + np.arange(60, 73))
+        band_90, band_50 = [c for c in axis.collections if isinstance(c, PolyCollection)]
+        assert tuple(band_90.get_facecolor()[0]) == to_rgba(BAND_90_COLOUR)
+        assert tuple(band_50.get_facecolor()[0]) == to_rgba(BAND_50_COLOUR)
+        assert band_limits(band_90) == (10.0 * sku, 50.0 * sku)
+        assert band_limits(band_50) == (20.0 * sku, 40.0 * sku)

@@ -1,0 +1,46 @@
+import pandas as pd
+import pytest
+
+from retail_scoring.accuracy import accuracy_metrics, pinball_loss
+
+
+def test_pinball_loss_weights_under_and_over_forecasts_by_the_quantile():
+    # actual 10: forecast 8 is 2 under (cost 0.9*2), forecast 14 is 4 over (cost 0.1*4)
+    assert pinball_loss([10.0, 10.0], [8.0, 14.0], 0.9) == pytest.approx((1.8 + 0.4) / 2)
+    assert pinball_loss([10.0], [10.0], 0.5) == 0
+
+
+def test_metrics_on_a_hand_computed_example():
+    forecast = pd.DataFrame(
+        {
+            "sku": [1, 1, 1, 1],
+            "store": [1, 1, 1, 1],
+            "week": [10, 11, 12, 13],
+            "q5": [50.0, 50, 50, 50],
+            "q25": [80.0, 80, 80, 80],
+            "q50": [100.0, 100, 100, 100],
+            "q75": [120.0, 120, 120, 120],
+            "q95": [150.0, 150, 150, 150],
+        }
+    )
+    # week 13 has no actual yet: it is left out
+    actuals = pd.DataFrame({"sku": [1, 1, 1], "store": [1, 1, 1], "week": [10, 11, 12], "sales": [100.0, 125.0, 40.0]})
+    metrics = accuracy_metrics(forecast, actuals)
+    assert metrics["rows"] == 3
+    # 50% interval [80, 120] holds only 100; 90% interval [50, 150] holds 100 and 125
+    assert metrics["coverage_50"] == pytest.approx(1 / 3)
+    assert metrics["coverage_90"] == pytest.approx(2 / 3)
+    # |100-100|/100, |125-100|/125, |40-100|/40 -> 0, 0.2, 1.5
+    assert metrics["mape_q50"] == pytest.approx((0 + 0.2 + 1.5) / 3)
+    # q50 pinball: 0.5 * (0 + 25 + 60) / 3
+    assert metrics["pinball_q50"] == pytest.approx(0.5 * 85 / 3)
+    # q5 (=50): errors 50, 75, -10 -> 0.05*50, 0.05*75, 0.95*10
+    assert metrics["pinball_q5"] == pytest.approx((2.5 + 3.75 + 9.5) / 3)
+
+
+def test_no_overlapping_actuals_gives_zero_rows():
+    forecast = pd.DataFrame(
+        {"sku": [1], "store": [1], "week": [5], "q5": [1.0], "q25": [1.0], "q50": [1.0], "q75": [1.0], "q95": [1.0]}
+    )
+    actuals = pd.DataFrame({"sku": [1], "store": [1], "week": [4], "sales": [1.0]})
+    assert accuracy_metrics(forecast, actuals) == {"rows": 0}
