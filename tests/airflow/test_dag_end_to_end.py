@@ -4,6 +4,8 @@ import json
 from datetime import UTC, datetime
 
 import pandas as pd
+import pytest
+from airflow.sdk.definitions.param import ParamValidationError
 
 from retail_scoring import storage
 from retail_scoring.tables import read_forecast
@@ -49,6 +51,8 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
 def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores_only_it(
     airflow_db, layout, forecast_env
 ):
+    assert run_dag(OLDER_WEEK, {"products": [1], "pool_size": 1}).state == "success"
+    published = storage.read_bytes(layout.latest_pointer())
     history_path = local_path(layout.product_file(2, "history"))
     good_history = pd.read_parquet(history_path)
     good_history.assign(sales=-good_history["sales"]).to_parquet(history_path, index=False)
@@ -61,7 +65,7 @@ def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores
     assert task_state(failed, "collect_logs") == "success"
     assert task_state(failed, "delete_pool") == "success"
     assert not any(forecast_env.iterdir()), "the pool was deleted although scoring failed"
-    assert not storage.exists(layout.latest_pointer()), "nothing published"
+    assert storage.read_bytes(layout.latest_pointer()) == published, "the published run is untouched"
     run_id = run_id_of(failed)
     stderr = storage.read_bytes(layout.task_log(run_id, "partition_001", "stderr")).decode()
     assert "product_002/history.parquet: column 'sales' must be positive" in stderr
@@ -94,6 +98,19 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     assert again.state == "success"
     rescored = read_forecast(layout.forecast_file(run_id_of(again), 1))
     pd.testing.assert_frame_equal(forecast, rescored)
+
+
+@pytest.mark.parametrize("pool_size", [0, 1000])
+def test_absurd_pool_sizes_are_refused_before_anything_runs(airflow_db, layout, forecast_env, pool_size):
+    with pytest.raises(ParamValidationError, match="pool_size"):
+        run_dag(LATEST_WEEK, {"pool_size": pool_size})
+
+
+def test_unknown_products_fail_planning(airflow_db, layout, forecast_env):
+    dag_run = run_dag(LATEST_WEEK, {"products": [1, 77]})
+    assert dag_run.state == "failed"
+    assert task_state(dag_run, "plan") == "failed"
+    assert task_state(dag_run, "create_pool") == "upstream_failed", "no pool was brought up"
 
 
 def test_origin_outside_the_data_fails_planning_with_the_valid_range(airflow_db, layout, forecast_env):

@@ -19,6 +19,7 @@ HORIZON = 13
 STEPS_WITH_OWN_MODEL = 6  # steps 1..6 have a model each; steps 7..13 share the "t7" model
 N_LAGS = 5
 SKUS_PER_PRODUCT = 11
+KNOWN_BASE_SKUS = range(1, SKUS_PER_PRODUCT + 1)  # the orangeJuice brands the models were trained on
 
 PRICE_COLUMNS: tuple[str, ...] = tuple(f"price{i}" for i in range(1, 12))
 SERIES_KEY: tuple[str, ...] = ("sku", "store")

@@ -53,9 +53,28 @@ def product_features(layout: StorageLayout, product: int, origin: int) -> pd.Dat
     """Features of one product as of `origin`: history is cut there, later weeks are only plans."""
     history = read_product_table(layout, product, "history")
     futurex = read_product_table(layout, product, "futurex")
+    check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
     visible = history[history["week"] <= origin]
     plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
-    return scoring_features(visible, plans, origin, source=f"{product_label(product)} (origin week {origin})")
+    source = f"{layout.product_file(product, 'history')} (origin week {origin})"
+    return scoring_features(visible, plans, origin, source=source)
+
+
+def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
+    """Planned weeks continue each series right after its last week of history, for known series only."""
+    last_history = history.groupby(["sku", "store"])["week"].max()
+    first_planned = futurex.groupby(["sku", "store"])["week"].min()
+    unknown = first_planned.index.difference(last_history.index)
+    if len(unknown):
+        sku, store = unknown[0]
+        raise InputDataError(f"{source}: unknown series sku={sku} store={store}: it has no history")
+    misplaced = first_planned != last_history.reindex(first_planned.index) + 1
+    if misplaced.any():
+        sku, store = first_planned.index[misplaced.argmax()]
+        raise InputDataError(
+            f"{source}: series sku={sku} store={store} plans from week {first_planned[(sku, store)]}, but its "
+            f"history ends at week {last_history[(sku, store)]}; planned weeks must follow the history"
+        )
 
 
 def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTimings) -> np.ndarray:

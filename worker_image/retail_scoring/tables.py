@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from retail_scoring import storage
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.schema import ROW_KEY, TABLES
+from retail_scoring.schema import KNOWN_BASE_SKUS, PRICE_COLUMNS, ROW_KEY, TABLES
 
 
 def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.DataFrame:
@@ -84,6 +84,20 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
             f"{source}: column 'sales' must be positive, found {frame['sales'].min()} at "
             f"{_row(frame, frame['sales'] <= 0)}"
         )
+    prices = [c for c in PRICE_COLUMNS if c in frame]
+    negative = (frame[prices] < 0).to_numpy() if prices else None
+    if negative is not None and negative.any():
+        column = prices[negative.any(axis=0).argmax()]
+        raise InputDataError(
+            f"{source}: column '{column}' has negative prices, first at {_row(frame, frame[column] < 0)}"
+        )
+    if "base_sku" in frame:
+        unknown = ~frame["base_sku"].isin(KNOWN_BASE_SKUS)
+        if unknown.any():
+            raise InputDataError(
+                f"{source}: unknown base_sku {frame.loc[unknown, 'base_sku'].iloc[0]} at {_row(frame, unknown)}; "
+                f"the models know {KNOWN_BASE_SKUS.start}..{KNOWN_BASE_SKUS.stop - 1}"
+            )
     duplicated = frame.duplicated(list(ROW_KEY), keep=False)
     if duplicated.any():
         raise InputDataError(f"{source}: duplicate (sku, store, week) rows, first at {_row(frame, duplicated)}")
