@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("rpy2").setLevel(logging.WARNING)
+    for chatty in ("rpy2", "azure"):  # rpy2's start-up lines, the Azure SDK's per-request lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     try:
         run(args)

@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from retail_scoring.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
 from retail_scoring.tables import write_table
@@ -80,6 +81,7 @@ def build_dataset(layout: StorageLayout, n_products: int) -> None:
 
 
 def write_products(layout: StorageLayout, reference: pd.DataFrame, n_products: int) -> None:
+    storage.create_root(layout.root)
     for product in range(1, n_products + 1):
         for table, frame in product_tables(reference, product).items():
             write_table(layout.product_file(product, table), frame, table)

@@ -148,6 +148,7 @@ def model_input(rows: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
 def upload_model_set(source: Path, layout) -> str:
     """Copy a local model set folder (manifest + .rds files) to storage; returns its version."""
     manifest = json.loads((source / MANIFEST_FILE).read_text())
+    storage.create_root(layout.root)
     target = layout.model_set_dir(manifest["model_version"])
     for path in sorted(source.iterdir()):
         storage.write_bytes_atomic(f"{target}/{path.name}", path.read_bytes())

@@ -11,6 +11,14 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return url_to_fs(url)
 
 
+def create_root(url: str) -> None:
+    """Create the storage root: a folder locally, the container on Azure Blob (adlfs creates a
+    container only for a container-level path, not as a parent of a deeper one)."""
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        fs.mkdir(path, create_parents=True)
+
+
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)

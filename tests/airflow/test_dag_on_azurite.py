@@ -1,0 +1,90 @@
+"""The DAG end to end with Azure Blob storage: Azurite (the real emulator) on 127.0.0.1 holds the
+data, the models, the forecasts, the task logs and the report; compute is the local backend."""
+
+import json
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.dataset import write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import upload_model_set
+from retail_scoring.tables import read_forecast
+from scoring_airflow.planning import storage_run_id
+from tests.airflow.conftest import run_dag
+from tests.conftest import TINY_MODELS
+
+PROJECT = Path(__file__).resolve().parents[2]
+AZURITE = PROJECT / ".local" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's documented development account; not a secret.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def azurite(tmp_path, monkeypatch):
+    if not AZURITE.exists():
+        pytest.fail(f"{AZURITE} missing: scripts/test.sh installs Azurite from npm")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(tmp_path / "azurite"),
+            "--loose",
+            "--skipApiVersionCheck",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert time.monotonic() < deadline, "Azurite did not start"
+        time.sleep(0.2)
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
+    )
+    fsspec.AbstractFileSystem.clear_instance_cache()  # no adlfs client from another Azurite
+    yield
+    process.kill()  # on SIGTERM Azurite waits for idle keep-alive connections to close, for minutes
+    process.wait()
+
+
+def test_weekly_run_with_everything_in_blob_storage(
+    airflow_db, azurite, small_reference, tiny_model_dir, forecast_env, monkeypatch
+):
+    layout = StorageLayout("abfs://forecasts")
+    monkeypatch.setenv("FORECAST_STORAGE_ROOT", layout.root)
+    write_products(layout, small_reference, 2)
+    upload_model_set(tiny_model_dir, layout)
+
+    dag_run = run_dag(datetime(2026, 11, 23, 6, tzinfo=UTC), {"products": [1, 2], "pool_size": 2})
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    for product in (1, 2):
+        assert len(read_forecast(layout.forecast_file(run_id, product))) == 66 * 13
+    assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_001", "stdout")).decode()
+    assert json.loads(storage.read_bytes(layout.validation_report(run_id)))["valid"]
+    assert json.loads(storage.read_bytes(layout.latest_pointer()))["run_id"] == run_id
+    assert storage.exists(layout.report_file(run_id, "report.md"))
+    blobs = fsspec.filesystem("abfs").find("forecasts")
+    assert any(name.endswith(f"{TINY_MODELS}/manifest.json") for name in blobs)
+    assert not any("/.tmp-" in name for name in blobs), "no temporary blob left behind"
