@@ -6,7 +6,7 @@ delete_pool (teardown) whatever happened. See the README for params, backfills a
 
 from datetime import datetime
 
-from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from scoring_airflow import report, run_steps
 from scoring_airflow.operators import ScorePartitionsOperator
@@ -69,8 +69,8 @@ def weekly_sales_forecast():
     def write_report(run_plan: dict, score_result: dict) -> str:
         return report.write_report(run_plan, score_result, settings)
 
-    @teardown
-    def delete_pool(run_plan: dict, pool_id: str) -> None:
+    @task
+    def delete_pool(run_plan: dict) -> None:
         run_steps.delete_pool(run_plan)
 
     run_plan = plan()
@@ -81,7 +81,7 @@ def weekly_sales_forecast():
     published = publish(run_plan)
     run_report = write_report(run_plan, score.output)
     pool >> score >> logs
-    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan, pool)
+    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan).as_teardown(setups=pool)
 
 
 weekly_sales_forecast()

@@ -12,6 +12,7 @@ import pandas as pd
 
 from retail_scoring import storage
 from retail_scoring.errors import ModelSetError
+from retail_scoring.layout import StorageLayout
 from retail_scoring.schema import HORIZON, QUANTILES, model_name
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def model_input(rows: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
     return rows[source_columns].set_axis(list(features), axis=1)
 
 
-def upload_model_set(source: Path, layout) -> str:
+def upload_model_set(source: Path, layout: StorageLayout) -> str:
     """Copy a local model set folder (manifest + .rds files) to storage; returns its version."""
     manifest = json.loads((source / MANIFEST_FILE).read_text())
     storage.create_root(layout.root)
