@@ -21,7 +21,7 @@ settings = ForecastSettings()
     catchup=False,
     max_active_runs=4,
     tags=["forecast", "r-models", "azure-batch"],
-    default_args={"owner": "retail-forecasting", "retries": 1},
+    default_args={"owner": "retail-forecasting", "retries": 1, "pre_execute": run_steps.connect_storage},
     params={
         "products": Param(
             None,
@@ -37,7 +37,12 @@ settings = ForecastSettings()
         "pool_size": Param(settings.pool_size, type="integer", minimum=1, maximum=MAX_POOL_SIZE),
         "partitioning": Param("per_node", enum=["per_node", "per_product"]),
         "model_version": Param(settings.model_version, type="string"),
-        "compute_backend": Param(settings.compute_backend, enum=["local"]),
+        "compute_backend": Param(settings.compute_backend, enum=["local", "azure_batch"]),
+        "vm_size": Param(settings.vm_size, type="string", description="Azure Batch node VM size."),
+        "spot_nodes": Param(
+            settings.spot_nodes, type="integer", minimum=0, description="How many of the pool's nodes are spot."
+        ),
+        "task_slots_per_node": Param(settings.task_slots_per_node, type="integer", minimum=1, maximum=256),
         "force": Param(False, type="boolean", description="Rescore partitions whose valid forecasts exist."),
     },
 )
@@ -50,6 +55,7 @@ def weekly_sales_forecast():
         return run_steps.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings)
 
     @setup
+    @task(retries=0)  # quota, image or node-deadline failures do not heal in minutes; clear to retry
     def create_pool(run_plan: dict) -> str:
         return run_steps.create_pool(run_plan)
 

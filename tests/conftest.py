@@ -19,6 +19,8 @@ from retail_scoring.train import Hyperparameters, train_model_set  # noqa: E402
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
 
+pytest_plugins = ["tests.azurite"]
+
 TEST_STORES = 6  # 66 series per product: big enough for every code path, small enough for seconds
 TINY_MODELS = "tiny-test"
 

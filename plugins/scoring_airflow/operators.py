@@ -9,6 +9,7 @@ from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.planning import job_id
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import ScoringJobTrigger
 
@@ -81,7 +82,7 @@ class ScorePartitionsOperator(BaseOperator):
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
             return {"scored": [], "skipped": list(plan["partitions"]), "statuses": []}
-        self._job_id = f"{plan['run_id']}-try{context['ti'].try_number}"
+        self._job_id = job_id(plan["run_id"], context["ti"].try_number)
         self._backend().submit_job(
             plan["pool_id"], self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
         )

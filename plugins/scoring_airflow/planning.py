@@ -1,5 +1,6 @@
 """Pure planning logic: which week a run forecasts from, and how products become partitions."""
 
+import hashlib
 import re
 from datetime import date, datetime, timedelta
 
@@ -54,6 +55,24 @@ def select_products(available: list[int], requested: list[int] | None) -> list[i
     if unknown:
         raise PlanError(f"unknown products {unknown}; storage has products {available[0]}..{available[-1]}")
     return sorted(set(requested))
+
+
+def batch_id(text: str, limit: int = 64) -> str:
+    """`text` if it fits Azure Batch's id limit, else its head plus a hash of the whole: still
+    readable, still unique per run."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    return f"{text[: limit - 11]}-{digest}"
+
+
+def job_id(run_id: str, try_number: int) -> str:
+    """The compute job of one try of a run's scoring task: a retry is a new job, never a reuse."""
+    return f"{job_id_prefix(run_id)}{try_number}"
+
+
+def job_id_prefix(run_id: str) -> str:
+    return f"{batch_id(run_id, 56)}-try"
 
 
 def storage_run_id(dag_id: str, airflow_run_id: str) -> str:

@@ -98,12 +98,13 @@ def partition_timings(layout: StorageLayout, plan: dict, statuses: list[dict]) -
 
 def cost_estimate(plan: dict, statuses: list[dict], settings: ForecastSettings) -> dict:
     """Node-hours the pool was busy with this job, times the VM size's hourly price."""
+    vm_size = plan["vm_size"]
     if not statuses:
-        return {"node_hours": 0.0, "vm_size": settings.vm_size, "usd": 0.0}
+        return {"node_hours": 0.0, "vm_size": vm_size, "usd": 0.0}
     span_s = max(s["finished_at"] for s in statuses) - min(s["queued_at"] for s in statuses)
     node_hours = plan["pool_size"] * span_s / 3600
-    price = settings.vm_hourly_prices.get(settings.vm_size)
-    return {"node_hours": node_hours, "vm_size": settings.vm_size, "usd": None if price is None else node_hours * price}
+    price = settings.vm_hourly_prices.get(vm_size)
+    return {"node_hours": node_hours, "vm_size": vm_size, "usd": None if price is None else node_hours * price}
 
 
 def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> str:

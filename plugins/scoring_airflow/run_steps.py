@@ -11,11 +11,14 @@ from retail_scoring.models import read_manifest
 from retail_scoring.schema import HORIZON, N_LAGS
 from retail_scoring.tables import read_product_table, read_raw_product_table
 from retail_scoring.validation import forecast_problems
+from scoring_airflow.blob import use_connection_for_abfs
 from scoring_airflow.compute import backend_for
 from scoring_airflow.operators import plan_expectations
 from scoring_airflow.planning import (
     PlanError,
+    batch_id,
     check_origin,
+    job_id_prefix,
     origin_for_logical_date,
     partition_products,
     select_products,
@@ -68,6 +71,11 @@ def plan_run(
     manifest = read_manifest(layout.model_set_dir(model_version))
     run_id = storage_run_id(dag_id, airflow_run_id)
     backend = params.get("compute_backend") or settings.compute_backend
+    node_settings = {
+        "vm_size": params.get("vm_size") or settings.vm_size,
+        "spot_nodes": int(params.get("spot_nodes") or settings.spot_nodes),
+        "task_slots_per_node": int(params.get("task_slots_per_node") or settings.task_slots_per_node),
+    }
     plan = {
         "run_id": run_id,
         "airflow_run_id": airflow_run_id,
@@ -77,9 +85,10 @@ def plan_run(
         "model_sha256": {m["name"]: m["sha256"] for m in manifest["models"]},
         "storage_root": settings.storage_root,
         "compute_backend": backend,
-        "backend_config": backend_config(backend, settings),
-        "pool_id": f"pool-{run_id}",
+        "backend_config": backend_config(backend, settings, node_settings),
+        "pool_id": settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
         "pool_size": pool_size,
+        "vm_size": node_settings["vm_size"],
         "force": bool(params.get("force", False)),
         "partitions": partition_products(products, pool_size, params.get("partitioning") or "per_node"),
         "series_per_product": {str(p): series_count(layout, p) for p in products},
@@ -98,10 +107,35 @@ def plan_run(
     return plan
 
 
-def backend_config(backend: str, settings: ForecastSettings) -> dict:
+def connect_storage(_context: object = None) -> None:
+    """Before every task: abfs:// URLs use the `wasb` connection's account when one is configured
+    (otherwise adlfs' own AZURE_STORAGE_* variables)."""
+    settings = ForecastSettings()
+    if settings.wasb_conn_id:
+        use_connection_for_abfs(settings.wasb_conn_id)
+
+
+def backend_config(backend: str, settings: ForecastSettings, node_settings: dict) -> dict:
+    """What the backend needs to rebuild itself anywhere (the triggerer, the teardown): ids and
+    settings only; credentials stay in the Airflow connections."""
     if backend == "local":
         return {"pool_dir": str(settings.local_pool_dir)}
-    raise PlanError(f"unknown compute backend {backend!r}; available: 'local'")
+    if backend == "azure_batch":
+        if not settings.storage_root.startswith("abfs://"):
+            raise PlanError(f"azure_batch needs blob storage (abfs://...), got {settings.storage_root}")
+        return {
+            "storage_root": settings.storage_root,
+            "worker_image": settings.worker_image,
+            "batch_conn_id": settings.batch_conn_id,
+            "wasb_conn_id": settings.wasb_conn_id or "wasb_default",
+            "registry_conn_id": settings.registry_conn_id,
+            "autoscale_formula": settings.autoscale_formula,
+            "keep_warm_pool": settings.keep_warm_pool,
+            "node_wait_timeout_s": settings.node_wait_timeout_s,
+            "pool_poll_s": settings.poll_interval_s,
+            **node_settings,
+        }
+    raise PlanError(f"unknown compute backend {backend!r}; available: 'local', 'azure_batch'")
 
 
 def create_pool(plan: dict) -> str:
@@ -110,7 +144,10 @@ def create_pool(plan: dict) -> str:
 
 
 def delete_pool(plan: dict) -> None:
-    backend_for(plan["compute_backend"], plan["backend_config"]).delete_pool(plan["pool_id"])
+    """Teardown: the run's jobs (whatever state they are in), then the pool."""
+    backend = backend_for(plan["compute_backend"], plan["backend_config"])
+    backend.delete_jobs(job_id_prefix(plan["run_id"]))
+    backend.delete_pool(plan["pool_id"])
 
 
 def collect_task_logs(plan: dict, cap_bytes: int) -> None:

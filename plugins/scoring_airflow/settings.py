@@ -33,6 +33,16 @@ class ForecastSettings:
     vm_hourly_prices: dict = field(
         default_factory=lambda: json.loads(_env("VM_PRICES", '{"Standard_D2s_v3": 0.096, "Standard_F2s_v2": 0.085}'))
     )
+    # Azure: connection ids (credentials live in the connections), the worker image and the pool.
+    wasb_conn_id: str = field(default_factory=lambda: _env("WASB_CONN_ID", ""))  # empty: adlfs' env vars
+    batch_conn_id: str = field(default_factory=lambda: _env("BATCH_CONN_ID", "azure_batch_default"))
+    worker_image: str = field(default_factory=lambda: _env("WORKER_IMAGE", "retail-scoring-worker:1.0.0"))
+    registry_conn_id: str = field(default_factory=lambda: _env("REGISTRY_CONN_ID", ""))
+    spot_nodes: int = field(default_factory=lambda: int(_env("SPOT_NODES", "0")))
+    task_slots_per_node: int = field(default_factory=lambda: int(_env("TASK_SLOTS_PER_NODE", "1")))
+    autoscale_formula: str = field(default_factory=lambda: _env("AUTOSCALE_FORMULA", ""))
+    keep_warm_pool: str = field(default_factory=lambda: _env("KEEP_WARM_POOL", ""))
+    node_wait_timeout_s: int = field(default_factory=lambda: int(_env("NODE_WAIT_TIMEOUT_S", "1800")))
     # Monday on which dataset week 0 began; see planning.origin_for_logical_date.
     week0_monday: date = field(default_factory=lambda: date.fromisoformat(_env("WEEK0_MONDAY", "2024-10-28")))
 

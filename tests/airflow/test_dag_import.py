@@ -31,6 +31,9 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
         "partitioning",
         "model_version",
         "compute_backend",
+        "vm_size",
+        "spot_nodes",
+        "task_slots_per_node",
         "force",
     }
     assert params["force"] is False

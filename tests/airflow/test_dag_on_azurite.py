@@ -2,14 +2,9 @@
 data, the models, the forecasts, the task logs and the report; compute is the local backend."""
 
 import json
-import socket
-import subprocess
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import fsspec
-import pytest
 
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
@@ -19,53 +14,6 @@ from retail_scoring.tables import read_forecast
 from scoring_airflow.planning import storage_run_id
 from tests.airflow.conftest import run_dag
 from tests.conftest import TINY_MODELS
-
-PROJECT = Path(__file__).resolve().parents[2]
-AZURITE = PROJECT / ".local" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-# Azurite's documented development account; not a secret.
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def azurite(tmp_path, monkeypatch):
-    if not AZURITE.exists():
-        pytest.fail(f"{AZURITE} missing: scripts/test.sh installs Azurite from npm")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(AZURITE),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--location",
-            str(tmp_path / "azurite"),
-            "--loose",
-            "--skipApiVersionCheck",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-        assert time.monotonic() < deadline, "Azurite did not start"
-        time.sleep(0.2)
-    monkeypatch.setenv(
-        "AZURE_STORAGE_CONNECTION_STRING",
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
-    )
-    fsspec.AbstractFileSystem.clear_instance_cache()  # no adlfs client from another Azurite
-    yield
-    process.kill()  # on SIGTERM Azurite waits for idle keep-alive connections to close, for minutes
-    process.wait()
 
 
 def test_weekly_run_with_everything_in_blob_storage(

@@ -1,6 +1,7 @@
 """The worker CLI: what a scoring task runs, locally or in the worker image on a Batch node.
 
-Exit codes: 0 done, 2 bad input or model set (message names the culprit), 1 anything else.
+Exit codes: 0 done, 2 bad input or model set (message names the culprit), 3 storage unavailable,
+1 anything else.
 """
 
 import argparse
@@ -9,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from retail_scoring.errors import ScoringError
+from retail_scoring.errors import ScoringError, StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 
 log = logging.getLogger("retail_scoring")
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run(args)
+    except StorageUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,3 +11,7 @@ class InputDataError(ScoringError):
 
 class ModelSetError(ScoringError):
     """A model set is incomplete, corrupt or does not match its manifest."""
+
+
+class StorageUnavailableError(ScoringError):
+    """Storage did not answer, even after the client's retries with backoff."""

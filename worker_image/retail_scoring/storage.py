@@ -1,9 +1,31 @@
-"""Thin fsspec helpers: every read and write of the system goes through a URL."""
+"""Thin fsspec helpers: every read and write of the system goes through a URL.
 
+Retrying is the storage client's job (the Azure SDK under adlfs retries with exponential backoff
+for about a minute and a half); what it cannot cure becomes a StorageUnavailableError naming the URL.
+"""
+
+import functools
 import uuid
+from collections.abc import Callable
 
 import fsspec
+from azure.core.exceptions import ServiceRequestError
 from fsspec.core import url_to_fs
+
+from retail_scoring.errors import StorageUnavailableError
+
+UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
+
+
+def names_url_when_unavailable(operation: Callable) -> Callable:
+    @functools.wraps(operation)
+    def guarded(url: str, *args, **kwargs):
+        try:
+            return operation(url, *args, **kwargs)
+        except UNAVAILABLE as error:
+            raise StorageUnavailableError(f"{url}: storage unavailable after retries ({error})") from error
+
+    return guarded
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -11,6 +33,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return url_to_fs(url)
 
 
+@names_url_when_unavailable
 def create_root(url: str) -> None:
     """Create the storage root: a folder locally, the container on Azure Blob (adlfs creates a
     container only for a container-level path, not as a parent of a deeper one)."""
@@ -19,16 +42,19 @@ def create_root(url: str) -> None:
         fs.mkdir(path, create_parents=True)
 
 
+@names_url_when_unavailable
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)
 
 
+@names_url_when_unavailable
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
     return fs.cat_file(path)
 
 
+@names_url_when_unavailable
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
     fs, path = filesystem(url)
@@ -43,6 +69,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             fs.rm_file(temporary)
 
 
+@names_url_when_unavailable
 def list_names(url: str) -> list[str]:
     """Base names in a folder; empty when the folder does not exist."""
     fs, path = filesystem(url)

@@ -9,7 +9,11 @@ def backend_for(name: str, config: dict) -> ComputeBackend:
         from scoring_airflow.compute.local import LocalBackend
 
         return LocalBackend(**config)
-    raise ValueError(f"unknown compute backend {name!r}; available: 'local'")
+    if name == "azure_batch":
+        from scoring_airflow.compute.azure_batch import AzureBatchBackend
+
+        return AzureBatchBackend(**config)
+    raise ValueError(f"unknown compute backend {name!r}; available: 'local', 'azure_batch'")
 
 
 __all__ = ["ComputeBackend", "ScoringTask", "TaskStatus", "backend_for"]

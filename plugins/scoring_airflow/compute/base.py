@@ -60,5 +60,9 @@ class ComputeBackend(ABC):
         """Stop the job's running tasks and forget it; no error if it is gone already."""
 
     @abstractmethod
+    def delete_jobs(self, job_id_prefix: str) -> None:
+        """Delete every job whose id starts with the prefix (a run's jobs, at teardown)."""
+
+    @abstractmethod
     def delete_pool(self, pool_id: str) -> None:
         """Stop everything on the pool and remove it; no error if it is gone already."""

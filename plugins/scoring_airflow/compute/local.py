@@ -146,6 +146,10 @@ class LocalBackend(ComputeBackend):
             self._kill_running_tasks(job)
             shutil.rmtree(job, ignore_errors=True)
 
+    def delete_jobs(self, job_id_prefix: str) -> None:
+        for job in self.pool_dir.glob(f"*/jobs/{job_id_prefix}*"):
+            self.delete_job(job.name)
+
     def delete_pool(self, pool_id: str) -> None:
         pool = self._pool(pool_id)
         info = pool / "pool.json"

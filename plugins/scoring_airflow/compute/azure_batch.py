@@ -1,0 +1,270 @@
+"""Azure Batch: a pool of container-ready VMs, one job per DAG-run try, one task per partition.
+
+The client is the provider's AzureBatchHook (credentials from the `azure_batch` connection). We
+call the `azure-batch` SDK ourselves where the provider's AzureBatchOperator falls short: it runs
+one task per operator, silently reuses an existing pool/job/task, judges failure over the whole
+job, waits for nodes without a timeout, skips cleanup on timeout or kill, and builds pools without
+a container configuration. Here an existing job id is an error, tasks go in collections of at most
+100 and any task the service did not accept (even "TaskExists", which the SDK's create_tasks
+counts as success) fails the submission, the wait for nodes has a deadline, and pools carry a
+container configuration that pre-fetches the worker image.
+"""
+
+import logging
+import shlex
+import time
+from datetime import timedelta
+from functools import cached_property
+
+from airflow.providers.microsoft.azure.hooks.batch import AzureBatchHook
+from azure.batch import BatchClient
+from azure.batch import models as batch
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from scoring_airflow.blob import container_of, grant_container, path_in_container
+from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+MAX_TASKS_PER_COLLECTION = 100  # the Batch API's limit per addtaskcollection request
+CREATED_BY = "weekly_sales_forecast"  # pool metadata: pools without it are never deleted by us
+POOL_POLL_S = 5.0
+
+
+class AzureBatchBackend(ComputeBackend):
+    name = "azure_batch"
+
+    def __init__(
+        self,
+        storage_root: str,
+        worker_image: str,
+        batch_conn_id: str = "azure_batch_default",
+        wasb_conn_id: str = "wasb_default",
+        vm_size: str = "Standard_D2s_v3",
+        spot_nodes: int = 0,
+        task_slots_per_node: int = 1,
+        autoscale_formula: str = "",
+        keep_warm_pool: str = "",
+        node_wait_timeout_s: int = 1800,
+        image_reference: dict | None = None,
+        node_agent_sku_id: str = "batch.node.ubuntu 22.04",
+        registry_conn_id: str = "",
+        pool_poll_s: float = POOL_POLL_S,
+    ):
+        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.settings["image_reference"] = image_reference or {
+            "publisher": "microsoft-dsvm",
+            "offer": "ubuntu-hpc",
+            "sku": "2204",
+            "version": "latest",
+        }
+        self.storage_root = storage_root
+        self.worker_image = worker_image
+        self.batch_conn_id = batch_conn_id
+        self.wasb_conn_id = wasb_conn_id
+
+    def config(self) -> dict:
+        return dict(self.settings)
+
+    @cached_property
+    def client(self) -> BatchClient:
+        return AzureBatchHook(azure_batch_conn_id=self.batch_conn_id).get_conn()
+
+    # pools
+
+    def create_pool(self, pool_id: str, size: int) -> None:
+        keep_warm = pool_id == self.settings["keep_warm_pool"]
+        if keep_warm and self._pool_or_none(pool_id) is not None:
+            log.info("keep-warm pool %s exists; reusing it", pool_id)
+        else:
+            try:
+                self.client.create_pool(self._pool_options(pool_id, size))
+            except ResourceExistsError as error:
+                raise RuntimeError(f"Batch pool {pool_id} exists already; not reused ({error.message})") from error
+            log.info("Batch pool %s requested: %s", pool_id, self._describe_nodes(size))
+        try:
+            self._wait_for_nodes(pool_id)
+        except BaseException:  # Airflow runs no teardown for a failed setup: clean up here
+            self.delete_pool(pool_id)
+            raise
+
+    def _pool_options(self, pool_id: str, size: int) -> batch.BatchPoolCreateOptions:
+        settings = self.settings
+        spot = min(settings["spot_nodes"], size)
+        scaling = (
+            {
+                "enable_auto_scale": True,
+                "auto_scale_formula": settings["autoscale_formula"],
+                "auto_scale_evaluation_interval": timedelta(minutes=5),
+            }
+            if settings["autoscale_formula"]
+            else {"target_dedicated_nodes": size - spot, "target_low_priority_nodes": spot}
+        )
+        return batch.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size=settings["vm_size"],
+            virtual_machine_configuration=batch.VirtualMachineConfiguration(
+                image_reference=batch.BatchVmImageReference(**settings["image_reference"]),
+                node_agent_sku_id=settings["node_agent_sku_id"],
+                container_configuration=batch.BatchContainerConfiguration(
+                    type="dockerCompatible",
+                    container_image_names=[self.worker_image],
+                    container_registries=self._registries(),
+                ),
+            ),
+            task_slots_per_node=settings["task_slots_per_node"],
+            resize_timeout=timedelta(seconds=settings["node_wait_timeout_s"]),
+            metadata=[batch.BatchMetadataItem(name="created_by", value=CREATED_BY)],
+            **scaling,
+        )
+
+    def _registries(self) -> list[batch.ContainerRegistryReference] | None:
+        if not self.settings["registry_conn_id"]:
+            return None  # a public image, or a registry the pool reaches through its identity
+        registry = AzureBatchHook.get_connection(self.settings["registry_conn_id"])
+        return [
+            batch.ContainerRegistryReference(
+                registry_server=registry.host, username=registry.login, password=registry.password
+            )
+        ]
+
+    def _describe_nodes(self, size: int) -> str:
+        if self.settings["autoscale_formula"]:
+            return "autoscale formula"
+        spot = min(self.settings["spot_nodes"], size)
+        return f"{size - spot} dedicated + {spot} spot {self.settings['vm_size']} node(s)"
+
+    def _pool_or_none(self, pool_id: str) -> batch.BatchPool | None:
+        try:
+            return self.client.get_pool(pool_id)
+        except ResourceNotFoundError:
+            return None
+
+    def _wait_for_nodes(self, pool_id: str) -> None:
+        """Until the pool's allocation is steady with nodes; resize errors and the deadline fail
+        with the service's own words."""
+        deadline = time.monotonic() + self.settings["node_wait_timeout_s"]
+        while True:
+            pool = self.client.get_pool(pool_id)
+            allocation = getattr(pool.allocation_state, "value", pool.allocation_state)
+            nodes = (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
+            problem = None
+            if pool.resize_errors:
+                problem = "could not get its nodes: " + "; ".join(f"{e.code}: {e.message}" for e in pool.resize_errors)
+            elif allocation == "steady" and nodes > 0:
+                log.info("Batch pool %s ready: %d node(s)", pool_id, nodes)
+                return
+            elif time.monotonic() > deadline:
+                timeout = self.settings["node_wait_timeout_s"]
+                problem = f"has {nodes} node(s) after {timeout} s (allocation {allocation}); giving up"
+            if problem:
+                raise RuntimeError(f"Batch pool {pool_id} {problem}")
+            time.sleep(self.settings["pool_poll_s"])
+
+    def delete_pool(self, pool_id: str) -> None:
+        if pool_id == self.settings["keep_warm_pool"]:
+            log.info("Batch pool %s is kept warm; not deleted", pool_id)
+            return
+        pool = self._pool_or_none(pool_id)
+        if pool is None:
+            log.info("Batch pool %s is gone already", pool_id)
+            return
+        if not any(item.name == "created_by" and item.value == CREATED_BY for item in pool.metadata or []):
+            log.warning("Batch pool %s was not created by this pipeline; left alone", pool_id)
+            return
+        self.client.begin_delete_pool(pool_id)  # deletion goes on in the service; no need to wait
+        log.info("Batch pool %s deleted", pool_id)
+
+    # jobs and tasks
+
+    def submit_job(self, pool_id: str, job_id: str, tasks: list[ScoringTask], max_retries: int, timeout_s: int) -> None:
+        # Batch limits a task's whole life, retries included, so the limit is per attempt x attempts.
+        task_life = timedelta(seconds=timeout_s * (max_retries + 1))
+        grant = grant_container(self.wasb_conn_id, container_of(self.storage_root), task_life + timedelta(hours=1))
+        try:
+            self.client.create_job(
+                batch.BatchJobCreateOptions(
+                    id=job_id,
+                    pool_info=batch.BatchPoolInfo(pool_id=pool_id),
+                    metadata=[batch.BatchMetadataItem(name="created_by", value=CREATED_BY)],
+                )
+            )
+        except ResourceExistsError as error:
+            raise RuntimeError(f"Batch job {job_id} exists already; ids are never reused ({error.message})") from error
+        options = [self._task_options(task, grant.connection_string, grant.container_url, task_life, max_retries)
+                   for task in tasks]  # fmt: skip
+        for start in range(0, len(options), MAX_TASKS_PER_COLLECTION):
+            chunk = options[start : start + MAX_TASKS_PER_COLLECTION]
+            result = self.client.create_task_collection(job_id, batch.BatchTaskGroup(task_values=chunk))
+            rejected = [r for r in result.result_values or [] if r.status != "success"]
+            if rejected:
+                raise RuntimeError(
+                    f"Batch job {job_id} refused tasks: "
+                    + "; ".join(f"{r.task_id}: {r.error.code if r.error else r.status}" for r in rejected)
+                )
+        log.info("Batch job %s: %d task(s) added", job_id, len(options))
+
+    def _task_options(
+        self, task: ScoringTask, connection_string: str, container_url: str, life: timedelta, max_retries: int
+    ) -> batch.BatchTaskCreateOptions:
+        uploads = [
+            batch.OutputFile(
+                file_pattern=f"../{stream}.txt",  # Batch writes the streams beside the working dir
+                destination=batch.OutputFileDestination(
+                    container=batch.OutputFileBlobContainerDestination(
+                        container_url=container_url, path=path_in_container(url)
+                    )
+                ),
+                upload_options=batch.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
+            )
+            for stream, url in (("stdout", task.stdout_url), ("stderr", task.stderr_url))
+        ]
+        return batch.BatchTaskCreateOptions(
+            id=task.task_id,
+            command_line=shlex.join(task.arguments),  # arguments to the image's entrypoint, the worker CLI
+            container_settings=batch.BatchTaskContainerSettings(image_name=self.worker_image),
+            environment_settings=[batch.EnvironmentSetting(name="AZURE_STORAGE_CONNECTION_STRING",
+                                                           value=connection_string)],
+            output_files=uploads,
+            constraints=batch.BatchTaskConstraints(max_wall_clock_time=life, max_task_retry_count=max_retries),
+        )  # fmt: skip
+
+    def task_statuses(self, job_id: str) -> list[TaskStatus]:
+        try:
+            return [self._status(task) for task in self.client.list_tasks(job_id)]
+        except ResourceNotFoundError as error:
+            raise RuntimeError(f"Batch job {job_id} not found (was it deleted?): {error.message}") from error
+
+    @staticmethod
+    def _status(task: batch.BatchTask) -> TaskStatus:
+        info = task.execution_info
+        state = {"active": "pending", "preparing": "pending", "running": "running"}.get(task.state)
+        if state is None:  # completed
+            state = "succeeded" if info and info.result == "success" else "failed"
+        notes = []
+        if info and info.requeue_count:
+            notes.append(f"requeued {info.requeue_count}x by Batch (node preempted or removed)")
+        if info and info.failure_info:
+            notes.append(f"{info.failure_info.code}: {info.failure_info.message}")
+        return TaskStatus(
+            task_id=task.id,
+            state=state,
+            exit_code=info.exit_code if info else None,
+            attempts=(info.retry_count + 1) if info and info.start_time else 0,
+            detail="; ".join(notes),
+            queued_at=task.creation_time.timestamp() if task.creation_time else None,
+            started_at=info.start_time.timestamp() if info and info.start_time else None,
+            finished_at=info.end_time.timestamp() if info and info.end_time else None,
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        try:
+            self.client.begin_delete_job(job_id)
+            log.info("Batch job %s deleted", job_id)
+        except ResourceNotFoundError:
+            pass
+
+    def delete_jobs(self, job_id_prefix: str) -> None:
+        for job in self.client.list_jobs():
+            if job.id.startswith(job_id_prefix):
+                self.delete_job(job.id)

@@ -1,0 +1,200 @@
+"""The DAG on the azure_batch backend: the real `azure-batch` client (through the provider's hook
+and an `azure_batch` connection) talks to tests/batch_endpoint.py, which runs the worker as the
+container's entrypoint against Azurite; storage credentials come from a `wasb` connection."""
+
+import base64
+import json
+import sys
+from datetime import UTC, datetime
+
+import fsspec
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.dataset import write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import upload_model_set
+from retail_scoring.tables import read_forecast
+from scoring_airflow.compute.azure_batch import AzureBatchBackend
+from scoring_airflow.compute.base import ScoringTask
+from scoring_airflow.planning import batch_id, storage_run_id
+from scoring_airflow.run_steps import connect_storage
+from tests.airflow.conftest import run_dag
+from tests.batch_endpoint import BatchTestEndpoint
+
+LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
+WORKER_IMAGE = "retail-scoring-worker:test"
+LAYOUT = StorageLayout("abfs://forecasts")
+TWO_PRODUCTS = {"products": [1, 2], "pool_size": 2, "compute_backend": "azure_batch"}
+
+
+@pytest.fixture
+def batch_endpoint(azurite, tmp_path, monkeypatch):
+    endpoint = BatchTestEndpoint(
+        "testbatch", tmp_path / "batch-nodes", {WORKER_IMAGE: [sys.executable, "-m", "retail_scoring.cli"]}
+    )
+    endpoint.start()
+    key = base64.b64encode(b"test-batch-account-key").decode()
+    connections = {
+        "AIRFLOW_CONN_AZURE_BATCH_DEFAULT": {
+            "conn_type": "azure_batch",
+            "login": "testbatch",
+            "password": key,
+            "extra": {"account_url": endpoint.url},
+        },
+        "AIRFLOW_CONN_WASB_DEFAULT": {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}},
+    }
+    for name, connection in connections.items():
+        monkeypatch.setenv(name, json.dumps(connection))
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture
+def batch_env(airflow_db, batch_endpoint, small_reference, tiny_model_dir, forecast_env, monkeypatch):
+    """Data and models seeded into Azurite; then the only storage credentials left are the
+    `wasb` connection's (Airflow side) and each task's SAS (worker side)."""
+    write_products(LAYOUT, small_reference, 2)
+    upload_model_set(tiny_model_dir, LAYOUT)
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setitem(fsspec.config.conf, "abfs", {})  # the DAG's pre_execute fills it from the connection
+    fsspec.get_filesystem_class("abfs").clear_instance_cache()
+    for name, value in {
+        "FORECAST_STORAGE_ROOT": LAYOUT.root,
+        "FORECAST_WASB_CONN_ID": "wasb_default",
+        "FORECAST_WORKER_IMAGE": WORKER_IMAGE,
+        "FORECAST_NODE_WAIT_TIMEOUT_S": "60",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return batch_endpoint
+
+
+def pool_id_of(dag_run) -> str:
+    return batch_id(f"pool-{storage_run_id(dag_run.dag_id, dag_run.run_id)}")
+
+
+def read_blob(url: str) -> str:
+    connect_storage()
+    return storage.read_bytes(url).decode()
+
+
+def test_weekly_run_on_batch_with_blob_storage(batch_env):
+    batch_env.faults.node_delay_s = 2  # nodes take a while to come up: waited for
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "spot_nodes": 1})
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    for product in (1, 2):
+        assert len(read_forecast(LAYOUT.forecast_file(run_id, product))) == 66 * 13
+    assert "rows scored" in read_blob(LAYOUT.task_log(run_id, "partition_001", "stdout")), "output files uploaded"
+    assert json.loads(read_blob(LAYOUT.latest_pointer()))["run_id"] == run_id
+
+    pool = batch_env.pools_created[pool_id_of(dag_run)]
+    containers = pool["virtualMachineConfiguration"]["containerConfiguration"]
+    assert containers == {"type": "dockerCompatible", "containerImageNames": [WORKER_IMAGE]}
+    assert (pool["targetDedicatedNodes"], pool["targetLowPriorityNodes"]) == (1, 1)
+    task = batch_env.tasks_added["partition_000"]
+    assert task["constraints"]["maxTaskRetryCount"] == 2 and task["constraints"]["maxWallClockTime"]
+    worker_credentials = batch_env.task_environments["partition_000"]["AZURE_STORAGE_CONNECTION_STRING"]
+    assert "SharedAccessSignature=" in worker_credentials and "AccountKey" not in worker_credentials
+    assert pool_id_of(dag_run) in batch_env.deleted_pools
+    assert batch_env.deleted_jobs == [f"{batch_id(run_id, 56)}-try1"]
+
+
+def test_failing_partition_is_named_and_the_pool_still_deleted(batch_env, capsys):
+    connect_storage()
+    fs, path = storage.filesystem(LAYOUT.product_file(2, "history"))
+    fs.rm_file(path)
+
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "failed"
+    assert dag_run.get_task_instance("score").state == "failed"
+    assert dag_run.get_task_instance("delete_pool").state == "success"
+    assert pool_id_of(dag_run) in batch_env.deleted_pools
+    failure = "1 of 2 partitions failed:\n- partition_001 (products [2]): exit code 2 after 3 attempt(s)"
+    task_logs = capsys.readouterr().out
+    assert failure in task_logs
+    assert "product_002/history.parquet: file not found" in task_logs
+
+
+def test_preempted_spot_node_task_is_requeued_and_reported(batch_env):
+    batch_env.faults.preempt_after_s["partition_001"] = 1.0
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "spot_nodes": 2})
+    assert dag_run.state == "success"
+    statuses = {s["task_id"]: s for s in dag_run.get_task_instance("score").xcom_pull(task_ids="score")["statuses"]}
+    assert "requeued 1x by Batch" in statuses["partition_001"]["detail"]
+    assert statuses["partition_001"]["attempts"] == 1, "a preemption does not use up a retry"
+    assert pool_id_of(dag_run) in batch_env.deleted_pools
+
+
+def test_pool_resize_error_fails_the_run_with_the_batch_text_and_tears_down(batch_env, capsys):
+    batch_env.faults.resize_error = ("AccountCoreQuotaReached", "The core quota of the account was reached")
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "failed"
+    assert dag_run.get_task_instance("create_pool").state == "failed"
+    assert dag_run.get_task_instance("score").state == "upstream_failed"
+    # Airflow skips the teardown of a failed setup, so create_pool deletes the pool it made itself.
+    assert dag_run.get_task_instance("delete_pool").state == "upstream_failed"
+    assert "AccountCoreQuotaReached: The core quota of the account was reached" in capsys.readouterr().out
+    assert pool_id_of(dag_run) in batch_env.deleted_pools
+
+
+def test_slow_nodes_past_the_deadline_fail_the_run_and_tear_down(batch_env, capsys, monkeypatch):
+    monkeypatch.setenv("FORECAST_NODE_WAIT_TIMEOUT_S", "1")
+    batch_env.faults.node_delay_s = 30
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "failed"
+    assert "has 0 node(s) after 1 s (allocation resizing); giving up" in capsys.readouterr().out
+    assert pool_id_of(dag_run) in batch_env.deleted_pools
+
+
+# The backend alone, against the endpoint: the provider operator's gaps it must not repeat.
+
+
+@pytest.fixture
+def backend(batch_env) -> AzureBatchBackend:
+    connect_storage()
+    return AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, node_wait_timeout_s=30, pool_poll_s=0.2
+    )
+
+
+def echo_task(task_id: str) -> ScoringTask:
+    return ScoringTask(task_id, ["--help"], f"{LAYOUT.root}/logs/{task_id}.out", f"{LAYOUT.root}/logs/{task_id}.err")
+
+
+def test_an_existing_job_id_is_an_error_not_a_reuse(backend):
+    backend.create_pool("pool-a", 1)
+    backend.submit_job("pool-a", "job-a", [echo_task("t1")], max_retries=0, timeout_s=60)
+    with pytest.raises(RuntimeError, match="Batch job job-a exists already; ids are never reused"):
+        backend.submit_job("pool-a", "job-a", [echo_task("t1")], max_retries=0, timeout_s=60)
+
+
+def test_an_existing_pool_is_an_error_and_a_pool_we_did_not_create_is_never_deleted(backend, batch_env):
+    someone_elses_pool = {
+        "id": "team-pool",
+        "vmSize": "Standard_D2s_v3",
+        "targetDedicatedNodes": 1,
+        "virtualMachineConfiguration": {"imageReference": {"offer": "x"}, "nodeAgentSKUId": "batch.node.x"},
+    }
+    batch_env.route("POST", "/pools", someone_elses_pool)
+    with pytest.raises(RuntimeError, match="Batch pool team-pool exists already"):
+        backend.create_pool("team-pool", 1)
+    backend.delete_pool("team-pool")
+    assert "team-pool" not in batch_env.deleted_pools
+
+
+def test_tasks_go_in_collections_of_at_most_100(backend, batch_env):
+    backend.create_pool("pool-b", 1)
+    backend.submit_job("pool-b", "job-b", [echo_task(f"t{i:03d}") for i in range(250)], max_retries=0, timeout_s=60)
+    assert batch_env.collection_sizes == [100, 100, 50]
+    assert len(backend.task_statuses("job-b")) == 250
+
+
+def test_keep_warm_pool_is_reused_and_never_deleted(batch_env):
+    warm = AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, keep_warm_pool="warm", pool_poll_s=0.2
+    )
+    warm.create_pool("warm", 1)
+    warm.create_pool("warm", 1)  # the next run: reused, no PoolExists
+    warm.delete_pool("warm")
+    assert list(batch_env.pools_created) == ["warm"] and not batch_env.deleted_pools

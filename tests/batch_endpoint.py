@@ -1,0 +1,392 @@
+"""A local HTTP endpoint that speaks the subset of the Azure Batch REST API the pipeline uses, for
+the real `azure-batch` client (Azure Batch has no emulator).
+
+It checks each request's auth scheme, api-version and required body fields the way the service
+does, runs tasks' command lines as local processes (a container task runs the entrypoint its image
+maps to, with only the task's environment settings for storage credentials), uploads their output
+files to blob storage through the SAS in their destination, as Batch does, and injects faults: a
+pool resize error, slow nodes, a node preempted mid-task (the task is requeued).
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import isodate
+from azure.storage.blob import BlobClient
+
+REQUIRED = {  # JSON paths the service rejects a request without (MissingRequiredProperty)
+    "pool": [
+        "id",
+        "vmSize",
+        "virtualMachineConfiguration.imageReference",
+        "virtualMachineConfiguration.nodeAgentSKUId",
+    ],
+    "job": ["id", "poolInfo.poolId"],
+    "task": ["id", "commandLine"],
+    "outputFile": ["filePattern", "destination.container.containerUrl", "uploadOptions.uploadCondition"],
+}
+MAX_TASKS_PER_COLLECTION = 100
+
+
+class BatchError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def lookup(body: dict, dotted: str):
+    for key in dotted.split("."):
+        body = body.get(key) if isinstance(body, dict) else None
+    return body
+
+
+def check_required(kind: str, body: dict) -> None:
+    missing = [path for path in REQUIRED[kind] if lookup(body, path) in (None, "")]
+    if missing:
+        raise BatchError(400, "MissingRequiredProperty", f"{kind} body lacks {missing}")
+
+
+@dataclass
+class Faults:
+    resize_error: tuple[str, str] | None = None  # (code, message) the pool's allocation fails with
+    node_delay_s: float = 0.0  # how long nodes take to come up
+    preempt_after_s: dict[str, float] = field(default_factory=dict)  # task id -> seconds into its run
+
+
+class BatchTestEndpoint:
+    def __init__(self, account: str, workdir: Path, entrypoints: dict[str, list[str]]):
+        self.account = account
+        self.workdir = workdir
+        self.entrypoints = entrypoints  # image name -> the command its entrypoint runs
+        self.faults = Faults()
+        self.pools: dict[str, dict] = {}
+        self.jobs: dict[str, dict] = {}
+        self.processes: dict[tuple[str, str], subprocess.Popen] = {}
+        # what the service was asked, for the tests: request bodies and collection sizes
+        self.pools_created: dict[str, dict] = {}
+        self.tasks_added: dict[str, dict] = {}
+        self.collection_sizes: list[int] = []
+        self.deleted_pools: list[str] = []
+        self.deleted_jobs: list[str] = []
+        self.task_environments: dict[str, dict] = {}
+        self.lock = threading.RLock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._running = True
+
+    def start(self) -> None:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._schedule_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._running = False
+        self.server.shutdown()
+        with self.lock:
+            for process in self.processes.values():
+                _kill(process)
+
+    # REST
+
+    def _handler(self):
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _respond(self, method: str) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else {}
+                try:
+                    auth = self.headers.get("Authorization", "")
+                    if not auth.startswith(f"SharedKey {endpoint.account}:"):
+                        raise BatchError(403, "AuthenticationFailed", "expected SharedKey auth for the account")
+                    if "api-version" not in parse_qs(url.query):
+                        raise BatchError(400, "MissingRequiredQueryParameter", "api-version")
+                    status, payload = endpoint.route(method, url.path, body)
+                except BatchError as error:
+                    status = error.status
+                    payload = {"code": error.code, "message": {"lang": "en-US", "value": error.message}}
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json;odata=minimalmetadata")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._respond("GET")
+
+            def do_POST(self):
+                self._respond("POST")
+
+            def do_DELETE(self):
+                self._respond("DELETE")
+
+        return Handler
+
+    def route(self, method: str, path: str, body: dict) -> tuple[int, dict | None]:
+        with self.lock:
+            if (method, path) == ("POST", "/pools"):
+                return self._create_pool(body)
+            if (method, path) == ("POST", "/jobs"):
+                return self._create_job(body)
+            if (method, path) == ("GET", "/jobs"):
+                return 200, {"value": [self._job_view(job) for job in self.jobs.values()]}
+            if match := re.fullmatch(r"/pools/([^/]+)", path):
+                return self._pool(method, match[1])
+            if match := re.fullmatch(r"/jobs/([^/]+)", path):
+                return self._job(method, match[1])
+            if (match := re.fullmatch(r"/jobs/([^/]+)/addtaskcollection", path)) and method == "POST":
+                return self._add_tasks(match[1], body)
+            if (match := re.fullmatch(r"/jobs/([^/]+)/tasks", path)) and method == "GET":
+                return 200, {"value": [self._task_view(t) for t in self._existing_job(match[1])["tasks"].values()]}
+        raise BatchError(400, "InvalidUri", f"{method} {path} is not part of this endpoint")
+
+    def _create_pool(self, body: dict) -> tuple[int, None]:
+        check_required("pool", body)
+        if lookup(body, "virtualMachineConfiguration.containerConfiguration") is not None:
+            check_required_value(body, "virtualMachineConfiguration.containerConfiguration.type")
+        if not body.get("enableAutoScale") and body.get("targetDedicatedNodes") is None:
+            raise BatchError(400, "MissingRequiredProperty", "targetDedicatedNodes or enableAutoScale")
+        if body["id"] in self.pools:
+            raise BatchError(409, "PoolExists", f"The specified pool {body['id']} already exists.")
+        self.pools_created[body["id"]] = body
+        self.pools[body["id"]] = {
+            **body,
+            "state": "active",
+            "allocationState": "resizing",
+            "creationTime": now_iso(),
+            "currentDedicatedNodes": 0,
+            "currentLowPriorityNodes": 0,
+            "ready_at": time.monotonic() + self.faults.node_delay_s,
+        }
+        return 201, None
+
+    def _pool(self, method: str, pool_id: str) -> tuple[int, dict | None]:
+        if pool_id not in self.pools:
+            raise BatchError(404, "PoolNotFound", f"The specified pool {pool_id} does not exist.")
+        if method == "GET":
+            return 200, {k: v for k, v in self.pools[pool_id].items() if k != "ready_at"}
+        if method == "DELETE":
+            for job in self.jobs.values():
+                if job["poolInfo"]["poolId"] == pool_id:
+                    for task in job["tasks"].values():
+                        self._stop(job["id"], task, requeue=True)
+            del self.pools[pool_id]
+            self.deleted_pools.append(pool_id)
+            return 202, None
+        raise BatchError(405, "MethodNotAllowed", method)
+
+    def _create_job(self, body: dict) -> tuple[int, None]:
+        check_required("job", body)
+        if body["id"] in self.jobs:
+            raise BatchError(409, "JobExists", f"The specified job {body['id']} already exists.")
+        self.jobs[body["id"]] = {**body, "state": "active", "creationTime": now_iso(), "tasks": {}}
+        return 201, None
+
+    def _existing_job(self, job_id: str) -> dict:
+        if job_id not in self.jobs:
+            raise BatchError(404, "JobNotFound", f"The specified job {job_id} does not exist.")
+        return self.jobs[job_id]
+
+    def _job_view(self, job: dict) -> dict:
+        return {k: v for k, v in job.items() if k != "tasks"}
+
+    def _job(self, method: str, job_id: str) -> tuple[int, dict | None]:
+        job = self._existing_job(job_id)
+        if method == "GET":
+            return 200, self._job_view(job)
+        if method == "DELETE":
+            for task in job["tasks"].values():
+                self._stop(job_id, task, requeue=False)
+            del self.jobs[job_id]
+            self.deleted_jobs.append(job_id)
+            return 202, None
+        raise BatchError(405, "MethodNotAllowed", method)
+
+    def _add_tasks(self, job_id: str, body: dict) -> tuple[int, dict]:
+        job = self._existing_job(job_id)
+        tasks = body.get("value") or []
+        if not 1 <= len(tasks) <= MAX_TASKS_PER_COLLECTION:
+            raise BatchError(400, "InvalidPropertyValue", f"a task collection holds 1..100 tasks, got {len(tasks)}")
+        self.collection_sizes.append(len(tasks))
+        results = []
+        for task in tasks:
+            check_required("task", task)
+            for output in task.get("outputFiles", []):
+                check_required("outputFile", output)
+            if task.get("containerSettings") is not None:
+                check_required_value(task, "containerSettings.imageName")
+            if task["id"] in job["tasks"]:
+                results.append({"status": "clientError", "taskId": task["id"], "error": {"code": "TaskExists"}})
+                continue
+            self.tasks_added[task["id"]] = task
+            job["tasks"][task["id"]] = {
+                **task,
+                "state": "active",
+                "creationTime": now_iso(),
+                "executionInfo": {"retryCount": 0, "requeueCount": 0},
+            }
+            results.append({"status": "success", "taskId": task["id"]})
+        return 200, {"value": results}
+
+    @staticmethod
+    def _task_view(task: dict) -> dict:
+        return {k: v for k, v in task.items() if not k.startswith("_")}
+
+    # the service's scheduler
+
+    def _schedule_forever(self) -> None:
+        while self._running:
+            with self.lock:
+                self._settle_pools()
+                self._reap_and_start()
+            time.sleep(0.1)
+
+    def _settle_pools(self) -> None:
+        for pool in self.pools.values():
+            if pool["allocationState"] != "resizing" or time.monotonic() < pool["ready_at"]:
+                continue
+            pool["allocationState"] = "steady"
+            if self.faults.resize_error:
+                code, message = self.faults.resize_error
+                pool["resizeErrors"] = [{"code": code, "message": message}]
+            elif pool.get("enableAutoScale"):
+                pool["currentDedicatedNodes"] = 1
+            else:
+                pool["currentDedicatedNodes"] = pool.get("targetDedicatedNodes") or 0
+                pool["currentLowPriorityNodes"] = pool.get("targetLowPriorityNodes") or 0
+
+    def _reap_and_start(self) -> None:
+        for job in self.jobs.values():
+            pool = self.pools.get(job["poolInfo"]["poolId"])
+            for task in job["tasks"].values():
+                if task["state"] == "running":
+                    self._watch(job["id"], task)
+            if pool is None or pool["allocationState"] != "steady":
+                continue
+            slots = (pool["currentDedicatedNodes"] + pool["currentLowPriorityNodes"]) * pool.get("taskSlotsPerNode", 1)
+            busy = sum(t["state"] == "running" for j in self.jobs.values() for t in j["tasks"].values()
+                       if j["poolInfo"]["poolId"] == pool["id"])  # fmt: skip
+            for task in job["tasks"].values():
+                if busy >= slots:
+                    break
+                if task["state"] == "active":
+                    self._start(job["id"], task)
+                    busy += 1
+
+    def _start(self, job_id: str, task: dict) -> None:
+        info = task["executionInfo"]
+        attempt = info["retryCount"] + info["requeueCount"]
+        task_dir = self.workdir / job_id / task["id"] / f"attempt{attempt}"
+        (task_dir / "wd").mkdir(parents=True)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE")}
+        settings = {s["name"]: s["value"] for s in task.get("environmentSettings", [])}
+        self.task_environments[task["id"]] = settings
+        environment.update(settings, AZ_BATCH_TASK_ID=task["id"], AZ_BATCH_JOB_ID=job_id)
+        container = task.get("containerSettings")
+        if container and container["imageName"] not in self.entrypoints:
+            self._complete(task, exit_code=None, failure=("ContainerPullImageFailed", container["imageName"]))
+            return
+        command = (
+            self.entrypoints[container["imageName"]] + shlex.split(task["commandLine"])
+            if container
+            else ["/bin/sh", "-c", task["commandLine"]]
+        )
+        with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
+            self.processes[(job_id, task["id"])] = subprocess.Popen(
+                command, cwd=task_dir / "wd", stdout=out, stderr=err, env=environment, start_new_session=True
+            )
+        task.update(state="running", _dir=task_dir, _started=time.monotonic())
+        info["startTime"] = info.get("startTime") or now_iso()
+        task.setdefault("_first_start", time.monotonic())
+
+    def _watch(self, job_id: str, task: dict) -> None:
+        process = self.processes[(job_id, task["id"])]
+        preempt_after = self.faults.preempt_after_s.get(task["id"])
+        if preempt_after is not None and time.monotonic() - task["_started"] > preempt_after:
+            del self.faults.preempt_after_s[task["id"]]
+            self._stop(job_id, task, requeue=True)  # a spot node taken away: no output, no retry used
+            return
+        limit = lookup(task, "constraints.maxWallClockTime")
+        if limit and time.monotonic() - task["_first_start"] > isodate.parse_duration(limit).total_seconds():
+            _kill(process)
+            self._upload_outputs(task, succeeded=False)
+            self._complete(task, exit_code=None, failure=("MaxWallClockTimeExceeded", "task ran out of time"))
+            return
+        exit_code = process.poll()
+        if exit_code is None:
+            return
+        del self.processes[(job_id, task["id"])]
+        self._upload_outputs(task, succeeded=exit_code == 0)
+        info = task["executionInfo"]
+        if exit_code != 0 and info["retryCount"] < (lookup(task, "constraints.maxTaskRetryCount") or 0):
+            info["retryCount"] += 1
+            info["lastRetryTime"] = now_iso()
+            task["state"] = "active"
+            return
+        failure = None if exit_code == 0 else ("FailureExitCode", "The task exited with a failure exit code")
+        self._complete(task, exit_code, failure)
+
+    def _complete(self, task: dict, exit_code: int | None, failure: tuple[str, str] | None) -> None:
+        info = task["executionInfo"]
+        info.update(endTime=now_iso(), result="failure" if failure else "success")
+        if exit_code is not None:
+            info["exitCode"] = exit_code
+        if failure:
+            info["failureInfo"] = {"category": "userError", "code": failure[0], "message": failure[1]}
+        task["state"] = "completed"
+
+    def _stop(self, job_id: str, task: dict, requeue: bool) -> None:
+        process = self.processes.pop((job_id, task["id"]), None)
+        if process is not None:
+            _kill(process)
+        if requeue and task["state"] == "running":
+            task["state"] = "active"
+            task["executionInfo"]["requeueCount"] += 1
+            task["executionInfo"]["lastRequeueTime"] = now_iso()
+
+    def _upload_outputs(self, task: dict, succeeded: bool) -> None:
+        """Batch's output files: each pattern resolved from the working directory, uploaded to the
+        destination container with the SAS in its URL."""
+        for output in task.get("outputFiles", []):
+            condition = output["uploadOptions"]["uploadCondition"].lower()
+            if condition == "tasksuccess" and not succeeded or condition == "taskfailure" and succeeded:
+                continue
+            source = (task["_dir"] / "wd" / output["filePattern"]).resolve()
+            container_url, _, sas = output["destination"]["container"]["containerUrl"].partition("?")
+            blob_path = output["destination"]["container"].get("path") or source.name
+            if source.exists():
+                BlobClient.from_blob_url(f"{container_url}/{blob_path}?{sas}").upload_blob(
+                    source.read_bytes(), overwrite=True
+                )
+
+
+def check_required_value(body: dict, dotted: str) -> None:
+    if lookup(body, dotted) in (None, ""):
+        raise BatchError(400, "MissingRequiredProperty", dotted)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
