@@ -1,6 +1,7 @@
 """Deferrable waiting on a scoring job: polls task states, logs each partition as it finishes."""
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,7 @@ class ScoringJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = backend_for(self.backend, self.backend_config)
         reported: set[str] = set()
+        last_counts = None
         while True:
             try:
                 statuses = await asyncio.to_thread(backend.task_statuses, self.job_id)
@@ -50,6 +52,11 @@ class ScoringJobTrigger(BaseTrigger):
                         len(reported),
                         len(statuses),
                     )
+            counts = Counter(s.state for s in statuses if not s.is_final)
+            if counts != last_counts and counts:
+                self.log.info("job %s: %d pending, %d running, %d/%d finished", self.job_id,
+                              counts["pending"], counts["running"], len(finished), len(statuses))  # fmt: skip
+                last_counts = counts
             if len(finished) == len(statuses):
                 yield TriggerEvent({"job_id": self.job_id, "statuses": [s.to_dict() for s in statuses]})
                 return
