@@ -3,6 +3,7 @@ local backend. Prints wall seconds, the R predict seconds summed over the scorin
 wall / (predict seconds / cores): how close orchestration + I/O + features get to pure scoring.
 
   .venv/bin/python benchmarks/dag_full_workload.py [--products 90] [--model-version gbm-300x6-v1]
+      [--models-dir include/models]
 """
 
 import argparse
@@ -23,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=90)
     parser.add_argument("--model-version", default="gbm-300x6-v1")
+    parser.add_argument("--models-dir", type=Path, default=PROJECT / "include" / "models", help="folder of model sets")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="dag-bench-"))
@@ -61,7 +63,7 @@ def main() -> None:
             "--storage",
             os.environ["FORECAST_STORAGE_ROOT"],
             "--source",
-            str(PROJECT / "include" / "models" / args.model_version),
+            str(args.models_dir / args.model_version),
         ],
         check=True,
     )

@@ -2,6 +2,7 @@
 time goes. Seeds a scratch storage first (data + models), so it runs on a fresh checkout.
 
   .venv/bin/python benchmarks/score_partition.py [--products 10] [--model-version gbm-300x6-v1]
+      [--models-dir include/models]
 """
 
 import argparse
@@ -21,11 +22,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=10)
     parser.add_argument("--model-version", default="gbm-300x6-v1")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="folder holding the model set")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         layout = StorageLayout(f"file://{scratch}")
         write_products(layout, prepare_reference_series(load_orange_juice()), args.products)
-        upload_model_set(MODELS_DIR / args.model_version, layout)
+        upload_model_set(args.models_dir / args.model_version, layout)
         started = time.perf_counter()
         timings = score_partition(layout, list(range(1, args.products + 1)), 107, args.model_version, "bench")
         wall = time.perf_counter() - started

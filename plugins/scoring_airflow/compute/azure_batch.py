@@ -13,6 +13,7 @@ container configuration that pre-fetches the worker image.
 import logging
 import shlex
 import time
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
@@ -31,40 +32,34 @@ CREATED_BY = "weekly_sales_forecast"  # pool metadata: pools without it are neve
 POOL_POLL_S = 5.0
 
 
+def default_image_reference() -> dict:
+    """Ubuntu 22.04 HPC: Docker (moby) preinstalled, as Batch container pools need."""
+    return {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204", "version": "latest"}
+
+
+@dataclass
 class AzureBatchBackend(ComputeBackend):
+    """Ids and settings only (JSON-safe, so the triggerer can rebuild it); credentials are read
+    from the Airflow connections when the client is first needed."""
+
+    storage_root: str
+    worker_image: str
+    batch_conn_id: str = "azure_batch_default"
+    wasb_conn_id: str = "wasb_default"
+    vm_size: str = "Standard_D2s_v3"
+    spot_nodes: int = 0
+    task_slots_per_node: int = 1
+    autoscale_formula: str = ""
+    keep_warm_pool: str = ""
+    node_wait_timeout_s: int = 1800
+    image_reference: dict = field(default_factory=default_image_reference)
+    node_agent_sku_id: str = "batch.node.ubuntu 22.04"
+    registry_conn_id: str = ""
+    pool_poll_s: float = POOL_POLL_S
     name = "azure_batch"
 
-    def __init__(
-        self,
-        storage_root: str,
-        worker_image: str,
-        batch_conn_id: str = "azure_batch_default",
-        wasb_conn_id: str = "wasb_default",
-        vm_size: str = "Standard_D2s_v3",
-        spot_nodes: int = 0,
-        task_slots_per_node: int = 1,
-        autoscale_formula: str = "",
-        keep_warm_pool: str = "",
-        node_wait_timeout_s: int = 1800,
-        image_reference: dict | None = None,
-        node_agent_sku_id: str = "batch.node.ubuntu 22.04",
-        registry_conn_id: str = "",
-        pool_poll_s: float = POOL_POLL_S,
-    ):
-        self.settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.settings["image_reference"] = image_reference or {
-            "publisher": "microsoft-dsvm",
-            "offer": "ubuntu-hpc",
-            "sku": "2204",
-            "version": "latest",
-        }
-        self.storage_root = storage_root
-        self.worker_image = worker_image
-        self.batch_conn_id = batch_conn_id
-        self.wasb_conn_id = wasb_conn_id
-
     def config(self) -> dict:
-        return dict(self.settings)
+        return asdict(self)
 
     @cached_property
     def client(self) -> BatchClient:
@@ -73,7 +68,7 @@ class AzureBatchBackend(ComputeBackend):
     # pools
 
     def create_pool(self, pool_id: str, size: int) -> None:
-        keep_warm = pool_id == self.settings["keep_warm_pool"]
+        keep_warm = pool_id == self.keep_warm_pool
         if keep_warm and self._pool_or_none(pool_id) is not None:
             log.info("keep-warm pool %s exists; reusing it", pool_id)
         else:
@@ -89,39 +84,38 @@ class AzureBatchBackend(ComputeBackend):
             raise
 
     def _pool_options(self, pool_id: str, size: int) -> batch.BatchPoolCreateOptions:
-        settings = self.settings
-        spot = min(settings["spot_nodes"], size)
+        spot = min(self.spot_nodes, size)
         scaling = (
             {
                 "enable_auto_scale": True,
-                "auto_scale_formula": settings["autoscale_formula"],
+                "auto_scale_formula": self.autoscale_formula,
                 "auto_scale_evaluation_interval": timedelta(minutes=5),
             }
-            if settings["autoscale_formula"]
+            if self.autoscale_formula
             else {"target_dedicated_nodes": size - spot, "target_low_priority_nodes": spot}
         )
         return batch.BatchPoolCreateOptions(
             id=pool_id,
-            vm_size=settings["vm_size"],
+            vm_size=self.vm_size,
             virtual_machine_configuration=batch.VirtualMachineConfiguration(
-                image_reference=batch.BatchVmImageReference(**settings["image_reference"]),
-                node_agent_sku_id=settings["node_agent_sku_id"],
+                image_reference=batch.BatchVmImageReference(**self.image_reference),
+                node_agent_sku_id=self.node_agent_sku_id,
                 container_configuration=batch.BatchContainerConfiguration(
                     type="dockerCompatible",
                     container_image_names=[self.worker_image],
                     container_registries=self._registries(),
                 ),
             ),
-            task_slots_per_node=settings["task_slots_per_node"],
-            resize_timeout=timedelta(seconds=settings["node_wait_timeout_s"]),
+            task_slots_per_node=self.task_slots_per_node,
+            resize_timeout=timedelta(seconds=self.node_wait_timeout_s),
             metadata=[batch.BatchMetadataItem(name="created_by", value=CREATED_BY)],
             **scaling,
         )
 
     def _registries(self) -> list[batch.ContainerRegistryReference] | None:
-        if not self.settings["registry_conn_id"]:
+        if not self.registry_conn_id:
             return None  # a public image, or a registry the pool reaches through its identity
-        registry = AzureBatchHook.get_connection(self.settings["registry_conn_id"])
+        registry = AzureBatchHook.get_connection(self.registry_conn_id)
         return [
             batch.ContainerRegistryReference(
                 registry_server=registry.host, username=registry.login, password=registry.password
@@ -129,10 +123,10 @@ class AzureBatchBackend(ComputeBackend):
         ]
 
     def _describe_nodes(self, size: int) -> str:
-        if self.settings["autoscale_formula"]:
+        if self.autoscale_formula:
             return "autoscale formula"
-        spot = min(self.settings["spot_nodes"], size)
-        return f"{size - spot} dedicated + {spot} spot {self.settings['vm_size']} node(s)"
+        spot = min(self.spot_nodes, size)
+        return f"{size - spot} dedicated + {spot} spot {self.vm_size} node(s)"
 
     def _pool_or_none(self, pool_id: str) -> batch.BatchPool | None:
         try:
@@ -143,7 +137,7 @@ class AzureBatchBackend(ComputeBackend):
     def _wait_for_nodes(self, pool_id: str) -> None:
         """Until the pool's allocation is steady with nodes; resize errors and the deadline fail
         with the service's own words."""
-        deadline = time.monotonic() + self.settings["node_wait_timeout_s"]
+        deadline = time.monotonic() + self.node_wait_timeout_s
         while True:
             pool = self.client.get_pool(pool_id)
             allocation = getattr(pool.allocation_state, "value", pool.allocation_state)
@@ -155,14 +149,14 @@ class AzureBatchBackend(ComputeBackend):
                 log.info("Batch pool %s ready: %d node(s)", pool_id, nodes)
                 return
             elif time.monotonic() > deadline:
-                timeout = self.settings["node_wait_timeout_s"]
+                timeout = self.node_wait_timeout_s
                 problem = f"has {nodes} node(s) after {timeout} s (allocation {allocation}); giving up"
             if problem:
                 raise RuntimeError(f"Batch pool {pool_id} {problem}")
-            time.sleep(self.settings["pool_poll_s"])
+            time.sleep(self.pool_poll_s)
 
     def delete_pool(self, pool_id: str) -> None:
-        if pool_id == self.settings["keep_warm_pool"]:
+        if pool_id == self.keep_warm_pool:
             log.info("Batch pool %s is kept warm; not deleted", pool_id)
             return
         pool = self._pool_or_none(pool_id)
