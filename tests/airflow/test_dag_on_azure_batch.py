@@ -198,3 +198,14 @@ def test_keep_warm_pool_is_reused_and_never_deleted(batch_env):
     warm.create_pool("warm", 1)  # the next run: reused, no PoolExists
     warm.delete_pool("warm")
     assert list(batch_env.pools_created) == ["warm"] and not batch_env.deleted_pools
+
+
+def test_autoscale_formula_replaces_the_fixed_size(batch_env):
+    formula = "$TargetDedicatedNodes = min(4, $PendingTasks.GetSample(1));"
+    scaled = AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, autoscale_formula=formula, pool_poll_s=0.2
+    )
+    scaled.create_pool("scaled", 4)
+    body = batch_env.pools_created["scaled"]
+    assert body["enableAutoScale"] is True and body["autoScaleFormula"] == formula
+    assert "targetDedicatedNodes" not in body

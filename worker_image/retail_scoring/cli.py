@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--interaction-depth", type=int, default=20)
     train.add_argument("--shrinkage", type=float, default=0.05)
     train.add_argument("--n-minobsinnode", type=int, default=10)
+    train.add_argument(
+        "--stores", type=int, help="train on the first N stores only (quick reference-size sets for benchmarks)"
+    )
 
     upload = commands.add_parser("upload-models", help="copy a local model set folder to storage")
     upload.add_argument("--storage", required=True)
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> None:
 
         params = Hyperparameters(args.n_trees, args.interaction_depth, args.shrinkage, args.n_minobsinnode)
         history = read_product_table(layout, args.product, "history")
+        if args.stores:
+            history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
         train_model_set(history, args.output, args.model_version, params)
     elif args.command == "upload-models":
         from retail_scoring.models import upload_model_set
