@@ -92,6 +92,7 @@ def main() -> None:
     print(f"wall seconds (whole DAG run):        {wall:.1f}")
     print(f"R predict seconds, sum over tasks:   {predict_s:.1f}")
     print(f"wall / (predict seconds / cores):    {wall / (predict_s / cores):.2f} (target < 1.25)")
+    print("seconds per DAG task:", ", ".join(f"{ti.task_id} {ti.duration:.1f}" for ti in dag_run.get_task_instances()))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     forecast = read_forecast(layout.forecast_file(run_id_of(first), 1))
     assert (forecast["forecast_origin"] == 56).all()
     assert sorted(forecast["week"].unique()) == list(range(57, 70))
+    accuracy = json.loads(storage.read_bytes(layout.run_accuracy(run_id_of(first))))
+    assert accuracy["rows"] == 66 * 13, "a backfill's forecast weeks are scored against the history"
 
     # Sales after the origin did not exist yet at that date: changing them must change nothing.
     history_path = local_path(layout.product_file(1, "history"))
