@@ -83,12 +83,12 @@ def main() -> None:
         sys.exit(f"the run ended {dag_run.state}")
     layout = StorageLayout(os.environ["FORECAST_STORAGE_ROOT"])
     run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
-    predict_s, task_s = 0.0, []
-    for partition in storage.list_names(f"{layout.run_dir(run_id)}/logs"):
+    partitions = storage.list_names(f"{layout.run_dir(run_id)}/logs")
+    predict_s = 0.0
+    for partition in partitions:
         stdout = storage.read_bytes(layout.task_log(run_id, partition, "stdout")).decode()
         predict_s += float(re.search(r"predict_s=([\d.]+)", stdout).group(1))
-        task_s.append(partition)
-    print(f"products: {args.products}, partitions: {len(task_s)}, cores (pool slots): {cores}")
+    print(f"products: {args.products}, partitions: {len(partitions)}, cores (pool slots): {cores}")
     print(f"wall seconds (whole DAG run):        {wall:.1f}")
     print(f"R predict seconds, sum over tasks:   {predict_s:.1f}")
     print(f"wall / (predict seconds / cores):    {wall / (predict_s / cores):.2f} (target < 1.25)")

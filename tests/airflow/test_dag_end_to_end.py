@@ -9,7 +9,9 @@ from airflow.sdk.definitions.param import ParamValidationError
 
 from retail_scoring import storage
 from retail_scoring.tables import read_forecast
+from scoring_airflow.cli import summary
 from scoring_airflow.planning import storage_run_id
+from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
 from tests.conftest import local_path
 
@@ -27,6 +29,7 @@ def task_state(dag_run, task_id: str) -> str:
 
 
 def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, layout, forecast_env):
+    assert summary(ForecastSettings()) == f"no run published yet under {layout.root}"
     dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
     assert dag_run.state == "success"
     run_id = run_id_of(dag_run)
@@ -46,6 +49,11 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert 0 <= accuracy["coverage_50"] <= accuracy["coverage_90"] <= 1
     assert run_id in storage.read_bytes(layout.accuracy_history()).decode()
     assert not any(forecast_env.iterdir()), "the pool was deleted"
+    printed = summary(ForecastSettings())
+    assert f"latest run:        {run_id}" in printed
+    assert "(valid, 2 products)" in printed
+    assert f"median MAPE {accuracy['mape_q50']:.1%} over {2 * 66 * 13} rows" in printed
+    assert layout.report_file(run_id, "report.md") in printed
 
 
 def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores_only_it(

@@ -33,6 +33,15 @@ def test_scoring_lags_count_back_from_the_origin_for_every_step():
     assert np.allclose(rows["month_max"], np.log(10)) and np.allclose(rows["month_min"], np.log(6))
 
 
+def test_scoring_rows_come_in_forecast_file_order_whatever_the_input_order():
+    history = pd.concat([series(range(10), [2.0] * 10, sku=2), series(range(10), [1.0] * 10, sku=1, store=3)])
+    future = pd.concat([plans(9, sku=1, store=3), plans(9, sku=2)]).iloc[::-1]
+    rows = scoring_features(history.iloc[::-1], future, origin=9, source="p")
+    expected = pd.DataFrame({"sku": [1] * 13 + [2] * 13, "store": [3] * 13 + [1] * 13, "week": [*range(10, 23)] * 2})
+    pd.testing.assert_frame_equal(rows[["sku", "store", "week"]], expected)
+    assert np.allclose(rows["level"], [0.0] * 13 + [np.log(2.0)] * 13), "per-series features stay with their series"
+
+
 def test_training_features_shift_lags_by_the_step():
     sales = [float(v) for v in range(1, 21)]
     rows = training_features(series(range(20), sales), step=3)
@@ -60,6 +69,12 @@ def test_too_short_history_is_an_error_naming_the_series():
 def test_missing_future_plans_are_an_error():
     with pytest.raises(InputDataError, match=r"lacks planned deal/feat/prices for some of weeks 10..22"):
         scoring_features(series(range(10), [1.0] * 10), plans(9).iloc[:-1], origin=9, source="p")
+
+
+def test_plans_for_a_series_without_history_are_an_error():
+    future = pd.concat([plans(9), plans(9, sku=2)])
+    with pytest.raises(InputDataError, match=r"planned weeks 10..22 hold duplicate rows or series without history"):
+        scoring_features(series(range(10), [1.0] * 10), future, origin=9, source="p")
 
 
 def test_nan_feature_is_an_error_naming_the_feature():

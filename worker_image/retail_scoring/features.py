@@ -1,4 +1,4 @@
-"""Model features, vectorized in pandas, with the reference architecture's semantics.
+"""Model features, vectorized, with the reference architecture's semantics.
 
 For step s, per (sku, store) series ordered by week: lag_k is log sales k+s-1 weeks back
 (k = 1..5); month_mean/max/min summarize lag1..lag5; level is the cumulative mean of the
@@ -10,16 +10,20 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.errors import InputDataError
-from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, SERIES_KEY
+from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, ROW_KEY, SERIES_KEY
+from retail_scoring.tables import is_sorted_by_row_key
 
 LAG_COLUMNS = tuple(f"lag{k}" for k in range(1, N_LAGS + 1))
 EXOGENOUS = ("base_sku", "deal", "feat", *PRICE_COLUMNS)
 
 
-def _with_month_summaries(frame: pd.DataFrame) -> pd.DataFrame:
-    lags = frame[list(LAG_COLUMNS)]
-    month_mean = (frame["lag1"] + frame["lag2"] + frame["lag3"] + frame["lag4"] + frame["lag5"]) / 5
-    return frame.assign(month_mean=month_mean, month_max=lags.max(axis=1), month_min=lags.min(axis=1))
+def month_summaries(lags: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean, max and min over the lag columns of a (rows, N_LAGS) array."""
+    return {
+        "month_mean": sum(lags[:, k] for k in range(N_LAGS)) / N_LAGS,
+        "month_max": lags.max(axis=1),
+        "month_min": lags.min(axis=1),
+    }
 
 
 def training_features(history: pd.DataFrame, step: int) -> pd.DataFrame:
@@ -32,22 +36,35 @@ def training_features(history: pd.DataFrame, step: int) -> pd.DataFrame:
     has_lag1 = frame["lag1"].notna()
     keys = [frame["sku"], frame["store"]]
     level = frame["lag1"].fillna(0.0).groupby(keys).cumsum() / has_lag1.groupby(keys).cumsum()
-    frame = _with_month_summaries(frame.assign(level=level.where(has_lag1)))
+    frame = frame.assign(level=level.where(has_lag1), **month_summaries(frame[list(LAG_COLUMNS)].to_numpy()))
     return frame.dropna().reset_index(drop=True)
 
 
+def sorted_by_series(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` ordered by (sku, store, week). Product files are written sorted, so this sorts only
+    when one is not."""
+    return frame if is_sorted_by_row_key(frame) else frame.sort_values(list(ROW_KEY), kind="stable")
+
+
+def series_bounds(sorted_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """First and last row of every (sku, store) series of a frame sorted by series."""
+    sku, store = sorted_frame["sku"].to_numpy(), sorted_frame["store"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (sku[1:] != sku[:-1]) | (store[1:] != store[:-1])])
+    return starts, np.r_[starts[1:], len(sku)] - 1
+
+
 def scoring_features(history: pd.DataFrame, future: pd.DataFrame, origin: int, source: str) -> pd.DataFrame:
-    """One row per (series, step 1..HORIZON) with every model feature, as of `origin`.
+    """One row per (series, step 1..HORIZON) with every model feature, as of `origin`, in
+    (sku, store, week) order: the order of the forecast file.
 
     `history` holds the series' weeks up to `origin` (with sales); `future` their planned
     exogenous values for weeks origin+1..origin+HORIZON. `source` names the product in errors.
     Works on numpy arrays of the series laid end to end: this runs once per product per task.
     """
-    history = _sorted_by_series(history)
+    history = sorted_by_series(history)
     sku, store, week = (history[c].to_numpy() for c in ("sku", "store", "week"))
     log_sales = np.log(history["sales"].to_numpy())
-    starts = np.flatnonzero(np.r_[True, (sku[1:] != sku[:-1]) | (store[1:] != store[:-1])])
-    ends = np.r_[starts[1:], len(week)] - 1
+    starts, ends = series_bounds(history)
     _check_contiguous(sku, store, week, starts, ends, source)
     short = (week[ends] != origin) | (ends - starts + 1 < N_LAGS)
     if short.any():
@@ -56,36 +73,51 @@ def scoring_features(history: pd.DataFrame, future: pd.DataFrame, origin: int, s
             f"{source}: series sku={sku[first]} store={store[first]} lacks the {N_LAGS} weeks of sales up to "
             f"origin week {origin} that the lag features need"
         )
-    per_series = pd.DataFrame({"sku": sku[starts], "store": store[starts]})
-    for k in range(1, N_LAGS + 1):
-        per_series[f"lag{k}"] = log_sales[ends - k + 1]
-    per_series["level"] = np.add.reduceat(log_sales, starts) / (ends - starts + 1)
-    per_series = _with_month_summaries(per_series)
-
-    future = future[(future["week"] > origin) & (future["week"] <= origin + HORIZON)]
-    rows = future[[*SERIES_KEY, "week", *EXOGENOUS]].merge(per_series, on=list(SERIES_KEY), how="right")
-    planned_weeks = rows.groupby(list(SERIES_KEY), sort=False)["week"].nunique()
-    if (planned_weeks < HORIZON).any() or len(rows) != len(per_series) * HORIZON:
-        sku_, store_ = planned_weeks.index[(planned_weeks < HORIZON).argmax()]
-        raise InputDataError(
-            f"{source}: series sku={sku_} store={store_} lacks planned deal/feat/prices for some of "
-            f"weeks {origin + 1}..{origin + HORIZON}"
-        )
-    rows = rows.assign(step=rows["week"] - origin).sort_values(["step", "sku", "store"], kind="stable")
-    features = rows.drop(columns=["sku", "store", "week", "step"])
-    if features.isna().to_numpy().any():
-        column = features.columns[features.isna().any()][0]
-        raise InputDataError(f"{source}: feature '{column}' is NaN for some rows")
-    return rows.reset_index(drop=True)
-
-
-def _sorted_by_series(history: pd.DataFrame) -> pd.DataFrame:
-    """Product files are written sorted; sort only when one is not."""
-    sku, store, week = (history[c].to_numpy() for c in ("sku", "store", "week"))
-    ascending = (np.diff(sku) > 0) | (
-        (np.diff(sku) == 0) & ((np.diff(store) > 0) | ((np.diff(store) == 0) & (np.diff(week) > 0)))
+    lags = np.stack([log_sales[ends - k + 1] for k in range(1, N_LAGS + 1)], axis=1)
+    per_series = {
+        **dict(zip(LAG_COLUMNS, lags.T, strict=True)),
+        "level": np.add.reduceat(log_sales, starts) / (ends - starts + 1),
+        **month_summaries(lags),
+    }
+    planned = _planned_weeks(future, sku[starts], store[starts], origin, source)
+    rows = pd.DataFrame(
+        {
+            **{column: planned[column].to_numpy() for column in (*SERIES_KEY, "week", *EXOGENOUS)},
+            **{name: np.repeat(values, HORIZON) for name, values in per_series.items()},
+            "step": np.tile(np.arange(1, HORIZON + 1), len(starts)),
+        }
     )
-    return history if ascending.all() else history.sort_values(["sku", "store", "week"])
+    features = rows.drop(columns=["sku", "store", "week", "step"])
+    nan_columns = [column for column in features.columns if np.isnan(features[column].to_numpy(dtype="float64")).any()]
+    if nan_columns:
+        raise InputDataError(f"{source}: feature '{nan_columns[0]}' is NaN for some rows")
+    return rows
+
+
+def _planned_weeks(future: pd.DataFrame, series_sku, series_store, origin: int, source: str) -> pd.DataFrame:
+    """The planned rows of weeks origin+1..origin+HORIZON for exactly the given series, in their
+    order; an error names the first series whose plans are incomplete."""
+    future = sorted_by_series(future[(future["week"] > origin) & (future["week"] <= origin + HORIZON)])
+    expected = {
+        "sku": np.repeat(series_sku, HORIZON),
+        "store": np.repeat(series_store, HORIZON),
+        "week": np.tile(np.arange(origin + 1, origin + HORIZON + 1), len(series_sku)),
+    }
+    if len(future) == len(expected["week"]) and all(
+        np.array_equal(future[column].to_numpy(), values) for column, values in expected.items()
+    ):
+        return future
+    weeks_planned = future.groupby(list(SERIES_KEY))["week"].nunique()
+    weeks_planned = weeks_planned.reindex(pd.MultiIndex.from_arrays([series_sku, series_store]), fill_value=0)
+    if (weeks_planned == HORIZON).all():
+        raise InputDataError(
+            f"{source}: planned weeks {origin + 1}..{origin + HORIZON} hold duplicate rows or series without history"
+        )
+    sku, store = weeks_planned.index[(weeks_planned < HORIZON).argmax()]
+    raise InputDataError(
+        f"{source}: series sku={sku} store={store} lacks planned deal/feat/prices for some of "
+        f"weeks {origin + 1}..{origin + HORIZON}"
+    )
 
 
 def _check_contiguous(sku, store, week, starts, ends, source: str) -> None:

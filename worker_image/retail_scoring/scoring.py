@@ -10,7 +10,7 @@ import pandas as pd
 
 from retail_scoring import rsession
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.features import scoring_features
+from retail_scoring.features import scoring_features, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.models import ModelSet, model_input
 from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES, TABLES
@@ -62,18 +62,26 @@ def product_features(layout: StorageLayout, product: int, origin: int) -> pd.Dat
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
     """Planned weeks continue each series right after its last week of history, for known series only."""
-    last_history = history.groupby(["sku", "store"])["week"].max()
-    first_planned = futurex.groupby(["sku", "store"])["week"].min()
-    unknown = first_planned.index.difference(last_history.index)
-    if len(unknown):
-        sku, store = unknown[0]
-        raise InputDataError(f"{source}: unknown series sku={sku} store={store}: it has no history")
-    misplaced = first_planned != last_history.reindex(first_planned.index) + 1
-    if misplaced.any():
-        sku, store = first_planned.index[misplaced.argmax()]
+    history, futurex = sorted_by_series(history), sorted_by_series(futurex)
+    _, last_rows = series_bounds(history)
+    first_rows, _ = series_bounds(futurex)
+    known = pd.MultiIndex.from_arrays([history["sku"].to_numpy()[last_rows], history["store"].to_numpy()[last_rows]])
+    planned_sku, planned_store = futurex["sku"].to_numpy()[first_rows], futurex["store"].to_numpy()[first_rows]
+    position = known.get_indexer(pd.MultiIndex.from_arrays([planned_sku, planned_store]))
+    if (position < 0).any():
+        index = (position < 0).argmax()
         raise InputDataError(
-            f"{source}: series sku={sku} store={store} plans from week {first_planned[(sku, store)]}, but its "
-            f"history ends at week {last_history[(sku, store)]}; planned weeks must follow the history"
+            f"{source}: unknown series sku={planned_sku[index]} store={planned_store[index]}: it has no history"
+        )
+    last_week = history["week"].to_numpy()[last_rows][position]
+    first_planned = futurex["week"].to_numpy()[first_rows]
+    misplaced = first_planned != last_week + 1
+    if misplaced.any():
+        index = misplaced.argmax()
+        raise InputDataError(
+            f"{source}: series sku={planned_sku[index]} store={planned_store[index]} plans from week "
+            f"{first_planned[index]}, but its history ends at week {last_week[index]}; planned weeks must follow "
+            "the history"
         )
 
 
@@ -87,7 +95,7 @@ def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTi
         if not selected.any():
             continue
         started = time.perf_counter()
-        newdata = rsession.numeric_frame_to_r(model_input(rows.loc[selected], features))
+        newdata = rsession.numeric_frame_to_r(model_input(rows, features), row_mask=selected)
         timings.conversion_s += time.perf_counter() - started
         for entry in models.entries:
             if (entry.steps, entry.features) != (steps, features):
@@ -128,7 +136,7 @@ def score_partition(
         )
         for product, forecast in forecasts.groupby("product", sort=True):
             started = time.perf_counter()
-            forecast = forecast.drop(columns="product").sort_values(["sku", "store", "week"])
+            # scoring_features gives each product's rows in (sku, store, week) order, the file's order
             write_table(layout.forecast_file(run_id, product), forecast[list(TABLES["forecast"].names)], "forecast")
             seconds = time.perf_counter() - started
             timings.write_s += seconds

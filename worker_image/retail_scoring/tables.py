@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +32,7 @@ def read_raw_product_table(layout: StorageLayout, product: int, table: str) -> t
 
 def _read_parquet(url: str) -> pd.DataFrame:
     try:
-        return pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pandas()
+        return pq.read_table(pa.BufferReader(storage.read_bytes(url))).to_pandas(split_blocks=True)
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{url}: not a readable Parquet file ({error})") from error
 
@@ -56,16 +57,17 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
         )
     if frame.empty:
         raise InputDataError(f"{source}: has no rows")
-    frame = frame[expected]
+    if list(frame.columns) != expected:
+        frame = frame[expected]
     numeric = [f.name for f in schema if not pa.types.is_string(f.type)]
     not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]
     if not_numeric:
         raise InputDataError(
             f"{source}: column '{not_numeric[0]}' must be numeric, found {frame[not_numeric[0]].dtype}"
         )
-    missing_values = frame[numeric].isna().to_numpy()
-    if missing_values.any():
-        column = numeric[missing_values.any(axis=0).argmax()]
+    floats = [c for c in numeric if frame[c].dtype.kind == "f"]  # a missing value makes an int column float
+    column = _first_column_where(frame, floats, np.isnan)
+    if column:
         raise InputDataError(
             f"{source}: column '{column}' has missing values, first at {_row(frame, frame[column].isna())}"
         )
@@ -84,10 +86,8 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
             f"{source}: column 'sales' must be positive, found {frame['sales'].min()} at "
             f"{_row(frame, frame['sales'] <= 0)}"
         )
-    prices = [c for c in PRICE_COLUMNS if c in frame]
-    negative = (frame[prices] < 0).to_numpy() if prices else None
-    if negative is not None and negative.any():
-        column = prices[negative.any(axis=0).argmax()]
+    column = _first_column_where(frame, [c for c in PRICE_COLUMNS if c in frame], lambda values: values < 0)
+    if column:
         raise InputDataError(
             f"{source}: column '{column}' has negative prices, first at {_row(frame, frame[column] < 0)}"
         )
@@ -98,10 +98,22 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
                 f"{source}: unknown base_sku {frame.loc[unknown, 'base_sku'].iloc[0]} at {_row(frame, unknown)}; "
                 f"the models know {KNOWN_BASE_SKUS.start}..{KNOWN_BASE_SKUS.stop - 1}"
             )
-    duplicated = frame.duplicated(list(ROW_KEY), keep=False)
-    if duplicated.any():
-        raise InputDataError(f"{source}: duplicate (sku, store, week) rows, first at {_row(frame, duplicated)}")
+    if not is_sorted_by_row_key(frame):  # rows in strictly ascending order cannot repeat a key
+        duplicated = frame.duplicated(list(ROW_KEY), keep=False)
+        if duplicated.any():
+            raise InputDataError(f"{source}: duplicate (sku, store, week) rows, first at {_row(frame, duplicated)}")
     return frame
+
+
+def is_sorted_by_row_key(frame: pd.DataFrame) -> bool:
+    """Rows in strictly ascending (sku, store, week) order, as product files are written."""
+    sku, store, week = (np.diff(frame[c].to_numpy()) for c in ROW_KEY)
+    return bool(((sku > 0) | ((sku == 0) & ((store > 0) | ((store == 0) & (week > 0))))).all())
+
+
+def _first_column_where(frame: pd.DataFrame, columns: list[str], test) -> str | None:
+    """The first of `columns` whose numpy values `test` true anywhere."""
+    return next((c for c in columns if test(frame[c].to_numpy()).any()), None)
 
 
 def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
@@ -118,4 +130,4 @@ def write_table(url: str, frame: pd.DataFrame, table: str) -> None:
 
 
 def read_forecast(url: str) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(storage.read_bytes(url))).to_pandas()
+    return pq.read_table(pa.BufferReader(storage.read_bytes(url))).to_pandas(split_blocks=True)
