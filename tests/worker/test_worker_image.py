@@ -17,11 +17,34 @@ def test_dockerfile_builds_its_environment_with_the_shared_install_script():
     assert "USER scorer" in dockerfile
 
 
+def pins(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {name.lower(): version for name, version in (line.split("==") for line in lines)}
+
+
+def test_worker_pins_every_package_at_the_orchestrators_version():
+    worker, orchestrator = pins(WORKER_IMAGE / "constraints.txt"), pins(WORKER_IMAGE.parent / "constraints.txt")
+    assert {name: version for name, version in worker.items() if orchestrator.get(name) != version} == {}
+
+
 @pytest.fixture(scope="module")
 def worker_env(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("image") / "worker"
     subprocess.run(["sh", str(WORKER_IMAGE / "install_worker_env.sh"), str(venv), str(WORKER_IMAGE)], check=True)
     return venv
+
+
+def test_worker_environment_holds_exactly_the_pinned_packages(worker_env):
+    frozen = subprocess.run(
+        [str(worker_env / "bin/pip"), "freeze", "--exclude-editable", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    installed = {
+        name.lower(): version
+        for name, version in (line.split("==") for line in frozen.splitlines() if "==" in line)
+        if name.lower().replace("_", "-") != "retail-scoring"
+    }
+    assert installed == pins(WORKER_IMAGE / "constraints.txt")
 
 
 def test_worker_environment_has_no_airflow(worker_env):
