@@ -62,27 +62,28 @@ def product_features(layout: StorageLayout, product: int, origin: int) -> pd.Dat
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
     """Planned weeks continue each series right after its last week of history, for known series only."""
-    history, futurex = sorted_by_series(history), sorted_by_series(futurex)
-    _, last_rows = series_bounds(history)
-    first_rows, _ = series_bounds(futurex)
-    known = pd.MultiIndex.from_arrays([history["sku"].to_numpy()[last_rows], history["store"].to_numpy()[last_rows]])
-    planned_sku, planned_store = futurex["sku"].to_numpy()[first_rows], futurex["store"].to_numpy()[first_rows]
-    position = known.get_indexer(pd.MultiIndex.from_arrays([planned_sku, planned_store]))
-    if (position < 0).any():
-        index = (position < 0).argmax()
-        raise InputDataError(
-            f"{source}: unknown series sku={planned_sku[index]} store={planned_store[index]}: it has no history"
-        )
-    last_week = history["week"].to_numpy()[last_rows][position]
-    first_planned = futurex["week"].to_numpy()[first_rows]
-    misplaced = first_planned != last_week + 1
+    last_history = _weeks_of_series(sorted_by_series(history), last=True)
+    first_planned = _weeks_of_series(sorted_by_series(futurex), last=False)
+    unknown = first_planned.index.difference(last_history.index)
+    if len(unknown):
+        sku, store = unknown[0]
+        raise InputDataError(f"{source}: unknown series sku={sku} store={store}: it has no history")
+    misplaced = first_planned != last_history.reindex(first_planned.index) + 1
     if misplaced.any():
-        index = misplaced.argmax()
+        sku, store = first_planned.index[misplaced.argmax()]
         raise InputDataError(
-            f"{source}: series sku={planned_sku[index]} store={planned_store[index]} plans from week "
-            f"{first_planned[index]}, but its history ends at week {last_week[index]}; planned weeks must follow "
-            "the history"
+            f"{source}: series sku={sku} store={store} plans from week {first_planned[(sku, store)]}, but its "
+            f"history ends at week {last_history[(sku, store)]}; planned weeks must follow the history"
         )
+
+
+def _weeks_of_series(sorted_frame: pd.DataFrame, last: bool) -> pd.Series:
+    """The first or last week of every series, by (sku, store); a groupby would cost more than the
+    rest of the check."""
+    starts, ends = series_bounds(sorted_frame)
+    rows = ends if last else starts
+    keys = [sorted_frame[column].to_numpy()[rows] for column in ("sku", "store")]
+    return pd.Series(sorted_frame["week"].to_numpy()[rows], index=pd.MultiIndex.from_arrays(keys))
 
 
 def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTimings) -> np.ndarray:
