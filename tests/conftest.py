@@ -1,21 +1,15 @@
 """Shared fixtures: a small slice of the real reference data and a tiny model set trained on it."""
 
 import logging
-import os
+from pathlib import Path
 
-# Importing rpy2 sets LD_LIBRARY_PATH in this process, which would make child Pythons (worker CLI,
-# Airflow) load the system libpython; children get the value this process started with.
-_STARTING_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+import pandas as pd
+import pytest
 
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products  # noqa: E402
-from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.models import upload_model_set  # noqa: E402
-from retail_scoring.train import Hyperparameters, train_model_set  # noqa: E402
+from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import upload_model_set
+from retail_scoring.train import Hyperparameters, train_model_set
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
 
@@ -23,14 +17,6 @@ pytest_plugins = ["tests.azurite"]
 
 TEST_STORES = 6  # 66 series per product: big enough for every code path, small enough for seconds
 TINY_MODELS = "tiny-test"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _children_do_not_inherit_r_library_path():
-    if _STARTING_LD_LIBRARY_PATH is None:
-        os.environ.pop("LD_LIBRARY_PATH", None)
-    else:
-        os.environ["LD_LIBRARY_PATH"] = _STARTING_LD_LIBRARY_PATH
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--interaction-depth", type=int, default=20)
     train.add_argument("--shrinkage", type=float, default=0.05)
     train.add_argument("--n-minobsinnode", type=int, default=10)
+    train.add_argument("--jobs", type=int, default=1, help="models fitted at once, one core each")
     train.add_argument(
         "--stores", type=int, help="train on the first N stores only (quick reference-size sets for benchmarks)"
     )
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
         history = read_product_table(layout, args.product, "history")
         if args.stores:
             history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
-        train_model_set(history, args.output, args.model_version, params)
+        train_model_set(history, args.output, args.model_version, params, args.jobs)
     elif args.command == "upload-models":
         from retail_scoring.models import upload_model_set
 

@@ -1,10 +1,23 @@
 """The embedded R session: conversions between pandas/numpy and R, in one place."""
 
+import os
+
 import numpy as np
 import pandas as pd
-import rpy2.robjects as ro
-from rpy2.robjects import pandas2ri
-from rpy2.robjects.conversion import localconverter
+
+_STARTING_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+
+import rpy2.robjects as ro  # noqa: E402
+from rpy2.robjects import pandas2ri  # noqa: E402
+from rpy2.robjects.conversion import localconverter  # noqa: E402
+
+# Starting R, rpy2 puts R's library folders first on this process's LD_LIBRARY_PATH. R is loaded by
+# now and needs it no more, but a Python started from here (a training worker, a worker CLI) would
+# load the system's libpython through it instead of its own: give children the path we started with.
+if _STARTING_LD_LIBRARY_PATH is None:
+    os.environ.pop("LD_LIBRARY_PATH", None)
+else:
+    os.environ["LD_LIBRARY_PATH"] = _STARTING_LD_LIBRARY_PATH
 
 
 def r_eval(code: str) -> ro.RObject:
