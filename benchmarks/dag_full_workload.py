@@ -2,7 +2,7 @@
 local backend. Prints wall seconds, the R predict seconds summed over the scoring tasks, and
 wall / (predict seconds / cores): how close orchestration + I/O + features get to pure scoring.
 
-  .venv/bin/python benchmarks/dag_full_workload.py [--products 90] [--model-version gbm-300x6-v1]
+  .venv/bin/python benchmarks/dag_full_workload.py [--products 90] [--model-version gbm-1250x6-v1]
       [--models-dir include/models]
 """
 
@@ -23,7 +23,7 @@ LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=90)
-    parser.add_argument("--model-version", default="gbm-300x6-v1")
+    parser.add_argument("--model-version", default="gbm-1250x6-v1")
     parser.add_argument("--models-dir", type=Path, default=PROJECT / "include" / "models", help="folder of model sets")
     args = parser.parse_args()
     cores = os.cpu_count() or 1

@@ -1,7 +1,7 @@
 """Benchmark: score one partition of N products with a committed model set and print where the
 time goes. Seeds a scratch storage first (data + models), so it runs on a fresh checkout.
 
-  .venv/bin/python benchmarks/score_partition.py [--products 10] [--model-version gbm-300x6-v1]
+  .venv/bin/python benchmarks/score_partition.py [--products 10] [--model-version gbm-1250x6-v1]
       [--models-dir include/models]
 """
 
@@ -21,7 +21,7 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=10)
-    parser.add_argument("--model-version", default="gbm-300x6-v1")
+    parser.add_argument("--model-version", default="gbm-1250x6-v1")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="folder holding the model set")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:

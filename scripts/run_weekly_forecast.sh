@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 export FORECAST_STORAGE_ROOT="${FORECAST_STORAGE_ROOT:-file://$PROJECT_DIR/.local/storage}"
-model_version="${FORECAST_MODEL_VERSION:-gbm-300x6-v1}"
+model_version="${FORECAST_MODEL_VERSION:-gbm-1250x6-v1}"
 
 echo "== seeding $FORECAST_STORAGE_ROOT with 90 products and model set $model_version"
 retail-scoring build-data --storage "$FORECAST_STORAGE_ROOT" --products "${FORECAST_PRODUCTS:-90}" | tail -n 1

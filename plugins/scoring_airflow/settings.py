@@ -17,7 +17,7 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class ForecastSettings:
     storage_root: str = field(default_factory=lambda: _env("STORAGE_ROOT", f"file://{PROJECT_DIR}/.local/storage"))
-    model_version: str = field(default_factory=lambda: _env("MODEL_VERSION", "gbm-300x6-v1"))
+    model_version: str = field(default_factory=lambda: _env("MODEL_VERSION", "gbm-1250x6-v1"))
     compute_backend: str = field(default_factory=lambda: _env("COMPUTE_BACKEND", "local"))
     pool_size: int = field(default_factory=lambda: int(_env("POOL_SIZE", str(os.cpu_count() or 1))))
     task_retries: int = field(default_factory=lambda: int(_env("TASK_RETRIES", "2")))

@@ -1,0 +1,28 @@
+"""The committed model sets: complete, matching their manifests, within the repository's budget."""
+
+from pathlib import Path
+
+import pytest
+
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import ModelSet, upload_model_set
+from scoring_airflow.settings import ForecastSettings
+
+MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
+BUDGET_BYTES = 40 * 2**20
+
+
+def test_committed_models_fit_the_size_budget():
+    assert sum(path.stat().st_size for path in MODELS.rglob("*") if path.is_file()) < BUDGET_BYTES
+
+
+def test_the_default_model_version_is_committed():
+    assert (MODELS / ForecastSettings().model_version / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
+def test_committed_model_set_loads_with_every_checksum_verified(tmp_path, model_dir):
+    layout = StorageLayout(f"file://{tmp_path}")
+    model_set = ModelSet.load(layout.model_set_dir(upload_model_set(model_dir, layout)))
+    assert model_set.version == model_dir.name
+    assert len(model_set.entries) == 35
