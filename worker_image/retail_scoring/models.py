@@ -140,10 +140,9 @@ class ModelSet:
         return rsession.r_vector_to_numpy(self._r_predict(self._r_models[entry.name], newdata))
 
 
-def model_input(rows: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
+def model_columns(rows: pd.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The columns a model expects, named as in training (the model's `sku` is our base_sku)."""
-    source_columns = ["base_sku" if feature == "sku" else feature for feature in features]
-    return rows[source_columns].set_axis(list(features), axis=1)
+    return {name: rows["base_sku" if name == "sku" else name].to_numpy(dtype="float64") for name in features}
 
 
 def upload_model_set(source: Path, layout: StorageLayout) -> str:

@@ -6,6 +6,12 @@ import numpy as np
 import pandas as pd
 
 _STARTING_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+# R collects garbage whenever its heap must grow, and with a model set's ~2 million tree nodes in
+# memory every collection is long. Starting R with a larger heap (its own startup variables; the
+# environment can still set them) skips most collections: model load 1.4 -> 1.05 s, pandas-to-R
+# 0.19 -> 0.04 s for 10 products. Memory is only taken as used.
+os.environ.setdefault("R_VSIZE", "512M")
+os.environ.setdefault("R_NSIZE", "4M")
 
 import rpy2.robjects as ro  # noqa: E402
 from rpy2.robjects import pandas2ri  # noqa: E402
@@ -29,14 +35,10 @@ def r_to_pandas(value: ro.RObject) -> pd.DataFrame:
         return ro.conversion.rpy2py(value)
 
 
-def numeric_frame_to_r(frame: pd.DataFrame, row_mask: np.ndarray | None = None) -> ro.DataFrame:
-    """Build an R data.frame of plain numeric vectors from the frame's rows where `row_mask` is
-    true (all rows without it), column by column from numpy buffers: pandas2ri, and numpy2ri with
-    its 1-d R arrays, are several times slower for this."""
-    selected = slice(None) if row_mask is None else row_mask
-    return ro.DataFrame(
-        {name: ro.FloatVector(frame[name].to_numpy(dtype="float64")[selected]) for name in frame.columns}
-    )
+def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
+    """An R data.frame of plain numeric vectors, built from numpy buffers: pandas2ri, and numpy2ri
+    with its 1-d R arrays, are several times slower for this."""
+    return ro.DataFrame({name: ro.FloatVector(np.asarray(values, dtype="float64")) for name, values in columns.items()})
 
 
 def r_vector_to_numpy(value: ro.RObject) -> np.ndarray:

@@ -12,8 +12,8 @@ from retail_scoring import rsession
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.features import scoring_features, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.models import ModelSet, model_input
-from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES, TABLES
+from retail_scoring.models import ModelSet, model_columns
+from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES
 from retail_scoring.tables import read_product_table, write_table
 
 log = logging.getLogger(__name__)
@@ -90,13 +90,17 @@ def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTi
     """Sales quantiles for stacked rows: one R data.frame per step group and one predict call per
     model, whatever the number of products; sorted so quantiles never cross."""
     log_sales = np.full((len(rows), len(QUANTILES)), np.nan)
+    started = time.perf_counter()
     step_groups = sorted({(entry.steps, entry.features) for entry in models.entries})
+    row_steps = rows["step"].to_numpy()
+    columns = {features: model_columns(rows, features) for _, features in step_groups}
+    timings.conversion_s += time.perf_counter() - started
     for steps, features in step_groups:
-        selected = rows["step"].isin(steps).to_numpy()
-        if not selected.any():
-            continue
         started = time.perf_counter()
-        newdata = rsession.numeric_frame_to_r(model_input(rows, features), row_mask=selected)
+        selected = np.flatnonzero(np.isin(row_steps, steps))
+        if not len(selected):
+            continue
+        newdata = rsession.numeric_columns_to_r({name: values[selected] for name, values in columns[features].items()})
         timings.conversion_s += time.perf_counter() - started
         for entry in models.entries:
             if (entry.steps, entry.features) != (steps, features):
@@ -118,11 +122,12 @@ def score_partition(
     models = ModelSet.load(layout.model_set_dir(model_version))
     timings.model_load_s = time.perf_counter() - started
 
-    feature_frames, failures = [], []
+    scored, feature_frames, failures = [], [], []
     for product in products:
         started = time.perf_counter()
         try:
-            feature_frames.append(product_features(layout, product, origin).assign(product=product))
+            feature_frames.append(product_features(layout, product, origin))
+            scored.append(product)
         except InputDataError as error:
             failures.append(str(error))
             log.error("%s: skipped: %s", product_label(product), error)
@@ -130,20 +135,21 @@ def score_partition(
     if feature_frames:
         rows = pd.concat(feature_frames, ignore_index=True)
         quantiles = predict_quantiles(models, rows, timings)
-        forecasts = rows[["product", "sku", "store", "week"]].assign(
+        forecasts = rows[["sku", "store", "week"]].assign(
             **dict(zip(QUANTILE_COLUMNS, quantiles.T, strict=True)),
             forecast_origin=origin,
             model_version=models.version,
         )
-        for product, forecast in forecasts.groupby("product", sort=True):
+        ends = np.cumsum([len(frame) for frame in feature_frames])
+        for product, start, end in zip(scored, np.r_[0, ends[:-1]], ends, strict=True):
             started = time.perf_counter()
             # scoring_features gives each product's rows in (sku, store, week) order, the file's order
-            write_table(layout.forecast_file(run_id, product), forecast[list(TABLES["forecast"].names)], "forecast")
+            write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
             seconds = time.perf_counter() - started
             timings.write_s += seconds
-            timings.rows += len(forecast)
-            timings.products_scored.append(int(product))
-            log.info("%s: %d rows scored, written in %.3f s", product_label(product), len(forecast), seconds)
+            timings.rows += end - start
+            timings.products_scored.append(product)
+            log.info("%s: %d rows scored, written in %.3f s", product_label(product), end - start, seconds)
     log.info("partition done: %s", timings.summary())
     if failures:
         raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))

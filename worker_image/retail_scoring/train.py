@@ -13,7 +13,7 @@ import pandas as pd
 
 from retail_scoring import rsession
 from retail_scoring.features import training_features
-from retail_scoring.models import MANIFEST_FILE, model_input, sha256_hex
+from retail_scoring.models import MANIFEST_FILE, model_columns, sha256_hex
 from retail_scoring.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def train_model(
     Runs in a worker process with its own embedded R."""
     features = features_for_step(step)
     rows = training_features(history, step)
-    data = rsession.numeric_frame_to_r(model_input(rows, features).assign(sales=rows["log_sales"]))
+    data = rsession.numeric_columns_to_r({**model_columns(rows, features), "sales": rows["log_sales"].to_numpy()})
     name = model_name(step, quantile)
     path = output_dir / f"{name}.rds"
     started = time.perf_counter()
