@@ -1,10 +1,12 @@
 """The worker image's Python environment, built by the same script the Dockerfile runs."""
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from retail_scoring import storage
 from tests.conftest import TINY_MODELS
 
 WORKER_IMAGE = Path(__file__).resolve().parents[2] / "worker_image"
@@ -67,9 +69,13 @@ def test_worker_cli_from_the_image_environment_scores_a_partition(worker_env, la
             TINY_MODELS,
             "--run-id",
             "image",
+            "--partition",
+            "partition_000",
         ],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "product_001: 858 rows scored" in result.stdout
+    timings = json.loads(storage.read_bytes(layout.task_timings("image", "partition_000")))
+    assert (timings["rows"], timings["products_scored"], timings["predict_calls"]) == (858, [1], 35)

@@ -4,6 +4,7 @@ per model, then one forecast file per product."""
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 
 import numpy as np
 import pandas as pd
@@ -140,8 +141,8 @@ def score_partition(
             forecast_origin=origin,
             model_version=models.version,
         )
-        ends = np.cumsum([len(frame) for frame in feature_frames])
-        for product, start, end in zip(scored, np.r_[0, ends[:-1]], ends, strict=True):
+        ends = list(accumulate(len(frame) for frame in feature_frames))
+        for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
             started = time.perf_counter()
             # scoring_features gives each product's rows in (sku, store, week) order, the file's order
             write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
