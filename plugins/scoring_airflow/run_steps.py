@@ -48,7 +48,7 @@ def origin_range(layout: StorageLayout, product: int) -> tuple[int, int]:
 def series_count(layout: StorageLayout, product: int) -> int:
     """Series a product's forecast must cover: those with planned weeks. Only the keys are read;
     checking the data is each scoring task's job, with errors naming the partition."""
-    url, futurex = read_raw_product_table(layout, product, "futurex")
+    url, futurex = read_raw_product_table(layout, product, "futurex", columns=["sku", "store"])
     missing = {"sku", "store"} - set(futurex.columns)
     if missing:
         raise PlanError(f"{url}: lacks columns {sorted(missing)}")

@@ -1,7 +1,9 @@
 from datetime import date, datetime
 
+import pandas as pd
 import pytest
 
+from retail_scoring.schema import SKUS_PER_PRODUCT
 from scoring_airflow.planning import (
     PlanError,
     check_origin,
@@ -10,6 +12,8 @@ from scoring_airflow.planning import (
     select_products,
     storage_run_id,
 )
+from scoring_airflow.run_steps import series_count
+from tests.conftest import TEST_STORES, local_path
 
 WEEK0 = date(2024, 10, 28)
 
@@ -52,3 +56,26 @@ def test_run_ids_differ_per_run_and_are_safe_in_paths():
     second = storage_run_id("weekly", "backfill__2025-12-01T06:00:00+00:00")
     assert first != second
     assert all(c.isalnum() or c in "_-" for c in first)
+
+
+def test_series_count_reads_the_planned_series_from_parquet_or_csv(layout):
+    futurex = local_path(layout.product_file(1, "futurex"))
+    parquet_count = series_count(layout, 1)
+    assert parquet_count == TEST_STORES * SKUS_PER_PRODUCT
+    pd.read_parquet(futurex).to_csv(futurex.with_suffix(".csv"), index=False)
+    futurex.unlink()
+    assert series_count(layout, 1) == parquet_count
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_series_count_names_the_file_without_series_keys(layout, suffix):
+    futurex = local_path(layout.product_file(1, "futurex"))
+    frame = pd.read_parquet(futurex).drop(columns="store")
+    futurex.unlink()
+    target = futurex.with_suffix(f".{suffix}")
+    if suffix == "parquet":
+        frame.to_parquet(target)
+    else:
+        frame.to_csv(target, index=False)
+    with pytest.raises(PlanError, match=rf"product_001/futurex.{suffix}: lacks columns \['store'\]"):
+        series_count(layout, 1)

@@ -19,27 +19,33 @@ def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.Da
     return check_table(raw, table, url)
 
 
-def read_raw_product_table(layout: StorageLayout, product: int, table: str) -> tuple[str, pd.DataFrame]:
-    """The table as stored, unchecked, with the URL it came from."""
+def read_raw_product_table(
+    layout: StorageLayout, product: int, table: str, columns: list[str] | None = None
+) -> tuple[str, pd.DataFrame]:
+    """The table as stored, unchecked, with the URL it came from; only those of `columns` it has
+    when they are given."""
     parquet_url = layout.product_file(product, table)
     csv_url = layout.product_file(product, table, suffix="csv")
     if storage.exists(parquet_url):
-        return parquet_url, _read_parquet(parquet_url)
+        return parquet_url, _read_parquet(parquet_url, columns)
     if storage.exists(csv_url):
-        return csv_url, _read_csv(csv_url)
+        return csv_url, _read_csv(csv_url, columns)
     raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)")
 
 
-def _read_parquet(url: str) -> pd.DataFrame:
+def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
     try:
-        return pq.read_table(pa.BufferReader(storage.read_bytes(url))).to_pandas(split_blocks=True)
+        parquet = pq.ParquetFile(pa.BufferReader(storage.read_bytes(url)))
+        present = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
+        return parquet.read(columns=present).to_pandas(split_blocks=True)
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{url}: not a readable Parquet file ({error})") from error
 
 
-def _read_csv(url: str) -> pd.DataFrame:
+def _read_csv(url: str, columns: list[str] | None = None) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.BytesIO(storage.read_bytes(url)))
+        usecols = None if columns is None else (lambda column: column in columns)
+        return pd.read_csv(io.BytesIO(storage.read_bytes(url)), usecols=usecols)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputDataError(f"{url}: not a readable CSV file ({error})") from error
 
