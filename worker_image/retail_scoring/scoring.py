@@ -94,7 +94,7 @@ def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTi
     started = time.perf_counter()
     step_groups = sorted({(entry.steps, entry.features) for entry in models.entries})
     row_steps = rows["step"].to_numpy()
-    columns = {features: model_columns(rows, features) for _, features in step_groups}
+    columns = {features: model_columns(rows, features) for features in {features for _, features in step_groups}}
     timings.conversion_s += time.perf_counter() - started
     for steps, features in step_groups:
         started = time.perf_counter()
