@@ -5,7 +5,11 @@ It checks each request's auth scheme, api-version and required body fields the w
 does, runs tasks' command lines as local processes (a container task runs the entrypoint its image
 maps to, with only the task's environment settings for storage credentials), uploads their output
 files to blob storage through the SAS in their destination, as Batch does, and injects faults: a
-pool resize error, slow nodes, a node preempted mid-task (the task is requeued).
+pool resize error, slow nodes, a node preempted mid-task (the task runs again).
+
+Each behaviour cites the Batch documentation it follows (REST reference under
+https://learn.microsoft.com/rest/api/batchservice/). Where the documentation is unclear, the
+endpoint takes the reading our code must not rely on; see `_stop`.
 """
 
 import json
@@ -25,7 +29,10 @@ from urllib.parse import parse_qs, urlparse
 import isodate
 from azure.storage.blob import BlobClient
 
-REQUIRED = {  # JSON paths the service rejects a request without (MissingRequiredProperty)
+# Required properties per request body, as marked "required" in the REST reference pages
+# pool/add, job/add, task/add-collection (TaskAddParameter, OutputFile); a request without one
+# fails with 400 MissingRequiredProperty (batch-status-and-error-codes).
+REQUIRED = {
     "pool": [
         "id",
         "vmSize",
@@ -36,7 +43,7 @@ REQUIRED = {  # JSON paths the service rejects a request without (MissingRequire
     "task": ["id", "commandLine"],
     "outputFile": ["filePattern", "destination.container.containerUrl", "uploadOptions.uploadCondition"],
 }
-MAX_TASKS_PER_COLLECTION = 100
+MAX_TASKS_PER_COLLECTION = 100  # task/add-collection: "The maximum number of Tasks is 100"
 
 
 class BatchError(Exception):
@@ -114,6 +121,8 @@ class BatchTestEndpoint:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else {}
                 try:
+                    # authenticate-requests-to-the-azure-batch-service: "SharedKey {account}:{signature}";
+                    # every request carries the api-version query parameter (api-versions page).
                     auth = self.headers.get("Authorization", "")
                     if not auth.startswith(f"SharedKey {endpoint.account}:"):
                         raise BatchError(403, "AuthenticationFailed", "expected SharedKey auth for the account")
@@ -160,6 +169,8 @@ class BatchTestEndpoint:
         raise BatchError(400, "InvalidUri", f"{method} {path} is not part of this endpoint")
 
     def _create_pool(self, body: dict) -> tuple[int, None]:
+        """pool/add: 201 Created; 409 PoolExists for a taken id; a pool is created "resizing" and
+        reaches "steady" with its nodes, or with resizeErrors (pool/get: allocationState)."""
         check_required("pool", body)
         if lookup(body, "virtualMachineConfiguration.containerConfiguration") is not None:
             check_required_value(body, "virtualMachineConfiguration.containerConfiguration.type")
@@ -180,6 +191,7 @@ class BatchTestEndpoint:
         return 201, None
 
     def _pool(self, method: str, pool_id: str) -> tuple[int, dict | None]:
+        """pool/get, pool/delete (202 Accepted; tasks running on its nodes are stopped); 404 PoolNotFound."""
         if pool_id not in self.pools:
             raise BatchError(404, "PoolNotFound", f"The specified pool {pool_id} does not exist.")
         if method == "GET":
@@ -195,6 +207,7 @@ class BatchTestEndpoint:
         raise BatchError(405, "MethodNotAllowed", method)
 
     def _create_job(self, body: dict) -> tuple[int, None]:
+        """job/add: 201 Created; 409 JobExists for a taken id."""
         check_required("job", body)
         if body["id"] in self.jobs:
             raise BatchError(409, "JobExists", f"The specified job {body['id']} already exists.")
@@ -210,6 +223,7 @@ class BatchTestEndpoint:
         return {k: v for k, v in job.items() if k != "tasks"}
 
     def _job(self, method: str, job_id: str) -> tuple[int, dict | None]:
+        """job/get, job/delete (202 Accepted; the job's running tasks are terminated); 404 JobNotFound."""
         job = self._existing_job(job_id)
         if method == "GET":
             return 200, self._job_view(job)
@@ -222,6 +236,8 @@ class BatchTestEndpoint:
         raise BatchError(405, "MethodNotAllowed", method)
 
     def _add_tasks(self, job_id: str, body: dict) -> tuple[int, dict]:
+        """task/add-collection: 1..100 tasks; 200 with one TaskAddResult per task, a task id that
+        exists in the job answered with status "clientError" and code TaskExists, the rest added."""
         job = self._existing_job(job_id)
         tasks = body.get("value") or []
         if not 1 <= len(tasks) <= MAX_TASKS_PER_COLLECTION:
@@ -293,9 +309,13 @@ class BatchTestEndpoint:
                     busy += 1
 
     def _start(self, job_id: str, task: dict) -> None:
+        """A task starts on a free slot (pool taskSlotsPerNode); TaskExecutionInformation.startTime:
+        "If the Task has been restarted or retried, this is the most recent time at which the Task
+        started running". A container task runs its image's entrypoint with the command line as
+        arguments (batch-docker-container-workloads); only its environmentSettings reach it."""
         info = task["executionInfo"]
-        attempt = info["retryCount"] + info["requeueCount"]
-        task_dir = self.workdir / job_id / task["id"] / f"attempt{attempt}"
+        task["_starts"] = task.get("_starts", 0) + 1
+        task_dir = self.workdir / job_id / task["id"] / f"start{task['_starts']}"
         (task_dir / "wd").mkdir(parents=True)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE")}
         settings = {s["name"]: s["value"] for s in task.get("environmentSettings", [])}
@@ -315,10 +335,13 @@ class BatchTestEndpoint:
                 command, cwd=task_dir / "wd", stdout=out, stderr=err, env=environment, start_new_session=True
             )
         task.update(state="running", _dir=task_dir, _started=time.monotonic())
-        info["startTime"] = info.get("startTime") or now_iso()
+        info["startTime"] = now_iso()
         task.setdefault("_first_start", time.monotonic())
 
     def _watch(self, job_id: str, task: dict) -> None:
+        """TaskConstraints: maxWallClockTime counts from the first start, retries included, and ends
+        the task (failureInfo MaxWallClockTimeExceeded); a non-zero exit is retried up to
+        maxTaskRetryCount (retryCount, lastRetryTime) and then completes with result "failure"."""
         process = self.processes[(job_id, task["id"])]
         preempt_after = self.faults.preempt_after_s.get(task["id"])
         if preempt_after is not None and time.monotonic() - task["_started"] > preempt_after:
@@ -355,17 +378,22 @@ class BatchTestEndpoint:
         task["state"] = "completed"
 
     def _stop(self, job_id: str, task: dict, requeue: bool) -> None:
+        """Stop a running task; with `requeue`, it goes back to "active" and runs again later, as
+        BatchNodeState "preempted" documents for spot nodes ("Tasks which were running on the
+        Compute Node when it was preempted will be rescheduled"). Whether the service then counts
+        the task in requeueCount is not documented (requeueCount is documented for requeues a user
+        asks for: pool resize, job disable), so this endpoint leaves requeueCount alone and our code
+        never reads it; a preemption shows as a new startTime with an unchanged retryCount."""
         process = self.processes.pop((job_id, task["id"]), None)
         if process is not None:
             _kill(process)
         if requeue and task["state"] == "running":
             task["state"] = "active"
-            task["executionInfo"]["requeueCount"] += 1
-            task["executionInfo"]["lastRequeueTime"] = now_iso()
 
     def _upload_outputs(self, task: dict, succeeded: bool) -> None:
-        """Batch's output files: each pattern resolved from the working directory, uploaded to the
-        destination container with the SAS in its URL."""
+        """Batch's output files (batch-task-output-files; OutputFile, OutputFileUploadCondition):
+        each pattern resolved from the task's working directory, uploaded to the destination
+        container with the SAS in its URL, on taskSuccess / taskFailure / taskCompletion."""
         for output in task.get("outputFiles", []):
             condition = output["uploadOptions"]["uploadCondition"].lower()
             if condition == "tasksuccess" and not succeeded or condition == "taskfailure" and succeeded:

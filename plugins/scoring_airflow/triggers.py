@@ -3,11 +3,12 @@
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from scoring_airflow.compute import backend_for
+from scoring_airflow.compute import TaskStatus, backend_for
 
 
 class ScoringJobTrigger(BaseTrigger):
@@ -32,6 +33,7 @@ class ScoringJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = backend_for(self.backend, self.backend_config)
         reported: set[str] = set()
+        restarts = RestartWatch()
         last_counts = None
         while True:
             try:
@@ -39,6 +41,9 @@ class ScoringJobTrigger(BaseTrigger):
             except RuntimeError as error:
                 yield TriggerEvent({"job_id": self.job_id, "error": str(error), "statuses": []})
                 return
+            for task_id in restarts.observe(statuses):
+                self.log.info("%s restarted by the pool without a failed attempt (node preempted or removed)", task_id)
+            statuses = [restarts.annotate(s) for s in statuses]
             finished = [s for s in statuses if s.is_final]
             for status in finished:
                 if status.task_id not in reported:
@@ -61,3 +66,36 @@ class ScoringJobTrigger(BaseTrigger):
                 yield TriggerEvent({"job_id": self.job_id, "statuses": [s.to_dict() for s in statuses]})
                 return
             await asyncio.sleep(self.poll_interval_s)
+
+
+class RestartWatch:
+    """Counts tasks the pool restarted without counting a failed attempt: a spot node preempted, a
+    node removed. Batch documents that a preempted node's tasks are rescheduled and that a task's
+    `startTime` is its most recent start; it documents `requeueCount` only for requeues a user
+    asked for. So a new start time with the same attempt count is what we go by. A restart that
+    happens entirely between two polls is not seen."""
+
+    def __init__(self) -> None:
+        self._last_start: dict[str, tuple[int, float]] = {}
+        self._restarts: Counter[str] = Counter()
+
+    def observe(self, statuses: list[TaskStatus]) -> list[str]:
+        """Record this poll's start times; return the tasks restarted since the last poll."""
+        restarted = []
+        for status in statuses:
+            previous = self._last_start.get(status.task_id)
+            if status.started_at is None or (previous is not None and previous[1] == status.started_at):
+                continue  # the attempt count is compared as it was when a start was first seen:
+                # a retry may count before it starts
+            if previous is not None and previous[0] == status.attempts:
+                self._restarts[status.task_id] += 1
+                restarted.append(status.task_id)
+            self._last_start[status.task_id] = (status.attempts, status.started_at)
+        return restarted
+
+    def annotate(self, status: TaskStatus) -> TaskStatus:
+        count = self._restarts[status.task_id]
+        if not count:
+            return status
+        note = f"restarted {count}x by the pool without a failed attempt (node preempted or removed)"
+        return replace(status, detail="; ".join(filter(None, [note, status.detail])))

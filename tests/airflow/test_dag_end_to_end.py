@@ -1,6 +1,7 @@
 """The real DAG through dag.test(): local pool processes running the real worker on real R."""
 
 import json
+import shutil
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -104,8 +105,12 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     history.assign(sales=history["sales"].where(history["week"] <= 56, history["sales"] * 50)).to_parquet(
         history_path, index=False
     )
+    forecast_path = local_path(layout.forecast_file(run_id_of(first), 1))
+    first_written = forecast_path.stat().st_mtime_ns
     again = run_dag(OLDER_WEEK, {**conf, "force": True})
     assert again.state == "success"
+    assert again.get_task_instance("score").xcom_pull(task_ids="score")["scored"] == ["partition_000"]
+    assert forecast_path.stat().st_mtime_ns != first_written, "force rescored the valid forecast"
     rescored = read_forecast(layout.forecast_file(run_id_of(again), 1))
     pd.testing.assert_frame_equal(forecast, rescored)
 
@@ -127,3 +132,21 @@ def test_origin_outside_the_data_fails_planning_with_the_valid_range(airflow_db,
     dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "origin_week": 200})
     assert dag_run.state == "failed"
     assert task_state(dag_run, "plan") == "failed"
+
+
+def test_a_run_that_scores_but_fails_validation_is_not_published(airflow_db, layout, forecast_env):
+    """A model set copied to a new name without editing its manifest scores fine, but its
+    forecasts carry the manifest's version: validation refuses them and `latest.json` stays."""
+    assert run_dag(OLDER_WEEK, {"products": [1], "pool_size": 1}).state == "success"
+    published = storage.read_bytes(layout.latest_pointer())
+    shutil.copytree(local_path(layout.model_set_dir("tiny-test")), local_path(layout.model_set_dir("tiny-copy")))
+
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "tiny-copy"})
+    assert dag_run.state == "failed"
+    states = [task_state(dag_run, task_id) for task_id in ("score", "validate", "publish")]
+    assert states == ["success", "failed", "upstream_failed"]
+    assert task_state(dag_run, "delete_pool") == "success"
+    assert storage.read_bytes(layout.latest_pointer()) == published
+    report = json.loads(storage.read_bytes(layout.validation_report(run_id_of(dag_run))))
+    assert not report["valid"]
+    assert "model_version differs from the run's tiny-copy" in report["partitions"]["partition_000"]["1"][0]

@@ -18,6 +18,8 @@ def test_pool_is_a_setup_and_its_deletion_a_teardown_after_everything(airflow_db
     assert {"score", "collect_logs"} <= dag.get_task("validate").upstream_task_ids
     assert {"publish", "report"} <= delete.upstream_task_ids
     assert dag.get_task("report").upstream_task_ids == {"plan", "validate", "score"}
+    assert dag.get_task("publish").upstream_task_ids == {"plan", "validate"}, "only a validated run is published"
+    assert dag.get_task("publish").trigger_rule == "all_success"
     assert dag.get_task("collect_logs").trigger_rule == "all_done"
     assert dag.get_task("score").retries == 0
 

@@ -4,10 +4,13 @@ container's entrypoint against Azurite; storage credentials come from a `wasb` c
 
 import base64
 import json
+import shlex
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
 
 import fsspec
+import isodate
 import pytest
 
 from retail_scoring import storage
@@ -93,11 +96,30 @@ def test_weekly_run_on_batch_with_blob_storage(batch_env):
     assert containers == {"type": "dockerCompatible", "containerImageNames": [WORKER_IMAGE]}
     assert (pool["targetDedicatedNodes"], pool["targetLowPriorityNodes"]) == (1, 1)
     task = batch_env.tasks_added["partition_000"]
-    assert task["constraints"]["maxTaskRetryCount"] == 2 and task["constraints"]["maxWallClockTime"]
+    # defaults: 2 retries of at most 3600 s each; Batch limits the task's whole life, retries included
+    assert task["constraints"]["maxTaskRetryCount"] == 2
+    assert isodate.parse_duration(task["constraints"]["maxWallClockTime"]) == timedelta(hours=3)
     worker_credentials = batch_env.task_environments["partition_000"]["AZURE_STORAGE_CONNECTION_STRING"]
     assert "SharedAccessSignature=" in worker_credentials and "AccountKey" not in worker_credentials
+    sas = parse_qs(worker_credentials.split("SharedAccessSignature=", 1)[1])
+    sas_life = datetime.fromisoformat(sas["se"][0]) - datetime.now(UTC)
+    assert timedelta(hours=4) - timedelta(minutes=5) < sas_life <= timedelta(hours=4), "task life + 1 hour"
     assert pool_id_of(dag_run) in batch_env.deleted_pools
     assert batch_env.deleted_jobs == [f"{batch_id(run_id, 56)}-try1"]
+
+
+def test_per_product_partitions_vm_size_and_task_slots_reach_the_pool_and_the_report(batch_env):
+    conf = {**TWO_PRODUCTS, "pool_size": 1, "partitioning": "per_product", "vm_size": "Standard_F2s_v2",
+            "task_slots_per_node": 2}  # fmt: skip
+    dag_run = run_dag(LATEST_WEEK, conf)
+    assert dag_run.state == "success"
+    pool = batch_env.pools_created[pool_id_of(dag_run)]
+    assert (pool["vmSize"], pool["taskSlotsPerNode"], pool["targetDedicatedNodes"]) == ("Standard_F2s_v2", 2, 1)
+    for partition, product in (("partition_000", "1"), ("partition_001", "2")):
+        arguments = shlex.split(batch_env.tasks_added[partition]["commandLine"])
+        assert arguments[arguments.index("--products") + 1] == product
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    assert "node-hours of Standard_F2s_v2 = " in read_blob(LAYOUT.report_file(run_id, "report.md"))
 
 
 def test_failing_partition_is_named_and_the_pool_still_deleted(batch_env, capsys):
@@ -116,12 +138,13 @@ def test_failing_partition_is_named_and_the_pool_still_deleted(batch_env, capsys
     assert "product_002/history.parquet: file not found" in task_logs
 
 
-def test_preempted_spot_node_task_is_requeued_and_reported(batch_env):
-    batch_env.faults.preempt_after_s["partition_001"] = 1.0
+def test_preempted_spot_node_task_runs_again_and_is_reported(batch_env):
+    batch_env.faults.preempt_after_s["partition_001"] = 1.5
     dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "spot_nodes": 2})
     assert dag_run.state == "success"
     statuses = {s["task_id"]: s for s in dag_run.get_task_instance("score").xcom_pull(task_ids="score")["statuses"]}
-    assert "requeued 1x by Batch" in statuses["partition_001"]["detail"]
+    assert "restarted 1x by the pool without a failed attempt" in statuses["partition_001"]["detail"]
+    assert "restarted" not in statuses["partition_000"]["detail"]
     assert statuses["partition_001"]["attempts"] == 1, "a preemption does not use up a retry"
     assert pool_id_of(dag_run) in batch_env.deleted_pools
 
@@ -181,6 +204,12 @@ def test_an_existing_pool_is_an_error_and_a_pool_we_did_not_create_is_never_dele
         backend.create_pool("team-pool", 1)
     backend.delete_pool("team-pool")
     assert "team-pool" not in batch_env.deleted_pools
+
+
+def test_a_task_the_service_refuses_as_existing_fails_the_submission(backend, batch_env):
+    backend.create_pool("pool-c", 1)
+    with pytest.raises(RuntimeError, match="Batch job job-c refused tasks: t1: TaskExists"):
+        backend.submit_job("pool-c", "job-c", [echo_task("t1"), echo_task("t1")], max_retries=0, timeout_s=60)
 
 
 def test_tasks_go_in_collections_of_at_most_100(backend, batch_env):

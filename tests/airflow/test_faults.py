@@ -1,23 +1,32 @@
-"""Faults while scoring: a triggerer restart, a worker killed mid-partition, concurrent runs."""
+"""Faults while scoring: a triggerer restart, a worker killed mid-partition, a killed scoring task,
+a storage outage, concurrent runs."""
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
 
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import upload_model_set
 from retail_scoring.tables import read_forecast
 from retail_scoring.validation import forecast_problems
-from scoring_airflow.compute import ScoringTask
-from scoring_airflow.compute.local import LocalBackend
-from scoring_airflow.operators import worker_arguments
+from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.compute.local import LocalBackend, process_alive
+from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
+from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import ScoringJobTrigger
-from tests.airflow.test_local_backend import STAND_IN_WORKER, task
+from tests.airflow.test_local_backend import STAND_IN_WORKER, task, wait_until_final
 from tests.conftest import TINY_MODELS, local_path
 
 
@@ -130,3 +139,110 @@ def test_a_backfill_and_the_weekly_run_at_the_same_time_share_nothing(airflow_db
     )
     assert origins == [56, 107]
     assert not any(forecast_env.iterdir()), "both pools were deleted"
+
+
+def local_plan(layout, tmp_path, run_id: str) -> dict:
+    return {
+        "run_id": run_id,
+        "storage_root": layout.root,
+        "partitions": {"partition_000": [1], "partition_001": [2]},
+        "series_per_product": {"1": 66, "2": 66},
+        "origin": 107,
+        "model_version": TINY_MODELS,
+        "compute_backend": "local",
+        "backend_config": {"pool_dir": str(tmp_path / "pools")},
+        "pool_id": f"pool-{run_id}",
+        "force": False,
+    }
+
+
+def deferred_submit(plan: dict) -> tuple[ScorePartitionsOperator, TaskDeferred]:
+    operator = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings(poll_interval_s=0.2))
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": SimpleNamespace(try_number=1)})
+    return operator, deferred.value
+
+
+def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(layout, tmp_path):
+    plan = local_plan(layout, tmp_path, "resume")
+    backend = backend_for("local", plan["backend_config"])
+    backend.create_pool(plan["pool_id"], 2)
+    try:
+        _, deferred = deferred_submit(plan)
+        # The triggerer that took the job restarts: a new one rebuilds the trigger from its kwargs.
+        classpath, kwargs = deferred.trigger.serialize()
+        events = asyncio.run(first_events(ScoringJobTrigger(**kwargs), timeout_s=120))
+        # The task resumes in a fresh worker process: a new operator instance, only the event.
+        resumed = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings())
+        result = getattr(resumed, deferred.method_name)({"ti": SimpleNamespace(try_number=1)}, events[0].payload)
+        jobs = sorted(p.name for p in (tmp_path / "pools" / plan["pool_id"] / "jobs").iterdir())
+    finally:
+        backend.delete_pool(plan["pool_id"])
+    assert result["scored"] == ["partition_000", "partition_001"]
+    assert [s["attempts"] for s in result["statuses"]] == [1, 1]
+    assert jobs == ["resume-try1"], "one job, submitted once"
+    for product in (1, 2):
+        assert not forecast_problems(layout, "resume", product, 66, 107, TINY_MODELS)
+
+
+def test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers(layout, tmp_path):
+    plan = local_plan(layout, tmp_path, "killed")
+    backend = backend_for("local", plan["backend_config"])
+    backend.create_pool(plan["pool_id"], 2)
+    try:
+        operator, _ = deferred_submit(plan)
+        job = tmp_path / "pools" / plan["pool_id"] / "jobs" / "killed-try1"
+        deadline = time.monotonic() + 30
+        while len(list((job / "status").glob("*.json"))) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        pids = [json.loads(f.read_text())["pid"] for f in (job / "status").glob("*.json")]
+        operator.on_kill()
+        assert not job.exists()
+        with pytest.raises(RuntimeError, match="job killed-try1 not found"):
+            backend.task_statuses("killed-try1")
+        time.sleep(0.5)
+        assert not any(process_alive(pid) for pid in pids)
+    finally:
+        backend.delete_pool(plan["pool_id"])
+
+
+def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
+    flaky_azurite, small_reference, tiny_model_dir, tmp_path
+):
+    """The worker gives up after the storage client's own retries (about a minute and a half) with
+    exit code 3 and one line; the pool's retry succeeds once storage is back. The task's streams go
+    to local files here, so the test can read the first attempt's stderr while storage is down."""
+    layout = StorageLayout("abfs://outage")
+    write_products(layout, small_reference, 1)
+    upload_model_set(tiny_model_dir, layout)
+    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
+            "model_version": TINY_MODELS, "run_id": "outage"}  # fmt: skip
+    logs = f"file://{tmp_path}/logs"
+    backend = LocalBackend(str(tmp_path / "pools"))
+    backend.create_pool("pool-o", 1)
+    try:
+        flaky_azurite.cut()
+        backend.submit_job(
+            "pool-o",
+            "job-1",
+            [ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")],
+            max_retries=1,
+            timeout_s=300,
+        )
+        status_file = tmp_path / "pools" / "pool-o" / "jobs" / "job-1" / "status" / "partition_000.json"
+        deadline = time.monotonic() + 240
+        while not (status_file.exists() and json.loads(status_file.read_text())["attempts"] == 2):
+            assert time.monotonic() < deadline, "the first attempt never ended"
+            time.sleep(0.05)
+        flaky_azurite.restore()
+        first_stderr = storage.read_bytes(f"{logs}/err").decode()
+        status = wait_until_final(backend, "job-1", timeout_s=120)["partition_000"]
+        pool_log = (tmp_path / "pools" / "pool-o" / "pool.log").read_text()
+    finally:
+        backend.delete_pool("pool-o")
+    assert re.search(r"^error: abfs://outage/\S+: storage unavailable after retries", first_stderr, re.MULTILINE)
+    assert "Traceback" not in first_stderr
+    assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in pool_log
+    assert (status.state, status.attempts) == ("succeeded", 2)
+    assert storage.exists(layout.forecast_file("outage", 1))

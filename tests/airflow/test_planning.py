@@ -12,7 +12,8 @@ from scoring_airflow.planning import (
     select_products,
     storage_run_id,
 )
-from scoring_airflow.run_steps import series_count
+from scoring_airflow.run_steps import origin_range, plan_run, series_count
+from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path
 
 WEEK0 = date(2024, 10, 28)
@@ -79,3 +80,17 @@ def test_series_count_names_the_file_without_series_keys(layout, suffix):
         frame.to_csv(target, index=False)
     with pytest.raises(PlanError, match=rf"product_001/futurex.{suffix}: lacks columns \['store'\]"):
         series_count(layout, 1)
+
+
+def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, small_reference):
+    """The range is computed from the data: every series needs 5 weeks of sales up to the origin,
+    and the 13 weeks after it must be planned (the futurex weeks end at 120)."""
+    first_origin = int(small_reference.groupby(["sku", "store"])["week"].min().max()) + 5 - 1
+    assert origin_range(layout, 1) == (first_origin, 107)
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    for origin in (first_origin - 1, 108):
+        with pytest.raises(PlanError, match=rf"origin week {origin} is outside the data: origins {first_origin}..107 "):
+            plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": origin}, settings)
+    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": first_origin}, settings)["origin"] == (
+        first_origin
+    )

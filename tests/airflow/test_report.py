@@ -1,11 +1,16 @@
-"""The report's figure carries the right data: four SKUs, history, median and both bands."""
+"""The report: its figure carries the right data (four SKUs, history, median, both bands), its cost
+figure and its accuracy history."""
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
-from scoring_airflow.report import BAND_50_COLOUR, BAND_90_COLOUR, forecast_figure
+from retail_scoring.layout import StorageLayout
+from scoring_airflow.report import BAND_50_COLOUR, BAND_90_COLOUR, cost_estimate, forecast_figure, record_accuracy
+from scoring_airflow.settings import ForecastSettings
+from tests.conftest import local_path
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,3 +67,29 @@ def test_figure_shows_four_skus_with_history_median_and_both_bands():
         assert tuple(band_50.get_facecolor()[0]) == to_rgba(BAND_50_COLOUR)
         assert band_limits(band_90) == (10.0 * sku, 50.0 * sku)
         assert band_limits(band_50) == (20.0 * sku, 40.0 * sku)
+
+
+def test_cost_is_pool_nodes_times_the_job_span_times_the_vm_price():
+    statuses = [
+        {"queued_at": 1000.0, "started_at": 1010.0, "finished_at": 1900.0},
+        {"queued_at": 1000.0, "started_at": 1500.0, "finished_at": 2800.0},
+    ]
+    settings = ForecastSettings(vm_hourly_prices={"Standard_F2s_v2": 0.085})
+    cost = cost_estimate({"vm_size": "Standard_F2s_v2", "pool_size": 4}, statuses, settings)
+    assert cost["node_hours"] == pytest.approx(4 * 1800 / 3600)
+    assert cost["usd"] == pytest.approx(2.0 * 0.085)
+    unpriced = cost_estimate({"vm_size": "Standard_X", "pool_size": 4}, statuses, settings)
+    assert unpriced["usd"] is None and unpriced["node_hours"] == pytest.approx(2.0)
+
+
+def test_a_rerun_replaces_its_row_in_the_accuracy_history_and_keeps_the_others(tmp_path):
+    layout = StorageLayout(f"file://{tmp_path}")
+    record_accuracy(layout, {"run_id": "weekly-107", "origin": 107, "model_version": "m", "rows": 10, "mape_q50": 0.5})
+    record_accuracy(layout, {"run_id": "backfill-56", "origin": 56, "model_version": "m", "rows": 8, "mape_q50": 0.2})
+    history = record_accuracy(
+        layout, {"run_id": "weekly-107", "origin": 107, "model_version": "m", "rows": 12, "mape_q50": 0.3}
+    )
+    stored = pd.read_csv(local_path(layout.accuracy_history()))
+    for table in (history, stored):
+        rows = table[["run_id", "rows", "mape_q50"]].values.tolist()
+        assert rows == [["backfill-56", 8, 0.2], ["weekly-107", 12, 0.3]]

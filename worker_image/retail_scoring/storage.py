@@ -61,10 +61,10 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     temporary = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
-    fs.pipe_file(temporary, data)
     try:
+        fs.pipe_file(temporary, data)
         fs.mv(temporary, path)
-    finally:
+    finally:  # on every failure path too: no temporary file is ever left behind
         if fs.exists(temporary):
             fs.rm_file(temporary)
 

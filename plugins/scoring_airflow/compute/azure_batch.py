@@ -235,17 +235,13 @@ class AzureBatchBackend(ComputeBackend):
         state = {"active": "pending", "preparing": "pending", "running": "running"}.get(task.state)
         if state is None:  # completed
             state = "succeeded" if info and info.result == "success" else "failed"
-        notes = []
-        if info and info.requeue_count:
-            notes.append(f"requeued {info.requeue_count}x by Batch (node preempted or removed)")
-        if info and info.failure_info:
-            notes.append(f"{info.failure_info.code}: {info.failure_info.message}")
+        failure = info.failure_info if info else None
         return TaskStatus(
             task_id=task.id,
             state=state,
             exit_code=info.exit_code if info else None,
             attempts=(info.retry_count + 1) if info and info.start_time else 0,
-            detail="; ".join(notes),
+            detail=f"{failure.code}: {failure.message}" if failure else "",
             queued_at=task.creation_time.timestamp() if task.creation_time else None,
             started_at=info.start_time.timestamp() if info and info.start_time else None,
             finished_at=info.end_time.timestamp() if info and info.end_time else None,

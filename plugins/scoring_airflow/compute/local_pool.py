@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retail_scoring import storage
+from retail_scoring.errors import StorageUnavailableError
 from scoring_airflow.compute.local import kill_group, write_json_atomic
 
 log = logging.getLogger("local_pool")
@@ -67,9 +68,17 @@ def start_attempt(
 
 
 def upload_streams(attempt: Attempt) -> None:
+    """Copy the attempt's streams to storage. Storage that is down or full must not stop the pool
+    (its tasks still finish and retry): the streams then stay only in the pool's folder, as a
+    Batch output file that fails to upload does not fail its task."""
     work = attempt.job / "work"
     for stream, url_key in (("stdout", "stdout_url"), ("stderr", "stderr_url")):
-        storage.write_bytes_atomic(attempt.task[url_key], (work / f"{attempt.task['task_id']}.{stream}").read_bytes())
+        local = work / f"{attempt.task['task_id']}.{stream}"
+        try:
+            storage.write_bytes_atomic(attempt.task[url_key], local.read_bytes())
+        except (StorageUnavailableError, OSError) as error:
+            log.warning("%s/%s: %s not uploaded (%s); kept at %s", attempt.job.name, attempt.task["task_id"],
+                        stream, error, local)  # fmt: skip
 
 
 def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: int) -> Attempt | None:

@@ -1,0 +1,267 @@
+"""Hand-written mutations of the reliability-critical code; the tests must catch every one.
+
+Run on demand, not in CI (about 15 minutes for all):
+
+    .venv/bin/python scripts/mutation_check.py            # every mutation
+    .venv/bin/python scripts/mutation_check.py force-ignored checksum-not-verified
+
+Each mutation is one edit of one file (the original text must occur exactly once), applied to a
+scratch copy of the working tree; the tests named with it then run there. A mutation the tests
+fail on is "caught"; one they pass on "SURVIVED": a behaviour the suite claims but does not check.
+The script exits 1 when any mutation survived or could not be applied.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    original: str
+    mutated: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    # publish wiring and teardown
+    Mutation(
+        "publish-after-score",
+        "dags/weekly_sales_forecast.py",
+        "[score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
+        "score >> published\n    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
+        ("tests/airflow/test_dag_import.py",),
+    ),
+    Mutation(
+        "publish-beside-validate",
+        "dags/weekly_sales_forecast.py",
+        "[score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
+        "[score, logs] >> published\n    [score, logs] >> validated >> run_report\n"
+        "    [published, run_report] >> delete_pool(run_plan)",
+        ("tests/airflow/test_dag_end_to_end.py::test_a_run_that_scores_but_fails_validation_is_not_published",),
+    ),
+    Mutation(
+        "teardown-not-a-teardown",
+        "dags/weekly_sales_forecast.py",
+        "delete_pool(run_plan).as_teardown(setups=pool)",
+        "delete_pool(run_plan)",
+        ("tests/airflow/test_dag_import.py",),
+    ),
+    Mutation(
+        "teardown-keeps-jobs",
+        "plugins/scoring_airflow/run_steps.py",
+        'backend.delete_jobs(job_id_prefix(plan["run_id"]))',
+        "pass",
+        ("tests/airflow/test_dag_on_azure_batch.py::test_weekly_run_on_batch_with_blob_storage",),
+    ),
+    Mutation(
+        "teardown-keeps-pool",
+        "plugins/scoring_airflow/run_steps.py",
+        '    backend.delete_pool(plan["pool_id"])',
+        "    pass",
+        ("tests/airflow/test_dag_end_to_end.py::test_weekly_run_scores_validates_publishes_and_deletes_the_pool",),
+    ),
+    Mutation(
+        "on-kill-keeps-job",
+        "plugins/scoring_airflow/operators.py",
+        "            self._backend().delete_job(self._job_id)",
+        "            pass",
+        ("tests/airflow/test_faults.py::test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers",),
+    ),
+    # force and the rerun skip
+    Mutation(
+        "force-ignored",
+        "plugins/scoring_airflow/operators.py",
+        'if not plan["force"] and partition_is_done(layout, plan, products):',
+        "if partition_is_done(layout, plan, products):",
+        ("tests/airflow/test_dag_end_to_end.py::test_backfill_for_an_older_week_sees_only_history_up_to_its_origin",),
+    ),
+    Mutation(
+        "skip-trusts-existence",
+        "plugins/scoring_airflow/operators.py",
+        "return all(not forecast_problems(layout, **plan_expectations(plan, product)) for product in products)",
+        'return all(storage.exists(layout.forecast_file(plan["run_id"], product)) for product in products)',
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "skip-always",
+        "plugins/scoring_airflow/operators.py",
+        'if not plan["force"] and partition_is_done(layout, plan, products):',
+        'if not plan["force"]:',
+        ("tests/airflow/test_dag_end_to_end.py::test_weekly_run_scores_validates_publishes_and_deletes_the_pool",),
+    ),
+    # atomic writes
+    Mutation(
+        "write-in-place",
+        "worker_image/retail_scoring/storage.py",
+        "        fs.pipe_file(temporary, data)\n        fs.mv(temporary, path)",
+        "        fs.pipe_file(path, data)",
+        ("tests/worker/test_storage.py",),
+    ),
+    Mutation(
+        "temporary-left-on-failure",
+        "worker_image/retail_scoring/storage.py",
+        "    try:\n        fs.pipe_file(temporary, data)\n        fs.mv(temporary, path)\n    finally:",
+        "    fs.pipe_file(temporary, data)\n    try:\n        fs.mv(temporary, path)\n    finally:",
+        ("tests/worker/test_storage.py",),
+    ),
+    # input checks
+    Mutation(
+        "sorted-fast-path-accepts-repeats",
+        "worker_image/retail_scoring/tables.py",
+        "((store == 0) & (week > 0))",
+        "((store == 0) & (week >= 0))",
+        ("tests/worker/test_tables.py",),
+    ),
+    Mutation(
+        "duplicate-check-skipped",
+        "worker_image/retail_scoring/tables.py",
+        "    if not is_sorted_by_row_key(frame):  # rows",
+        "    if False:  # rows",
+        ("tests/worker/test_tables.py",),
+    ),
+    Mutation(
+        "checksum-not-verified",
+        "worker_image/retail_scoring/models.py",
+        "if digest != entry.sha256:",
+        "if False:",
+        ("tests/worker/test_committed_models.py",),
+    ),
+    # forecast validation
+    *(
+        Mutation(
+            f"validation-{name}",
+            "worker_image/retail_scoring/validation.py",
+            check,
+            "if False:",
+            ("tests/worker/test_validation.py",),
+        )  # fmt: skip
+        for name, check in [
+            ("row-count", "if len(frame) != n_series * HORIZON:"),
+            ("duplicates", "if frame.duplicated(list(ROW_KEY)).any():"),
+            ("weeks", "if wrong_weeks:"),
+            ("series", "if (weeks_per_series != HORIZON).any() or len(weeks_per_series) != n_series:"),
+            ("nan", "if np.isnan(quantiles).any():"),
+            ("negative", "if (quantiles < 0).any():"),
+            ("crossing", "if (np.diff(quantiles, axis=1) < 0).any():"),
+            ("origin", 'if not (frame["forecast_origin"] == origin).all():'),
+            ("model-version", 'if not (frame["model_version"] == model_version).all():'),
+        ]
+    ),
+    # Batch submission, restarts, report figures
+    Mutation(
+        "task-refusal-ignored",
+        "plugins/scoring_airflow/compute/azure_batch.py",
+        'rejected = [r for r in result.result_values or [] if r.status != "success"]',
+        "rejected = []",
+        ("tests/airflow/test_dag_on_azure_batch.py::test_a_task_the_service_refuses_as_existing_fails_the_submission",),
+    ),
+    Mutation(
+        "retry-taken-for-restart",
+        "plugins/scoring_airflow/triggers.py",
+        "if previous is not None and previous[0] == status.attempts:",
+        "if previous is not None:",
+        ("tests/airflow/test_triggers.py",),
+    ),
+    Mutation(
+        "cost-ignores-pool-size",
+        "plugins/scoring_airflow/report.py",
+        'node_hours = plan["pool_size"] * span_s / 3600',
+        "node_hours = span_s / 3600",
+        ("tests/airflow/test_report.py",),
+    ),
+    Mutation(
+        "accuracy-rerun-appends",
+        "plugins/scoring_airflow/report.py",
+        'history = history[history["run_id"] != accuracy["run_id"]]',
+        "history = history",
+        ("tests/airflow/test_report.py",),
+    ),
+]
+
+
+def scratch_copy(target: Path) -> None:
+    """The working tree's files (tracked or new, not ignored), plus links to the installed tools."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / ".local").mkdir()
+    (target / ".local" / "azurite").symlink_to(PROJECT / ".local" / "azurite")
+    migrated = PROJECT / ".local" / "airflow-test" / "airflow.db"  # saves each run a migration
+    if migrated.exists():
+        (target / ".local" / "airflow-test").mkdir()
+        shutil.copy2(migrated, target / ".local" / "airflow-test" / "airflow.db")
+    (target / ".venv").symlink_to(PROJECT / ".venv")
+
+
+def apply(mutation: Mutation, tree: Path) -> None:
+    path = tree / mutation.file
+    text = path.read_text()
+    count = text.count(mutation.original)
+    if count != 1:
+        raise ValueError(f"{mutation.name}: {mutation.file} holds the original text {count} times, not once")
+    path.write_text(text.replace(mutation.original, mutation.mutated))
+
+
+def run_tests(mutation: Mutation, tree: Path) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{tree / 'plugins'}:{tree / 'worker_image'}:{tree}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(tree / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(tree / "plugins"),
+    }
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests]
+    return subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
+
+
+def check(mutation: Mutation) -> str:
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{mutation.name}-") as scratch:
+        tree = Path(scratch)
+        scratch_copy(tree)
+        apply(mutation, tree)
+        result = run_tests(mutation, tree)
+    if result.returncode == 1:
+        return "caught"
+    if result.returncode == 0:
+        return "SURVIVED"
+    return f"ERROR (pytest exit {result.returncode}): {result.stdout[-600:]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutations to check (default: all)")
+    args = parser.parse_args()
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        parser.error(f"unknown mutations {sorted(unknown)}; known: {[m.name for m in MUTATIONS]}")
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    outcomes = {}
+    for mutation in chosen:
+        started = time.monotonic()
+        try:
+            outcomes[mutation.name] = check(mutation)
+        except ValueError as error:
+            outcomes[mutation.name] = f"ERROR: {error}"
+        print(f"{mutation.name:36} {outcomes[mutation.name]}  ({time.monotonic() - started:.0f} s)", flush=True)
+    survivors = [name for name, outcome in outcomes.items() if outcome != "caught"]
+    print(f"\n{len(chosen) - len(survivors)} of {len(chosen)} mutations caught; not caught: {survivors or 'none'}")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
