@@ -154,6 +154,8 @@ class BatchTestEndpoint:
         with self.lock:
             if (method, path) == ("POST", "/pools"):
                 return self._create_pool(body)
+            if (method, path) == ("GET", "/pools"):  # pool/list
+                return 200, {"value": [self._pool_view(pool) for pool in self.pools.values()]}
             if (method, path) == ("POST", "/jobs"):
                 return self._create_job(body)
             if (method, path) == ("GET", "/jobs"):
@@ -195,7 +197,7 @@ class BatchTestEndpoint:
         if pool_id not in self.pools:
             raise BatchError(404, "PoolNotFound", f"The specified pool {pool_id} does not exist.")
         if method == "GET":
-            return 200, {k: v for k, v in self.pools[pool_id].items() if k != "ready_at"}
+            return 200, self._pool_view(self.pools[pool_id])
         if method == "DELETE":
             for job in self.jobs.values():
                 if job["poolInfo"]["poolId"] == pool_id:
@@ -205,6 +207,10 @@ class BatchTestEndpoint:
             self.deleted_pools.append(pool_id)
             return 202, None
         raise BatchError(405, "MethodNotAllowed", method)
+
+    @staticmethod
+    def _pool_view(pool: dict) -> dict:
+        return {k: v for k, v in pool.items() if k != "ready_at"}
 
     def _create_job(self, body: dict) -> tuple[int, None]:
         """job/add: 201 Created; 409 JobExists for a taken id."""

@@ -1,5 +1,6 @@
 """The scoring operator: one job per DAG-run try, one task per partition, deferred while it runs."""
 
+import json
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -7,6 +8,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from retail_scoring.models import sha256_hex
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, backend_for
 from scoring_airflow.planning import job_id
@@ -37,12 +39,24 @@ def plan_expectations(plan: dict, product: int) -> dict:
         "n_series": plan["series_per_product"][str(product)],
         "origin": plan["origin"],
         "model_version": plan["model_version"],
+        "max_forecast_ratio": plan["max_forecast_ratio"],
     }
 
 
-def partition_is_done(layout: StorageLayout, plan: dict, products: list[int]) -> bool:
-    """Every product of the partition has a forecast that passes validation."""
-    return all(not forecast_problems(layout, **plan_expectations(plan, product)) for product in products)
+def partition_is_done(layout: StorageLayout, plan: dict, partition: str) -> bool:
+    """Every product of the partition has the forecast file its scoring task wrote (the checksum
+    the task recorded) and it passes validation: a file put there by anything else is rescored."""
+    timings_url = layout.task_timings(plan["run_id"], partition)
+    if not storage.exists(timings_url):
+        return False
+    written = json.loads(storage.read_bytes(timings_url)).get("forecast_sha256", {})
+    for product in plan["partitions"][partition]:
+        url = layout.forecast_file(plan["run_id"], product)
+        if not storage.exists(url) or written.get(str(product)) != sha256_hex(storage.read_bytes(url)):
+            return False
+        if forecast_problems(layout, **plan_expectations(plan, product)):
+            return False
+    return True
 
 
 class ScorePartitionsOperator(BaseOperator):
@@ -68,7 +82,7 @@ class ScorePartitionsOperator(BaseOperator):
         layout = StorageLayout(plan["storage_root"])
         tasks = []
         for partition, products in plan["partitions"].items():
-            if not plan["force"] and partition_is_done(layout, plan, products):
+            if not plan["force"] and partition_is_done(layout, plan, partition):
                 self.log.info("%s: valid forecasts exist for products %s, skipped", partition, products)
                 continue
             tasks.append(

@@ -51,6 +51,7 @@ def select_products(available: list[int], requested: list[int] | None) -> list[i
         raise PlanError("no products found in storage; seed the data first")
     if not requested:
         return available
+    requested = [whole_number("products item", product) for product in requested]
     unknown = sorted(set(requested) - set(available))
     if unknown:
         raise PlanError(f"unknown products {unknown}; storage has products {available[0]}..{available[-1]}")
@@ -68,13 +69,27 @@ def batch_id(text: str, limit: int = 64) -> str:
 
 def job_id(run_id: str, try_number: int) -> str:
     """The compute job of one try of a run's scoring task: a retry is a new job, never a reuse."""
-    return f"{job_id_prefix(run_id)}{try_number}"
+    return f"{batch_id(run_id, 56)}-try{try_number}"
 
 
-def job_id_prefix(run_id: str) -> str:
-    return f"{batch_id(run_id, 56)}-try"
+def is_job_of_run(job: str, run_id: str) -> bool:
+    """Exactly the run's own job ids: run `x` never matches the jobs of a run `x-try2`."""
+    return re.fullmatch(re.escape(batch_id(run_id, 56)) + r"-try\d+", job) is not None
 
 
 def storage_run_id(dag_id: str, airflow_run_id: str) -> str:
-    """A folder- and Batch-safe id, unique per DAG run, stable across its retries."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{dag_id}__{airflow_run_id}").strip("-")
+    """A folder- and Batch-safe id, unique per DAG run, stable across its retries. Characters that
+    must be folded (':', '+', '.', ...) are, and a hash of the original id keeps two runs that
+    differ only in them apart."""
+    original = f"{dag_id}__{airflow_run_id}"
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", original).strip("-")[:100]
+    if readable == original:
+        return readable
+    return f"{readable}-{hashlib.sha256(original.encode()).hexdigest()[:10]}"
+
+
+def whole_number(name: str, value: object) -> int:
+    """A param that must be an integer: JSON Schema's "integer" lets 1.0 through, we do not."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlanError(f"{name} must be a whole number, got {value!r}")
+    return value

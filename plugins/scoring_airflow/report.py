@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from retail_scoring import storage  # noqa: E402
 from retail_scoring.accuracy import accuracy_metrics  # noqa: E402
+from retail_scoring.errors import InputDataError  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.schema import HORIZON  # noqa: E402
 from retail_scoring.tables import read_forecast, read_product_table, read_raw_product_table  # noqa: E402
@@ -47,40 +48,57 @@ def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, store: int, s
     return figure
 
 
+ACTUAL_COLUMNS = ["sku", "store", "week", "sales"]
+
+
 def actual_sales(layout: StorageLayout, product: int, weeks: range) -> pd.DataFrame:
-    """Known sales of the given weeks, from the history or the held-back weeks. Read unchecked:
-    scoring checked these tables already, and the report is no gate."""
-    columns = ["sku", "store", "week", "sales"]
-    known = read_raw_product_table(layout, product, "actuals")[1][columns]
-    if known.empty or known["week"].min() > weeks.start:  # a backfill: its weeks are in the history
-        history = read_raw_product_table(layout, product, "history")[1][columns]
-        known = pd.concat([history, known], ignore_index=True)
-    return known[known["week"].between(weeks.start, weeks.stop - 1)]
+    """Known sales of the given weeks, from the held-back weeks or the history; none when neither
+    has them yet (normal for the newest weeks in production). Read unchecked: scoring checked
+    these tables already, and the report is no gate."""
+    known = []
+    for table in ("actuals", "history"):
+        try:
+            known.append(read_raw_product_table(layout, product, table, columns=ACTUAL_COLUMNS)[1])
+        except InputDataError:
+            continue
+    frames = [frame[ACTUAL_COLUMNS] for frame in known if set(ACTUAL_COLUMNS) <= set(frame.columns)]
+    if not frames:
+        return pd.DataFrame(columns=ACTUAL_COLUMNS)
+    actuals = pd.concat(frames, ignore_index=True).drop_duplicates(["sku", "store", "week"])
+    return actuals[actuals["week"].between(weeks.start, weeks.stop - 1)]
 
 
 def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
+    """Accuracy over the forecast rows that have actual sales; says how many do not."""
     products = [p for products in plan["partitions"].values() for p in products]
     forecasts = pd.concat([read_forecast(layout.forecast_file(plan["run_id"], p)) for p in products])
     forecast_weeks = range(plan["origin"] + 1, plan["origin"] + HORIZON + 1)
     actuals = pd.concat([actual_sales(layout, p, forecast_weeks) for p in products])
+    metrics = accuracy_metrics(forecasts, actuals)
     return {
         "run_id": plan["run_id"],
         "origin": plan["origin"],
         "model_version": plan["model_version"],
-        **accuracy_metrics(forecasts, actuals),
+        **metrics,
+        "rows_without_actuals": len(forecasts) - metrics["rows"],
     }
 
 
 def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
-    """Upsert this run's row into the accuracy history; reruns replace their row."""
-    url = layout.accuracy_history()
-    history = pd.read_csv(io.BytesIO(storage.read_bytes(url))) if storage.exists(url) else pd.DataFrame()
-    if not history.empty:
-        history = history[history["run_id"] != accuracy["run_id"]]
-    history = pd.concat([history, pd.DataFrame([accuracy])], ignore_index=True).sort_values(["origin", "run_id"])
-    storage.write_bytes_atomic(url, history.to_csv(index=False).encode())
+    """Write this run's accuracy record (a rerun replaces its own) and return every run's: one
+    file per run, so concurrent reports never overwrite each other's rows."""
     storage.write_bytes_atomic(layout.run_accuracy(accuracy["run_id"]), json.dumps(accuracy, indent=2).encode())
-    return history
+    return accuracy_history(layout)
+
+
+def accuracy_history(layout: StorageLayout) -> pd.DataFrame:
+    """Every run's accuracy record, by origin."""
+    records = []
+    for run_id in storage.list_names(layout.runs_dir()):
+        url = layout.run_accuracy(run_id)
+        if storage.exists(url):
+            records.append(json.loads(storage.read_bytes(url)))
+    return pd.DataFrame(records).sort_values(["origin", "run_id"], ignore_index=True) if records else pd.DataFrame()
 
 
 def partition_timings(layout: StorageLayout, plan: dict, statuses: list[dict]) -> pd.DataFrame:
@@ -162,8 +180,8 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
         + (f" = {cost['usd']:.4f} USD" if cost["usd"] is not None else " (no price configured for this VM size)"),
         "",
         "## Accuracy against actual sales",
-        f"{accuracy.get('rows', 0)} forecast rows have actuals. A calibrated 50% interval covers 50% of actuals, "
-        "a 90% interval 90%.",
+        f"{accuracy['rows']} forecast rows have actual sales, {accuracy['rows_without_actuals']} do not yet. "
+        "A calibrated 50% interval covers 50% of actuals, a 90% interval 90%.",
         "",
         accuracy_table(accuracy_over_time),
     ]

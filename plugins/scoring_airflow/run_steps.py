@@ -5,9 +5,12 @@ import json
 import logging
 from datetime import UTC, date, datetime
 
+import pandas as pd
+
 from retail_scoring import storage
-from retail_scoring.layout import StorageLayout
-from retail_scoring.models import read_manifest
+from retail_scoring.errors import InputDataError, ScoringError
+from retail_scoring.layout import StorageLayout, product_label, product_of_folder
+from retail_scoring.models import MANIFEST_FILE, manifest_entries, read_manifest
 from retail_scoring.schema import HORIZON, N_LAGS
 from retail_scoring.tables import read_product_table, read_raw_product_table
 from retail_scoring.validation import forecast_problems
@@ -18,11 +21,12 @@ from scoring_airflow.planning import (
     PlanError,
     batch_id,
     check_origin,
-    job_id_prefix,
+    is_job_of_run,
     origin_for_logical_date,
     partition_products,
     select_products,
     storage_run_id,
+    whole_number,
 )
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
@@ -34,7 +38,15 @@ class ValidationFailed(Exception):
 
 
 def available_products(layout: StorageLayout) -> list[int]:
-    return sorted(int(name.removeprefix("product_")) for name in storage.list_names(layout.products_dir()))
+    """Products with a `product_NNN` folder; anything else under data/products is ignored, said once."""
+    products = []
+    for name in storage.list_names(layout.products_dir()):
+        product = product_of_folder(name)
+        if product is None:
+            log.warning("%s/%s: not a product folder (product_NNN); ignored", layout.products_dir(), name)
+        else:
+            products.append(product)
+    return sorted(products)
 
 
 def origin_range(layout: StorageLayout, product: int) -> tuple[int, int]:
@@ -45,14 +57,49 @@ def origin_range(layout: StorageLayout, product: int) -> tuple[int, int]:
     return int(first_weeks.max()) + N_LAGS - 1, int(futurex["week"].max()) - HORIZON
 
 
-def series_count(layout: StorageLayout, product: int) -> int:
-    """Series a product's forecast must cover: those with planned weeks. Only the keys are read;
-    checking the data is each scoring task's job, with errors naming the partition."""
-    url, futurex = read_raw_product_table(layout, product, "futurex", columns=["sku", "store"])
+def catalogue_origin_range(layout: StorageLayout, products: list[int]) -> tuple[int, int]:
+    """The origin range of the first product whose tables read; a broken product is the scoring
+    task's to report (naming it), not a reason to refuse the whole run."""
+    problems = []
+    for product in products:
+        try:
+            return origin_range(layout, product)
+        except InputDataError as error:
+            problems.append(str(error))
+    raise PlanError("no product's tables could be read: " + "; ".join(problems[:5]))
+
+
+def planned_series(layout: StorageLayout, product: int) -> pd.DataFrame | None:
+    """The (sku, store) series a product's forecast must cover: those with planned weeks. Only the
+    keys are read; None when the product's futurex cannot be read (its scoring task names why)."""
+    try:
+        url, futurex = read_raw_product_table(layout, product, "futurex", columns=["sku", "store"])
+    except InputDataError as error:
+        log.warning("%s: %s; its partition will fail naming it, the others are scored", product_label(product), error)
+        return None
     missing = {"sku", "store"} - set(futurex.columns)
     if missing:
         raise PlanError(f"{url}: lacks columns {sorted(missing)}")
-    return int(futurex[["sku", "store"]].drop_duplicates().shape[0])
+    return futurex[["sku", "store"]].drop_duplicates()
+
+
+def check_sku_owners(series_by_product: dict[int, pd.DataFrame | None]) -> None:
+    """A SKU belongs to one product: a product file holding another product's SKUs would publish
+    two forecasts for one SKU."""
+    owner: dict[int, int] = {}
+    for product, series in series_by_product.items():
+        for sku in [] if series is None else series["sku"].unique().tolist():
+            if owner.setdefault(sku, product) != product:
+                raise PlanError(
+                    f"SKU {sku} is planned by both {product_label(owner[sku])} and {product_label(product)} "
+                    "(their futurex tables); a SKU belongs to one product"
+                )
+
+
+def param(params: dict, name: str, default):
+    """A run param, or the setting's default when the param is not given. 0 and False are given."""
+    value = params.get(name)
+    return default if value is None else value
 
 
 def plan_run(
@@ -60,29 +107,39 @@ def plan_run(
 ) -> dict:
     """Resolve the run's origin, products and partitions, and write the run manifest to storage."""
     layout = StorageLayout(settings.storage_root)
-    pool_size = int(params.get("pool_size") or settings.pool_size)
+    pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
     if not 1 <= pool_size <= MAX_POOL_SIZE:
         raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
     products = select_products(available_products(layout), params.get("products"))
     origin = params.get("origin_week")
-    origin = int(origin) if origin is not None else origin_for_logical_date(run_date, settings.week0_monday)
-    check_origin(origin, *origin_range(layout, products[0]))
-    model_version = params.get("model_version") or settings.model_version
-    manifest = read_manifest(layout.model_set_dir(model_version))
+    if origin is None:
+        origin = origin_for_logical_date(run_date, settings.week0_monday)
+    check_origin(whole_number("origin_week", origin), *catalogue_origin_range(layout, products))
+    model_version = param(params, "model_version", settings.model_version)
+    try:
+        manifest, manifest_sha256 = read_manifest(layout, model_version)
+        entries = manifest_entries(manifest, layout.model_file(model_version, MANIFEST_FILE))
+    except ScoringError as error:
+        raise PlanError(str(error)) from error
     run_id = storage_run_id(dag_id, airflow_run_id)
-    backend = params.get("compute_backend") or settings.compute_backend
+    backend = param(params, "compute_backend", settings.compute_backend)
     node_settings = {
-        "vm_size": params.get("vm_size") or settings.vm_size,
-        "spot_nodes": int(params.get("spot_nodes") or settings.spot_nodes),
-        "task_slots_per_node": int(params.get("task_slots_per_node") or settings.task_slots_per_node),
+        "vm_size": param(params, "vm_size", settings.vm_size),
+        "spot_nodes": whole_number("spot_nodes", param(params, "spot_nodes", settings.spot_nodes)),
+        "task_slots_per_node": whole_number(
+            "task_slots_per_node", param(params, "task_slots_per_node", settings.task_slots_per_node)
+        ),
     }
+    series = {product: planned_series(layout, product) for product in products}
+    check_sku_owners(series)
     plan = {
         "run_id": run_id,
         "airflow_run_id": airflow_run_id,
         "run_date": run_date.isoformat(),
         "origin": origin,
         "model_version": model_version,
-        "model_sha256": {m["name"]: m["sha256"] for m in manifest["models"]},
+        "model_manifest_sha256": manifest_sha256,
+        "model_sha256": {entry.name: entry.sha256 for entry in entries},
         "storage_root": settings.storage_root,
         "compute_backend": backend,
         "backend_config": backend_config(backend, settings, node_settings),
@@ -90,8 +147,9 @@ def plan_run(
         "pool_size": pool_size,
         "vm_size": node_settings["vm_size"],
         "force": bool(params.get("force", False)),
-        "partitions": partition_products(products, pool_size, params.get("partitioning") or "per_node"),
-        "series_per_product": {str(p): series_count(layout, p) for p in products},
+        "max_forecast_ratio": settings.max_forecast_ratio,
+        "partitions": partition_products(products, pool_size, param(params, "partitioning", "per_node")),
+        "series_per_product": {str(p): None if s is None else len(s) for p, s in series.items()},
     }
     storage.write_bytes_atomic(layout.run_manifest(run_id), json.dumps(plan, indent=2).encode())
     log.info(
@@ -119,7 +177,7 @@ def backend_config(backend: str, settings: ForecastSettings, node_settings: dict
     """What the backend needs to rebuild itself anywhere (the triggerer, the teardown): ids and
     settings only; credentials stay in the Airflow connections."""
     if backend == "local":
-        return {"pool_dir": str(settings.local_pool_dir)}
+        return {}  # the local backend takes its pool folder and worker command from its own settings
     if backend == "azure_batch":
         if not settings.storage_root.startswith("abfs://"):
             raise PlanError(f"azure_batch needs blob storage (abfs://...), got {settings.storage_root}")
@@ -132,6 +190,7 @@ def backend_config(backend: str, settings: ForecastSettings, node_settings: dict
             "autoscale_formula": settings.autoscale_formula,
             "keep_warm_pool": settings.keep_warm_pool,
             "node_wait_timeout_s": settings.node_wait_timeout_s,
+            "pool_lifetime_s": settings.pool_lifetime_s,
             "pool_poll_s": settings.poll_interval_s,
             **node_settings,
         }
@@ -144,9 +203,11 @@ def create_pool(plan: dict) -> str:
 
 
 def delete_pool(plan: dict) -> None:
-    """Teardown: the run's jobs (whatever state they are in), then the pool."""
+    """Teardown: the run's own jobs (whatever state they are in), then the pool."""
     backend = backend_for(plan["compute_backend"], plan["backend_config"])
-    backend.delete_jobs(job_id_prefix(plan["run_id"]))
+    for job in backend.job_ids():
+        if is_job_of_run(job, plan["run_id"]):
+            backend.delete_job(job)
     backend.delete_pool(plan["pool_id"])
 
 

@@ -26,7 +26,11 @@ class ForecastSettings:
     local_pool_dir: Path = field(
         default_factory=lambda: Path(_env("LOCAL_POOL_DIR", str(PROJECT_DIR / ".local/pools")))
     )
+    # An idle local pool whose owner has not created, submitted to or polled it for this long stops.
+    local_pool_lease_s: float = field(default_factory=lambda: float(_env("LOCAL_POOL_LEASE_S", "600")))
     log_cap_bytes: int = field(default_factory=lambda: int(_env("LOG_CAP_BYTES", "20000")))
+    # A forecast quantile above this many times its series' highest weekly sales is refused.
+    max_forecast_ratio: float = field(default_factory=lambda: float(_env("MAX_FORECAST_RATIO", "100")))
     report_store: int = field(default_factory=lambda: int(_env("REPORT_STORE", "1")))
     vm_size: str = field(default_factory=lambda: _env("VM_SIZE", "Standard_D2s_v3"))
     # USD per node-hour by VM size, for the report's cost estimate (pay-as-you-go list prices; adjust).
@@ -42,6 +46,8 @@ class ForecastSettings:
     task_slots_per_node: int = field(default_factory=lambda: int(_env("TASK_SLOTS_PER_NODE", "1")))
     autoscale_formula: str = field(default_factory=lambda: _env("AUTOSCALE_FORMULA", ""))
     keep_warm_pool: str = field(default_factory=lambda: _env("KEEP_WARM_POOL", ""))
+    # A Batch pool older than this is deleted by the next run's create_pool (its run's Airflow gone).
+    pool_lifetime_s: int = field(default_factory=lambda: int(_env("POOL_LIFETIME_S", str(6 * 3600))))
     node_wait_timeout_s: int = field(default_factory=lambda: int(_env("NODE_WAIT_TIMEOUT_S", "1800")))
     # Monday on which dataset week 0 began; see planning.origin_for_logical_date.
     week0_monday: date = field(default_factory=lambda: date.fromisoformat(_env("WEEK0_MONDAY", "2024-10-28")))

@@ -26,6 +26,14 @@ def airflow_db() -> None:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
 
+@pytest.fixture(autouse=True)
+def local_pool_dir(tmp_path, monkeypatch):
+    """Local pools of a test live in its own folder; backends rebuilt anywhere (a trigger, the
+    teardown) find them through the setting, as in a deployment."""
+    monkeypatch.setenv("FORECAST_LOCAL_POOL_DIR", str(tmp_path / "pools"))
+    return tmp_path / "pools"
+
+
 @pytest.fixture
 def forecast_env(layout, tmp_path, monkeypatch):
     """Point the pipeline's settings at the test storage and a test pool folder."""

@@ -150,7 +150,7 @@ def local_plan(layout, tmp_path, run_id: str) -> dict:
         "origin": 107,
         "model_version": TINY_MODELS,
         "compute_backend": "local",
-        "backend_config": {"pool_dir": str(tmp_path / "pools")},
+        "backend_config": {},
         "pool_id": f"pool-{run_id}",
         "force": False,
     }
@@ -246,3 +246,66 @@ def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
     assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in pool_log
     assert (status.state, status.attempts) == ("succeeded", 2)
     assert storage.exists(layout.forecast_file("outage", 1))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs, where the test may mount one (root); skipped elsewhere."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
+    small_disk, small_reference, tiny_model_dir, tmp_path
+):
+    layout = StorageLayout(f"file://{small_disk}/storage")
+    write_products(layout, small_reference, 1)
+    upload_model_set(tiny_model_dir, layout)
+    filler = fill(small_disk)
+    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
+            "model_version": TINY_MODELS, "run_id": "full"}  # fmt: skip
+    logs = f"file://{tmp_path}/logs"
+    backend = LocalBackend(str(tmp_path / "pools"))
+    backend.create_pool("pool-f", 1)
+    try:
+        backend.submit_job(
+            "pool-f",
+            "job-1",
+            [ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")],
+            max_retries=1,
+            timeout_s=300,
+        )
+        status_file = tmp_path / "pools" / "pool-f" / "jobs" / "job-1" / "status" / "partition_000.json"
+        deadline = time.monotonic() + 120
+        while not (status_file.exists() and json.loads(status_file.read_text())["attempts"] == 2):
+            assert time.monotonic() < deadline, "the first attempt never ended"
+            time.sleep(0.05)
+        filler.unlink()  # space again: the retry succeeds
+        first_stderr = storage.read_bytes(f"{logs}/err").decode()
+        leftovers_after_failure = [p.name for p in small_disk.rglob(".tmp-*")]
+        status = wait_until_final(backend, "job-1", timeout_s=120)["partition_000"]
+        pool_log = (tmp_path / "pools" / "pool-f" / "pool.log").read_text()
+    finally:
+        backend.delete_pool("pool-f")
+    assert re.search(r"^error: \S+: storage unavailable \(No space left on device\)$", first_stderr, re.MULTILINE)
+    assert "Traceback" not in first_stderr
+    assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in pool_log
+    assert leftovers_after_failure == []
+    assert (status.state, status.attempts) == ("succeeded", 2)
+    assert not forecast_problems(layout, "full", 1, 66, 107, TINY_MODELS)

@@ -1,4 +1,5 @@
-"""The local pool with real processes: queueing on N slots, retries, timeouts, kills, cleanup."""
+"""The local pool with real processes: queueing on N slots, retries, timeouts, kills, cleanup, the
+owner's lease."""
 
 import json
 import os
@@ -87,9 +88,38 @@ def test_job_ids_are_never_reused(backend, tmp_path):
         backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "ok")], max_retries=0, timeout_s=30)
 
 
-def test_a_second_live_pool_with_the_same_id_is_refused(backend):
-    with pytest.raises(RuntimeError, match="local pool pool-a already exists"):
-        backend.create_pool("pool-a", 2)
+def pool_pid(tmp_path: Path, pool_id: str) -> int:
+    return json.loads((tmp_path / "pools" / pool_id / "pool.json").read_text())["pid"]
+
+
+def test_a_pool_left_by_an_earlier_try_of_the_run_is_replaced(backend, tmp_path):
+    stale = pool_pid(tmp_path, "pool-a")
+    backend.create_pool("pool-a", 2)  # a Clear of the run whose orchestrator was killed
+    assert not process_alive(stale)
+    assert process_alive(pool_pid(tmp_path, "pool-a"))
+
+
+def wait_until_gone(pool: Path, pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pool.exists() or process_alive(pid):
+        assert time.monotonic() < deadline, f"{pool} still there after {timeout_s} s"
+        time.sleep(0.1)
+
+
+def test_an_idle_pool_whose_owner_is_gone_stops_within_its_lease(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORECAST_LOCAL_POOL_LEASE_S", "2")
+    backend = LocalBackend(str(tmp_path / "pools"), worker_command=STAND_IN_WORKER)
+    backend.create_pool("pool-l", 1)
+    backend.submit_job("pool-l", "job-1", [task(tmp_path, "p0", "ok")], max_retries=0, timeout_s=30)
+    wait_until_final(backend, "job-1")
+    pid = pool_pid(tmp_path, "pool-l")
+    for _ in range(8):  # an owner that keeps polling keeps the pool
+        time.sleep(0.5)
+        backend.task_statuses("job-1")
+    assert process_alive(pid)
+    wait_until_gone(tmp_path / "pools" / "pool-l", pid, timeout_s=10)  # the owner is gone
+    backend.create_pool("pool-l", 1)  # and clearing the run starts afresh
+    backend.delete_pool("pool-l")
 
 
 def test_deleting_the_pool_kills_running_tasks(tmp_path):

@@ -1,18 +1,24 @@
+import json
+import re
+import shutil
 from datetime import date, datetime
 
 import pandas as pd
 import pytest
 
+from retail_scoring import storage
 from retail_scoring.schema import SKUS_PER_PRODUCT
 from scoring_airflow.planning import (
     PlanError,
     check_origin,
+    is_job_of_run,
+    job_id,
     origin_for_logical_date,
     partition_products,
     select_products,
     storage_run_id,
 )
-from scoring_airflow.run_steps import origin_range, plan_run, series_count
+from scoring_airflow.run_steps import origin_range, param, plan_run, planned_series
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path
 
@@ -59,17 +65,17 @@ def test_run_ids_differ_per_run_and_are_safe_in_paths():
     assert all(c.isalnum() or c in "_-" for c in first)
 
 
-def test_series_count_reads_the_planned_series_from_parquet_or_csv(layout):
+def test_planned_series_reads_the_planned_series_from_parquet_or_csv(layout):
     futurex = local_path(layout.product_file(1, "futurex"))
-    parquet_count = series_count(layout, 1)
+    parquet_count = len(planned_series(layout, 1))
     assert parquet_count == TEST_STORES * SKUS_PER_PRODUCT
     pd.read_parquet(futurex).to_csv(futurex.with_suffix(".csv"), index=False)
     futurex.unlink()
-    assert series_count(layout, 1) == parquet_count
+    assert len(planned_series(layout, 1)) == parquet_count
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
-def test_series_count_names_the_file_without_series_keys(layout, suffix):
+def test_planned_series_names_the_file_without_series_keys(layout, suffix):
     futurex = local_path(layout.product_file(1, "futurex"))
     frame = pd.read_parquet(futurex).drop(columns="store")
     futurex.unlink()
@@ -79,7 +85,7 @@ def test_series_count_names_the_file_without_series_keys(layout, suffix):
     else:
         frame.to_csv(target, index=False)
     with pytest.raises(PlanError, match=rf"product_001/futurex.{suffix}: lacks columns \['store'\]"):
-        series_count(layout, 1)
+        planned_series(layout, 1)
 
 
 def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, small_reference):
@@ -94,3 +100,78 @@ def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, smal
     assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": first_origin}, settings)["origin"] == (
         first_origin
     )
+
+
+def test_run_ids_that_fold_to_the_same_characters_stay_apart(layout):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    colons, dashes = "manual__2026-11-23T06:00:00+00:00", "manual__2026-11-23T06-00-00-00-00"
+    first = plan_run("weekly", colons, date(2026, 11, 23), {"products": [1]}, settings)
+    second = plan_run("weekly", dashes, date(2026, 11, 23), {"products": [2]}, settings)
+    assert first["run_id"] != second["run_id"] and first["pool_id"] != second["pool_id"]
+    assert storage_run_id("weekly", dashes) == f"weekly__{dashes}", "ids that need no folding stay as they are"
+    for plan in (first, second):
+        assert json.loads(storage.read_bytes(layout.run_manifest(plan["run_id"])))["partitions"] == plan["partitions"]
+
+
+def test_teardown_matches_exactly_the_runs_own_job_ids():
+    assert is_job_of_run(job_id("x", 1), "x") and is_job_of_run(job_id("x", 12), "x")
+    assert not is_job_of_run(job_id("x-try2", 1), "x"), "run x must not take the jobs of run x-try2"
+    assert not is_job_of_run(job_id("x", 1) + "0-other", "x")
+    long_run = "weekly_sales_forecast__" + "a" * 80
+    assert is_job_of_run(job_id(long_run, 3), long_run) and len(job_id(long_run, 3)) <= 64
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"products": [1.0]}, r"products item must be a whole number, got 1.0"),
+        ({"pool_size": 2.0}, r"pool_size must be a whole number, got 2.0"),
+        ({"origin_week": "107"}, r"origin_week must be a whole number, got '107'"),
+        ({"model_version": "../../data"}, r"model_version '../../data' is not allowed"),
+        ({"model_version": "/etc"}, r"model_version '/etc' is not allowed"),
+    ],
+    ids=["float-product", "float-pool-size", "string-origin", "traversal-version", "absolute-version"],
+)
+def test_params_that_do_not_fit_are_refused_at_plan_time_naming_the_value(layout, params, message):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(PlanError, match=message):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": 107, **params}, settings)
+    assert not storage.exists(layout.run_manifest(storage_run_id("weekly", "manual__x")))
+
+
+@pytest.mark.parametrize("file_name", ["/etc/passwd", "../../data/products/product_001/history.parquet", ".hidden"])
+def test_a_manifest_naming_a_file_outside_its_model_set_is_refused_at_plan_time(layout, file_name):
+    manifest_path = local_path(layout.model_file("tiny-test", "manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"][3]["file"] = file_name
+    manifest_path.write_text(json.dumps(manifest))
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(
+        PlanError, match=rf"model file name of {manifest['models'][3]['name']} '{re.escape(file_name)}'"
+    ):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
+
+
+def test_a_stray_folder_is_ignored_and_a_product_without_plans_does_not_stop_the_others(layout, caplog):
+    local_path(f"{layout.products_dir()}/product_002.bak").mkdir()
+    local_path(layout.product_file(3, "futurex")).unlink()
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
+    assert sorted(p for products in plan["partitions"].values() for p in products) == [1, 2, 3]
+    assert plan["series_per_product"] == {"1": 66, "2": 66, "3": None}
+    assert "product_002.bak: not a product folder (product_NNN); ignored" in caplog.text
+    assert "product_003: " in caplog.text and "futurex.parquet: file not found" in caplog.text
+
+
+def test_a_sku_planned_by_two_products_is_refused_naming_both(layout):
+    futurex = local_path(layout.product_file(2, "futurex"))
+    shutil.copy(local_path(layout.product_file(1, "futurex")), futurex)
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(PlanError, match=r"SKU 1 is planned by both product_001 and product_002"):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
+
+
+def test_a_param_of_zero_or_false_is_given_not_replaced_by_the_default():
+    assert param({"spot_nodes": 0}, "spot_nodes", 2) == 0
+    assert param({"spot_nodes": None}, "spot_nodes", 2) == 2
+    assert param({}, "force", True) is True

@@ -8,9 +8,15 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
 from retail_scoring.layout import StorageLayout
-from scoring_airflow.report import BAND_50_COLOUR, BAND_90_COLOUR, cost_estimate, forecast_figure, record_accuracy
+from scoring_airflow.report import (
+    BAND_50_COLOUR,
+    BAND_90_COLOUR,
+    accuracy_history,
+    cost_estimate,
+    forecast_figure,
+    record_accuracy,
+)
 from scoring_airflow.settings import ForecastSettings
-from tests.conftest import local_path
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,14 +88,13 @@ def test_cost_is_pool_nodes_times_the_job_span_times_the_vm_price():
     assert unpriced["usd"] is None and unpriced["node_hours"] == pytest.approx(2.0)
 
 
-def test_a_rerun_replaces_its_row_in_the_accuracy_history_and_keeps_the_others(tmp_path):
+def test_a_rerun_replaces_its_accuracy_record_and_keeps_the_other_runs(tmp_path):
     layout = StorageLayout(f"file://{tmp_path}")
     record_accuracy(layout, {"run_id": "weekly-107", "origin": 107, "model_version": "m", "rows": 10, "mape_q50": 0.5})
     record_accuracy(layout, {"run_id": "backfill-56", "origin": 56, "model_version": "m", "rows": 8, "mape_q50": 0.2})
     history = record_accuracy(
         layout, {"run_id": "weekly-107", "origin": 107, "model_version": "m", "rows": 12, "mape_q50": 0.3}
     )
-    stored = pd.read_csv(local_path(layout.accuracy_history()))
-    for table in (history, stored):
+    for table in (history, accuracy_history(layout)):
         rows = table[["run_id", "rows", "mape_q50"]].values.tolist()
         assert rows == [["backfill-56", 8, 0.2], ["weekly-107", 12, 0.3]]

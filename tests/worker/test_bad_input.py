@@ -1,5 +1,6 @@
 """Every kind of bad product file: the worker exits 2 naming file and fault; good products are kept."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,11 +48,27 @@ HISTORY_CASES = {
     "negative-price": (lambda f: f.assign(price7=-f["price7"]), r"column 'price7' has negative prices"),
     "fewer-than-5-weeks": (short_series, r"store=4 lacks the 5 weeks of sales up to origin week 107"),
     "unknown-sku": (lambda f: f.assign(base_sku=f["base_sku"].where(f.index != 3, 13)), r"unknown base_sku 13"),
+    "infinite-sales": (
+        lambda f: f.assign(sales=f["sales"].where(f.index != 8, np.inf)),
+        r"column 'sales' holds inf, not a finite number of at most 1e\+09, first at sku=",
+    ),
+    "absurd-price": (
+        lambda f: f.assign(price3=f["price3"].where(f.index != 8, 1e300)),
+        r"column 'price3' holds 1e\+300, not a finite number",
+    ),
+    "base-sku-differs-from-futurex": (
+        lambda f: f.assign(base_sku=f["base_sku"].where(f["sku"] != f["sku"].min(), f["base_sku"] % 11 + 1)),
+        r"sku \d+ has base_sku \[\d+, \d+\] across the history and futurex tables",
+    ),
 }
 FUTUREX_CASES = {
     "futurex-not-following-history": (lambda f: f.assign(week=f["week"] + 1), r"planned weeks must follow"),
     "futurex-unknown-store": (unknown_store, r"unknown series sku=\d+ store=99: it has no history"),
     "futurex-nan-price": (lambda f: f.assign(price2=f["price2"].where(f.index != 0)), r"'price2' has missing"),
+    "futurex-infinite-price": (
+        lambda f: f.assign(price2=f["price2"].where(f.index != 0, -np.inf)),
+        r"column 'price2' holds -inf, not a finite number",
+    ),
 }
 FILE_CASES = {
     "empty-file": ("parquet", lambda f, p, t: f.iloc[0:0].to_parquet(t, index=False), r"has no rows"),

@@ -1,6 +1,7 @@
 """The worker CLI on bad input: exit code 2, a message naming the culprit, earlier outputs intact."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +9,9 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
+from retail_scoring.models import read_manifest, sha256_hex, upload_model_set
 from tests.conftest import TINY_MODELS, local_path
 
 
@@ -151,3 +154,38 @@ def test_manifest_missing_a_step_quantile_is_named(layout):
     result = score(layout, "1")
     assert result.returncode == 2
     assert "manifest has no model for gbm_t4_q75 (step 4, quantile 0.75)" in result.stderr
+
+
+def test_a_model_set_changed_since_the_run_was_planned_is_refused(layout):
+    """The run manifest pins the model set's manifest: a retry never scores with a re-uploaded set."""
+    storage.write_bytes_atomic(layout.run_manifest("run-1"), json.dumps({"model_manifest_sha256": "0" * 64}).encode())
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert f"model set {TINY_MODELS} changed since the run was planned" in result.stderr
+    assert f"the run recorded {'0' * 64}" in result.stderr
+    assert not storage.exists(layout.forecast_file("run-1", 1))
+
+
+@pytest.mark.parametrize("file_name", ["/tmp/evil.rds", "../../x.rds"])
+def test_a_manifest_naming_a_file_outside_its_set_is_refused_by_the_worker(layout, file_name):
+    manifest_path = model_dir(layout) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"][0]["file"] = file_name
+    manifest_path.write_text(json.dumps(manifest))
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert f"model file name of {manifest['models'][0]['name']} '{file_name}' is not allowed" in result.stderr
+
+
+def test_a_stored_model_set_is_replaced_only_when_asked(layout, tiny_model_dir, tmp_path):
+    changed = tmp_path / TINY_MODELS
+    shutil.copytree(tiny_model_dir, changed)
+    manifest = json.loads((changed / "manifest.json").read_text())
+    (changed / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))
+    before = storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json"))
+    with pytest.raises(ModelSetError, match=f"model set {TINY_MODELS} exists with other content"):
+        upload_model_set(changed, layout)
+    assert storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json")) == before
+    assert upload_model_set(tiny_model_dir, layout) == TINY_MODELS, "the same content again is fine"
+    upload_model_set(changed, layout, replace=True)
+    assert read_manifest(layout, TINY_MODELS)[1] != sha256_hex(before), "a replaced set has a new content hash"

@@ -25,7 +25,7 @@ def test_the_default_model_version_is_committed():
 @pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
 def test_committed_model_set_loads_with_every_checksum_verified(tmp_path, model_dir):
     layout = StorageLayout(f"file://{tmp_path}")
-    model_set = ModelSet.load(layout.model_set_dir(upload_model_set(model_dir, layout)))
+    model_set = ModelSet.load(layout, upload_model_set(model_dir, layout))
     assert model_set.version == model_dir.name
     assert len(model_set.entries) == 35
 
@@ -35,9 +35,9 @@ def test_a_swapped_model_file_is_refused_by_its_checksum(tmp_path, model_dir):
     """Another valid gbm of the same set in a model's place: same class, same features; only the
     checksum tells them apart."""
     layout = StorageLayout(f"file://{tmp_path}")
-    model_set_dir = layout.model_set_dir(upload_model_set(model_dir, layout))
-    swapped = local_path(f"{model_set_dir}/gbm_t1_q25.rds")
-    swapped.write_bytes(local_path(f"{model_set_dir}/gbm_t1_q5.rds").read_bytes())
+    version = upload_model_set(model_dir, layout)
+    swapped = local_path(layout.model_file(version, "gbm_t1_q25.rds"))
+    swapped.write_bytes(local_path(layout.model_file(version, "gbm_t1_q5.rds")).read_bytes())
     refusal = r"gbm_t1_q25.rds: sha256 \w+ does not match the manifest's \w+ for gbm_t1_q25"
     with pytest.raises(ModelSetError, match=refusal):
-        ModelSet.load(model_set_dir)
+        ModelSet.load(layout, version)

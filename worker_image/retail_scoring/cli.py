@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from retail_scoring import storage
 from retail_scoring.errors import ScoringError, StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--products", required=True, type=_int_list, help="comma-separated product numbers")
     score.add_argument("--origin", required=True, type=int, help="forecast origin: last week of visible history")
     score.add_argument("--model-version", required=True)
-    score.add_argument("--run-id", required=True)
+    score.add_argument("--run-id", required=True, help="the run's id; its run manifest, when there, pins the model set")
     score.add_argument("--partition", help="partition name; its timings are written to the run's timings/")
 
     build = commands.add_parser("build-data", help="write the reference dataset to storage")
@@ -53,16 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload-models", help="copy a local model set folder to storage")
     upload.add_argument("--storage", required=True)
     upload.add_argument("--source", required=True, type=Path)
+    upload.add_argument("--replace", action="store_true", help="replace a stored version that has other content")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
     layout = StorageLayout(args.storage)
     if args.command == "score":
-        from retail_scoring import storage
         from retail_scoring.scoring import score_partition
 
-        timings = score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+        run_manifest_url = layout.run_manifest(args.run_id)
+        run_manifest = json.loads(storage.read_bytes(run_manifest_url)) if storage.exists(run_manifest_url) else {}
+        timings = score_partition(
+            layout,
+            args.products,
+            args.origin,
+            args.model_version,
+            args.run_id,
+            run_manifest.get("model_manifest_sha256"),
+        )
         if args.partition:
             url = layout.task_timings(args.run_id, args.partition)
             storage.write_bytes_atomic(url, json.dumps(timings.to_dict()).encode())
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "upload-models":
         from retail_scoring.models import upload_model_set
 
-        upload_model_set(args.source, layout)
+        upload_model_set(args.source, layout, replace=args.replace)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except StorageUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 3
+    except OSError as error:
+        if error.errno not in storage.UNAVAILABLE_ERRNOS:
+            raise
+        print(f"error: {error.filename or 'local disk'}: storage unavailable ({error.strerror})", file=sys.stderr)
         return 3
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)

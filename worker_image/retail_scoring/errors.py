@@ -15,3 +15,8 @@ class ModelSetError(ScoringError):
 
 class StorageUnavailableError(ScoringError):
     """Storage did not answer, even after the client's retries with backoff."""
+
+
+class UnsafeIdentifierError(ScoringError, ValueError):
+    """A name that would become a storage path or a cloud id (model version, file name in a
+    manifest, run id, partition) does not fit the allowed pattern."""

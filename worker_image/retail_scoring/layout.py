@@ -1,4 +1,5 @@
-"""Where everything lives in storage. Nobody else builds storage paths.
+"""Where everything lives in storage. Nobody else builds storage paths, and every identifier that
+becomes part of one (model version, model file name, run id, partition) is checked here.
 
 {root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
 {root}/models/{model_version}/manifest.json + one .rds per model
@@ -7,17 +8,48 @@
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
 {root}/runs/{run_id}/timings/{partition}.json      where a scoring task's seconds went
 {root}/runs/{run_id}/report/report.md + figure     the planners' and on-call's report
-{root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales
-{root}/accuracy/by_run.csv                         accuracy of every run, over time
+{root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales (one
+                                                   record per run; read together for the history)
 {root}/runs/{run_id}/validation.json
 {root}/latest.json                                 pointer to the last published run
 """
 
+import re
 from dataclasses import dataclass
+from numbers import Integral
+
+from retail_scoring.errors import UnsafeIdentifierError
+
+# One path segment: no separators, no "..", no leading dot (hidden and temporary files), bounded.
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+PRODUCT_FOLDER = re.compile(r"product_(\d{3,})")
+
+
+def checked_identifier(kind: str, value: object) -> str:
+    """`value` if it is safe as one path segment and a cloud id, else an error naming it. Every
+    identifier from users, manifests or plans passes here before it becomes a path."""
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value:
+        raise UnsafeIdentifierError(
+            f"{kind} {value!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit, and no '..'"
+        )
+    return value
+
+
+def checked_product(product: object) -> int:
+    if isinstance(product, bool) or not isinstance(product, Integral) or product < 1:
+        raise UnsafeIdentifierError(f"product {product!r} is not allowed: product numbers are positive integers")
+    return product
 
 
 def product_label(product: int) -> str:
-    return f"product_{product:03d}"
+    return f"product_{checked_product(product):03d}"
+
+
+def product_of_folder(name: str) -> int | None:
+    """The product number of a `product_007` folder name; None for anything else."""
+    match = PRODUCT_FOLDER.fullmatch(name)
+    return int(match[1]) if match else None
 
 
 def partition_label(index: int) -> str:
@@ -38,34 +70,38 @@ class StorageLayout:
         return self._join("data", "products", product_label(product), f"{table}.{suffix}")
 
     def model_set_dir(self, model_version: str) -> str:
-        return self._join("models", model_version)
+        return self._join("models", checked_identifier("model_version", model_version))
+
+    def model_file(self, model_version: str, file_name: str) -> str:
+        """A file of a model set: the manifest, or a model named by the manifest."""
+        return f"{self.model_set_dir(model_version)}/{checked_identifier('model file name', file_name)}"
+
+    def runs_dir(self) -> str:
+        return self._join("runs")
 
     def run_dir(self, run_id: str) -> str:
-        return self._join("runs", run_id)
+        return self._join("runs", checked_identifier("run id", run_id))
 
     def run_manifest(self, run_id: str) -> str:
-        return self._join("runs", run_id, "manifest.json")
+        return f"{self.run_dir(run_id)}/manifest.json"
 
     def forecast_file(self, run_id: str, product: int) -> str:
-        return self._join("runs", run_id, "forecasts", f"{product_label(product)}.parquet")
+        return f"{self.run_dir(run_id)}/forecasts/{product_label(product)}.parquet"
 
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
-        return self._join("runs", run_id, "logs", partition, f"{stream}.txt")
+        return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
 
     def task_timings(self, run_id: str, partition: str) -> str:
-        return self._join("runs", run_id, "timings", f"{partition}.json")
+        return f"{self.run_dir(run_id)}/timings/{checked_identifier('partition', partition)}.json"
 
     def report_file(self, run_id: str, name: str) -> str:
-        return self._join("runs", run_id, "report", name)
+        return f"{self.run_dir(run_id)}/report/{checked_identifier('report file name', name)}"
 
     def run_accuracy(self, run_id: str) -> str:
-        return self._join("runs", run_id, "accuracy.json")
-
-    def accuracy_history(self) -> str:
-        return self._join("accuracy", "by_run.csv")
+        return f"{self.run_dir(run_id)}/accuracy.json"
 
     def validation_report(self, run_id: str) -> str:
-        return self._join("runs", run_id, "validation.json")
+        return f"{self.run_dir(run_id)}/validation.json"
 
     def latest_pointer(self) -> str:
         return self._join("latest.json")

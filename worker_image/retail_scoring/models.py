@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.errors import ModelSetError
-from retail_scoring.layout import StorageLayout
+from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
+from retail_scoring.layout import StorageLayout, checked_identifier
 from retail_scoring.schema import HORIZON, QUANTILES, model_name
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_manifest(model_dir: str) -> dict:
-    url = f"{model_dir.rstrip('/')}/{MANIFEST_FILE}"
+def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
+    """The model set's manifest and the sha256 of its bytes, which pins every model file too."""
+    url = layout.model_file(model_version, MANIFEST_FILE)
     if not storage.exists(url):
         raise ModelSetError(f"{url}: model set manifest not found")
+    data = storage.read_bytes(url)
     try:
-        return json.loads(storage.read_bytes(url))
+        return json.loads(data), sha256_hex(data)
     except json.JSONDecodeError as error:
         raise ModelSetError(f"{url}: manifest is not valid JSON ({error})") from error
 
@@ -50,7 +52,7 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
         entries = [
             ModelEntry(
                 name=m["name"],
-                file=m["file"],
+                file=checked_identifier(f"model file name of {m['name']}", m["file"]),
                 steps=tuple(m["steps"]),
                 quantile=float(m["quantile"]),
                 features=tuple(m["features"]),
@@ -60,6 +62,8 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
         ]
     except (KeyError, TypeError) as error:
         raise ModelSetError(f"{source}: manifest entry lacks field {error}") from error
+    except UnsafeIdentifierError as error:
+        raise ModelSetError(f"{source}: {error}") from error
     served: dict[tuple[int, float], str] = {}
     for entry in entries:
         for step in entry.steps:
@@ -92,12 +96,19 @@ class ModelSet:
         self._r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
 
     @classmethod
-    def load(cls, model_dir: str) -> "ModelSet":
-        """Verify every file against the manifest's sha256, then readRDS it once."""
+    def load(cls, layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None) -> "ModelSet":
+        """Verify the manifest against the run's pin (when the run recorded one) and every file
+        against the manifest's sha256, then readRDS each once."""
         from retail_scoring import rsession
 
-        manifest = read_manifest(model_dir)
-        entries = manifest_entries(manifest, f"{model_dir}/{MANIFEST_FILE}")
+        manifest, manifest_sha256 = read_manifest(layout, model_version)
+        manifest_url = layout.model_file(model_version, MANIFEST_FILE)
+        if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
+            raise ModelSetError(
+                f"{manifest_url}: model set {model_version} changed since the run was planned (manifest sha256 "
+                f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
+            )
+        entries = manifest_entries(manifest, manifest_url)
         rsession.r_eval("invisible(requireNamespace('gbm', quietly = TRUE))")  # registers predict.gbm
         load_model = rsession.r_eval(
             "function(path) { m <- readRDS(path); list(model = m, class = class(m)[1],"
@@ -106,7 +117,7 @@ class ModelSet:
         r_models = {}
         with tempfile.TemporaryDirectory() as scratch:
             for entry in entries:
-                url = f"{model_dir.rstrip('/')}/{entry.file}"
+                url = layout.model_file(model_version, entry.file)
                 if not storage.exists(url):
                     raise ModelSetError(f"{url}: model file of {entry.name} not found")
                 data = storage.read_bytes(url)
@@ -130,7 +141,7 @@ class ModelSet:
                         f"{url}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
                     )
                 r_models[entry.name] = loaded.rx2("model")
-        log.info("model set %s: %d models loaded from %s", manifest.get("model_version"), len(entries), model_dir)
+        log.info("model set %s: %d models loaded", model_version, len(entries))
         return cls(manifest["model_version"], entries, r_models)
 
     def predict(self, entry: ModelEntry, newdata) -> np.ndarray:
@@ -145,11 +156,21 @@ def model_columns(rows: pd.DataFrame, features: tuple[str, ...]) -> dict[str, np
     return {name: rows["base_sku" if name == "sku" else name].to_numpy(dtype="float64") for name in features}
 
 
-def upload_model_set(source: Path, layout: StorageLayout) -> str:
-    """Copy a local model set folder (manifest + .rds files) to storage; returns its version."""
-    manifest = json.loads((source / MANIFEST_FILE).read_text())
+def upload_model_set(source: Path, layout: StorageLayout, replace: bool = False) -> str:
+    """Copy a local model set folder (manifest + model files) to storage; returns its version.
+    A version in storage with other content is refused unless `replace`: runs record the manifest's
+    checksum, so a replaced set is never mixed into a run planned with the old one."""
+    manifest_bytes = (source / MANIFEST_FILE).read_bytes()
+    version = json.loads(manifest_bytes)["model_version"]
+    manifest_url = layout.model_file(version, MANIFEST_FILE)
     storage.create_root(layout.root)
-    target = layout.model_set_dir(manifest["model_version"])
+    if storage.exists(manifest_url) and storage.read_bytes(manifest_url) != manifest_bytes and not replace:
+        raise ModelSetError(
+            f"{manifest_url}: model set {version} exists with other content; upload under a new version, "
+            "or replace it explicitly (upload-models --replace)"
+        )
     for path in sorted(source.iterdir()):
-        storage.write_bytes_atomic(f"{target}/{path.name}", path.read_bytes())
-    return manifest["model_version"]
+        if path.name != MANIFEST_FILE:
+            storage.write_bytes_atomic(layout.model_file(version, path.name), path.read_bytes())
+    storage.write_bytes_atomic(manifest_url, manifest_bytes)  # last: the set is complete when it appears
+    return version

@@ -20,6 +20,9 @@ STEPS_WITH_OWN_MODEL = 6  # steps 1..6 have a model each; steps 7..13 share the 
 N_LAGS = 5
 SKUS_PER_PRODUCT = 11
 KNOWN_BASE_SKUS = range(1, SKUS_PER_PRODUCT + 1)  # the orangeJuice brands the models were trained on
+# Every number in a product table is finite and at most this in size: inf or 1e300 sales or prices
+# are broken data that would silently move forecasts, not a week's sales.
+MAX_PLAUSIBLE_VALUE = 1e9
 
 PRICE_COLUMNS: tuple[str, ...] = tuple(f"price{i}" for i in range(1, 12))
 SERIES_KEY: tuple[str, ...] = ("sku", "store")

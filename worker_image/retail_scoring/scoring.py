@@ -32,6 +32,7 @@ class PartitionTimings:
     predict_calls: int = 0
     rows: int = 0
     products_scored: list[int] = field(default_factory=list)
+    forecast_sha256: dict[str, str] = field(default_factory=dict)  # product -> its forecast file's
 
     @property
     def scoring_operations(self) -> int:
@@ -55,6 +56,8 @@ def product_features(layout: StorageLayout, product: int, origin: int) -> pd.Dat
     history = read_product_table(layout, product, "history")
     futurex = read_product_table(layout, product, "futurex")
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
+    both_tables = f"{layout.product_file(product, 'history')} and {layout.product_file(product, 'futurex')}"
+    check_base_sku_per_sku(history, futurex, both_tables)
     visible = history[history["week"] <= origin]
     plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
     source = f"{layout.product_file(product, 'history')} (origin week {origin})"
@@ -75,6 +78,19 @@ def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, 
         raise InputDataError(
             f"{source}: series sku={sku} store={store} plans from week {first_planned[(sku, store)]}, but its "
             f"history ends at week {last_history[(sku, store)]}; planned weeks must follow the history"
+        )
+
+
+def check_base_sku_per_sku(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
+    """A SKU replicates one brand: its base_sku (the models' `sku` feature) is the same in every
+    row of both tables."""
+    pairs = pd.concat([history[["sku", "base_sku"]], futurex[["sku", "base_sku"]]]).drop_duplicates()
+    repeated = pairs["sku"].duplicated(keep=False)
+    if repeated.any():
+        sku = pairs.loc[repeated, "sku"].iloc[0]
+        brands = sorted(pairs.loc[pairs["sku"] == sku, "base_sku"].tolist())
+        raise InputDataError(
+            f"{source}: sku {sku} has base_sku {brands} across the history and futurex tables; a SKU has one base_sku"
         )
 
 
@@ -114,13 +130,19 @@ def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTi
 
 
 def score_partition(
-    layout: StorageLayout, products: list[int], origin: int, model_version: str, run_id: str
+    layout: StorageLayout,
+    products: list[int],
+    origin: int,
+    model_version: str,
+    run_id: str,
+    pinned_manifest_sha256: str | None = None,
 ) -> PartitionTimings:
     """Score `products` and write their forecasts. Products with bad input are reported together
-    at the end, after every good product's forecast is written."""
+    at the end, after every good product's forecast is written. With a pinned manifest checksum
+    (the run's), a model set changed since the run was planned is refused."""
     timings = PartitionTimings()
     started = time.perf_counter()
-    models = ModelSet.load(layout.model_set_dir(model_version))
+    models = ModelSet.load(layout, model_version, pinned_manifest_sha256)
     timings.model_load_s = time.perf_counter() - started
 
     scored, feature_frames, failures = [], [], []
@@ -145,7 +167,8 @@ def score_partition(
         for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
             started = time.perf_counter()
             # scoring_features gives each product's rows in (sku, store, week) order, the file's order
-            write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
+            sha256 = write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
+            timings.forecast_sha256[str(product)] = sha256
             seconds = time.perf_counter() - started
             timings.write_s += seconds
             timings.rows += end - start

@@ -4,6 +4,7 @@ Retrying is the storage client's job (the Azure SDK under adlfs retries with exp
 for about a minute and a half); what it cannot cure becomes a StorageUnavailableError naming the URL.
 """
 
+import errno
 import functools
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from fsspec.core import url_to_fs
 from retail_scoring.errors import StorageUnavailableError
 
 UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
+# Local or mounted storage that cannot take a write: full, over quota, read-only, failing.
+UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 def names_url_when_unavailable(operation: Callable) -> Callable:
@@ -22,7 +25,13 @@ def names_url_when_unavailable(operation: Callable) -> Callable:
     def guarded(url: str, *args, **kwargs):
         try:
             return operation(url, *args, **kwargs)
-        except UNAVAILABLE as error:
+        except OSError as error:  # ConnectionError and TimeoutError are OSErrors too
+            if isinstance(error, UNAVAILABLE):
+                raise StorageUnavailableError(f"{url}: storage unavailable after retries ({error})") from error
+            if error.errno in UNAVAILABLE_ERRNOS:
+                raise StorageUnavailableError(f"{url}: storage unavailable ({error.strerror})") from error
+            raise
+        except ServiceRequestError as error:
             raise StorageUnavailableError(f"{url}: storage unavailable after retries ({error})") from error
 
     return guarded

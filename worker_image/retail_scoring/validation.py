@@ -5,13 +5,26 @@ import pandas as pd
 import pyarrow as pa
 
 from retail_scoring import storage
+from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.schema import HORIZON, QUANTILE_COLUMNS, ROW_KEY, TABLES
-from retail_scoring.tables import read_forecast
+from retail_scoring.schema import HORIZON, QUANTILE_COLUMNS, ROW_KEY, SERIES_KEY, TABLES
+from retail_scoring.tables import read_forecast, read_raw_product_table
+
+DEFAULT_MAX_FORECAST_RATIO = 100.0
 
 
-def check_forecast(frame: pd.DataFrame, n_series: int, origin: int, model_version: str) -> list[str]:
-    """Problems of one product's forecast; empty when it is valid."""
+def check_forecast(
+    frame: pd.DataFrame,
+    n_series: int,
+    origin: int,
+    model_version: str,
+    planned: pd.DataFrame | None = None,
+    history_peak: pd.Series | None = None,
+    max_ratio: float = DEFAULT_MAX_FORECAST_RATIO,
+) -> list[str]:
+    """Problems of one product's forecast; empty when it is valid. `planned` holds the (sku, store)
+    series the forecast must cover, exactly; `history_peak` each series' highest weekly sales up to
+    the origin, which no quantile may exceed `max_ratio` times."""
     expected_columns = list(TABLES["forecast"].names)
     if list(frame.columns) != expected_columns:
         return [f"columns {list(frame.columns)} differ from the forecast schema {expected_columns}"]
@@ -27,13 +40,19 @@ def check_forecast(frame: pd.DataFrame, n_series: int, origin: int, model_versio
     weeks_per_series = frame.groupby(["sku", "store"])["week"].nunique()
     if (weeks_per_series != HORIZON).any() or len(weeks_per_series) != n_series:
         problems.append(f"{len(weeks_per_series)} series found ({n_series} expected), not all with {HORIZON} weeks")
+    if planned is not None:
+        problems += _series_problems(frame, planned)
     quantiles = frame[list(QUANTILE_COLUMNS)].to_numpy(dtype="float64")
     if np.isnan(quantiles).any():
         problems.append(f"{int(np.isnan(quantiles).any(axis=1).sum())} rows with NaN quantiles")
+    if np.isinf(quantiles).any():
+        problems.append(f"{int(np.isinf(quantiles).any(axis=1).sum())} rows with infinite quantiles")
     if (quantiles < 0).any():
         problems.append(f"{int((quantiles < 0).any(axis=1).sum())} rows with negative quantiles")
     if (np.diff(quantiles, axis=1) < 0).any():
         problems.append(f"{int((np.diff(quantiles, axis=1) < 0).any(axis=1).sum())} rows with crossing quantiles")
+    if history_peak is not None:
+        problems += _magnitude_problems(frame, history_peak, max_ratio)
     if not (frame["forecast_origin"] == origin).all():
         problems.append(f"forecast_origin differs from the run's origin {origin}")
     if not (frame["model_version"] == model_version).all():
@@ -41,14 +60,61 @@ def check_forecast(frame: pd.DataFrame, n_series: int, origin: int, model_versio
     return problems
 
 
+def _series_problems(frame: pd.DataFrame, planned: pd.DataFrame) -> list[str]:
+    """The forecast's series are exactly the product's planned ones: none of another product's."""
+    found = frame[list(SERIES_KEY)].drop_duplicates()
+    merged = found.merge(planned[list(SERIES_KEY)].drop_duplicates(), how="outer", indicator=True)
+    problems = []
+    for side, what in (("left_only", "not planned for this product"), ("right_only", "planned but missing")):
+        rows = merged[merged["_merge"] == side]
+        if len(rows):
+            problems.append(f"{len(rows)} series {what}, first sku={rows['sku'].iloc[0]} store={rows['store'].iloc[0]}")
+    return problems
+
+
+def _magnitude_problems(frame: pd.DataFrame, history_peak: pd.Series, max_ratio: float) -> list[str]:
+    peaks = history_peak.reindex(pd.MultiIndex.from_frame(frame[list(SERIES_KEY)])).to_numpy()
+    absurd = frame["q95"].to_numpy(dtype="float64") > max_ratio * peaks
+    if not absurd.any():
+        return []
+    first = frame.iloc[int(absurd.argmax())]
+    return [
+        f"{int(absurd.sum())} rows forecast more than {max_ratio:g}x their series' highest weekly sales, first "
+        f"sku={first['sku']} store={first['store']} week={first['week']} (q95 {first['q95']:.4g}, "
+        f"history peak {peaks[int(absurd.argmax())]:.4g})"
+    ]
+
+
+def planned_and_peaks(layout: StorageLayout, product: int, origin: int) -> tuple[pd.DataFrame, pd.Series]:
+    """A product's planned series and each series' highest weekly sales up to the origin, read
+    (keys and sales only) from its own tables."""
+    _, futurex = read_raw_product_table(layout, product, "futurex", columns=list(SERIES_KEY))
+    _, history = read_raw_product_table(layout, product, "history", columns=[*ROW_KEY, "sales"])
+    visible = history[history["week"] <= origin]
+    return futurex[list(SERIES_KEY)].drop_duplicates(), visible.groupby(list(SERIES_KEY))["sales"].max()
+
+
 def forecast_problems(
-    layout: StorageLayout, run_id: str, product: int, n_series: int, origin: int, model_version: str
+    layout: StorageLayout,
+    run_id: str,
+    product: int,
+    n_series: int | None,
+    origin: int,
+    model_version: str,
+    max_forecast_ratio: float = DEFAULT_MAX_FORECAST_RATIO,
 ) -> list[str]:
     url = layout.forecast_file(run_id, product)
     if not storage.exists(url):
         return [f"{url}: missing"]
+    if n_series is None:
+        return [f"{url}: the product's planned weeks could not be read when the run was planned"]
     try:
         frame = read_forecast(url)
     except (pa.ArrowException, OSError) as error:
         return [f"{url}: unreadable ({error})"]
-    return [f"{url}: {problem}" for problem in check_forecast(frame, n_series, origin, model_version)]
+    try:
+        planned, peaks = planned_and_peaks(layout, product, origin)
+    except InputDataError as error:
+        return [f"{url}: cannot be checked against its product's tables ({error})"]
+    problems = check_forecast(frame, n_series, origin, model_version, planned, peaks, max_forecast_ratio)
+    return [f"{url}: {problem}" for problem in problems]

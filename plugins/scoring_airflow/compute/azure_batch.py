@@ -14,7 +14,7 @@ import logging
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from airflow.providers.microsoft.azure.hooks.batch import AzureBatchHook
@@ -29,7 +29,16 @@ log = logging.getLogger(__name__)
 
 MAX_TASKS_PER_COLLECTION = 100  # the Batch API's limit per addtaskcollection request
 CREATED_BY = "weekly_sales_forecast"  # pool metadata: pools without it are never deleted by us
+EXPIRES_AT = "expires_at"  # pool metadata: after this, the next run's create_pool deletes the pool
 POOL_POLL_S = 5.0
+
+
+def _metadata(item: batch.BatchPool | batch.BatchJob) -> dict[str, str]:
+    return {entry.name: entry.value for entry in item.metadata or []}
+
+
+def _created_by_us(pool: batch.BatchPool) -> bool:
+    return _metadata(pool).get("created_by") == CREATED_BY
 
 
 def default_image_reference() -> dict:
@@ -56,6 +65,7 @@ class AzureBatchBackend(ComputeBackend):
     node_agent_sku_id: str = "batch.node.ubuntu 22.04"
     registry_conn_id: str = ""
     pool_poll_s: float = POOL_POLL_S
+    pool_lifetime_s: int = 6 * 3600
     name = "azure_batch"
 
     def config(self) -> dict:
@@ -68,9 +78,15 @@ class AzureBatchBackend(ComputeBackend):
     # pools
 
     def create_pool(self, pool_id: str, size: int) -> None:
-        keep_warm = pool_id == self.keep_warm_pool
-        if keep_warm and self._pool_or_none(pool_id) is not None:
+        """Create the run's pool, or adopt the one an earlier try of the same run left (pool ids are
+        per run); a pool of that id that this pipeline did not create is an error. Pools of ours
+        past their lifetime (their run's Airflow gone) are deleted first."""
+        self._delete_expired_pools()
+        existing = self._pool_or_none(pool_id)
+        if existing is not None and pool_id == self.keep_warm_pool:
             log.info("keep-warm pool %s exists; reusing it", pool_id)
+        elif existing is not None and _created_by_us(existing):
+            log.info("Batch pool %s exists from an earlier try of this run; adopting it", pool_id)
         else:
             try:
                 self.client.create_pool(self._pool_options(pool_id, size))
@@ -83,7 +99,16 @@ class AzureBatchBackend(ComputeBackend):
             self.delete_pool(pool_id)
             raise
 
+    def _delete_expired_pools(self) -> None:
+        now = datetime.now(UTC)
+        for pool in self.client.list_pools():
+            expires_at = _metadata(pool).get(EXPIRES_AT)
+            if _created_by_us(pool) and expires_at and datetime.fromisoformat(expires_at) < now:
+                log.warning("Batch pool %s outlived its run (expired %s); deleting it", pool.id, expires_at)
+                self.delete_pool(pool.id)
+
     def _pool_options(self, pool_id: str, size: int) -> batch.BatchPoolCreateOptions:
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.pool_lifetime_s)
         spot = min(self.spot_nodes, size)
         scaling = (
             {
@@ -108,7 +133,10 @@ class AzureBatchBackend(ComputeBackend):
             ),
             task_slots_per_node=self.task_slots_per_node,
             resize_timeout=timedelta(seconds=self.node_wait_timeout_s),
-            metadata=[batch.BatchMetadataItem(name="created_by", value=CREATED_BY)],
+            metadata=[
+                batch.BatchMetadataItem(name="created_by", value=CREATED_BY),
+                batch.BatchMetadataItem(name=EXPIRES_AT, value=expires_at.isoformat()),
+            ],
             **scaling,
         )
 
@@ -163,7 +191,7 @@ class AzureBatchBackend(ComputeBackend):
         if pool is None:
             log.info("Batch pool %s is gone already", pool_id)
             return
-        if not any(item.name == "created_by" and item.value == CREATED_BY for item in pool.metadata or []):
+        if not _created_by_us(pool):
             log.warning("Batch pool %s was not created by this pipeline; left alone", pool_id)
             return
         self.client.begin_delete_pool(pool_id)  # deletion goes on in the service; no need to wait
@@ -254,7 +282,5 @@ class AzureBatchBackend(ComputeBackend):
         except ResourceNotFoundError:
             pass
 
-    def delete_jobs(self, job_id_prefix: str) -> None:
-        for job in self.client.list_jobs():
-            if job.id.startswith(job_id_prefix):
-                self.delete_job(job.id)
+    def job_ids(self) -> list[str]:
+        return [job.id for job in self.client.list_jobs()]

@@ -60,8 +60,8 @@ class ComputeBackend(ABC):
         """Stop the job's running tasks and forget it; no error if it is gone already."""
 
     @abstractmethod
-    def delete_jobs(self, job_id_prefix: str) -> None:
-        """Delete every job whose id starts with the prefix (a run's jobs, at teardown)."""
+    def job_ids(self) -> list[str]:
+        """Ids of the jobs that exist (teardown picks its run's own from them)."""
 
     @abstractmethod
     def delete_pool(self, pool_id: str) -> None:

@@ -6,6 +6,7 @@ talk through files in the pool's folder:
 
   {pool_dir}/{pool_id}/pool.json                         size and pid of the pool process
   {pool_dir}/{pool_id}/heartbeat                         touched by the pool process while it runs
+  {pool_dir}/{pool_id}/lease                             touched by its owner (create, submit, every poll)
   {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's tasks, retries, timeout
   {pool_dir}/{pool_id}/jobs/{job_id}/status/{task}.json  written by the pool process
   {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
@@ -23,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
+from scoring_airflow.settings import ForecastSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,15 @@ def kill_group(pid: int) -> None:
 class LocalBackend(ComputeBackend):
     name = "local"
 
-    def __init__(self, pool_dir: str, worker_command: list[str] | None = None):
-        self.pool_dir = Path(pool_dir)
+    def __init__(self, pool_dir: str | None = None, worker_command: list[str] | None = None):
+        """The pool folder comes from this process's settings (FORECAST_LOCAL_POOL_DIR), the worker
+        command is the worker CLI of this environment: neither travels through XCom or the trigger
+        table, where a run's params could reach them. `worker_command` is for tests' stand-ins."""
+        self.pool_dir = Path(pool_dir) if pool_dir else ForecastSettings().local_pool_dir
         self.worker_command = worker_command or [sys.executable, "-m", "retail_scoring.cli"]
 
     def config(self) -> dict:
-        return {"pool_dir": str(self.pool_dir), "worker_command": self.worker_command}
+        return {}
 
     def _pool(self, pool_id: str) -> Path:
         return self.pool_dir / pool_id
@@ -77,24 +82,35 @@ class LocalBackend(ComputeBackend):
         return matches[0] if matches else None
 
     def create_pool(self, pool_id: str, size: int) -> None:
+        """A pool id is a run's: a pool left by an earlier try of the same run (its orchestrator
+        killed, say) is replaced, never an obstacle to clearing the run."""
         pool = self._pool(pool_id)
-        info = pool / "pool.json"
-        if info.exists():
-            if process_alive(json.loads(info.read_text())["pid"]):
-                raise RuntimeError(f"local pool {pool_id} already exists and is running ({pool})")
-            shutil.rmtree(pool)
+        if (pool / "pool.json").exists():
+            log.info("local pool %s exists from an earlier try of this run; replacing it", pool_id)
+            self.delete_pool(pool_id)
+        shutil.rmtree(pool, ignore_errors=True)
         (pool / "jobs").mkdir(parents=True)
         (pool / "heartbeat").touch()  # the first beat, until the process beats itself
+        (pool / "lease").touch()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")])}
+        lease_s = str(ForecastSettings().local_pool_lease_s)
         process = subprocess.Popen(
-            [sys.executable, "-m", "scoring_airflow.compute.local_pool", str(pool), str(size), *self.worker_command],
+            [
+                sys.executable,
+                "-m",
+                "scoring_airflow.compute.local_pool",
+                str(pool),
+                str(size),
+                lease_s,
+                *self.worker_command,
+            ],  # fmt: skip
             stdin=subprocess.DEVNULL,
             stdout=open(pool / "pool.log", "ab"),  # noqa: SIM115 - handed to the detached process
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
         )
-        write_json_atomic(info, {"size": size, "pid": process.pid})
+        write_json_atomic(pool / "pool.json", {"size": size, "pid": process.pid})
         log.info("local pool %s started: %d slots, pid %d", pool_id, size, process.pid)
 
     def submit_job(self, pool_id: str, job_id: str, tasks: list[ScoringTask], max_retries: int, timeout_s: int) -> None:
@@ -103,6 +119,7 @@ class LocalBackend(ComputeBackend):
             raise RuntimeError(f"local pool {pool_id} does not exist; was the create-pool task run?")
         if self._job(job_id) is not None:
             raise RuntimeError(f"job {job_id} already exists; job ids are never reused")
+        (pool / "lease").touch()
         job = pool / "jobs" / job_id
         (job / "status").mkdir(parents=True)
         write_json_atomic(
@@ -122,6 +139,7 @@ class LocalBackend(ComputeBackend):
         heartbeat = job.parents[1] / "heartbeat"
         if not heartbeat.exists() or time.time() - heartbeat.stat().st_mtime > HEARTBEAT_TIMEOUT_S:
             raise RuntimeError(f"the local pool process of job {job_id} stopped beating ({heartbeat})")
+        (job.parents[1] / "lease").touch()  # the owner is still waiting on this pool
         statuses = []
         spec = json.loads((job / "job.json").read_text())
         for task in spec["tasks"]:
@@ -146,9 +164,8 @@ class LocalBackend(ComputeBackend):
             self._kill_running_tasks(job)
             shutil.rmtree(job, ignore_errors=True)
 
-    def delete_jobs(self, job_id_prefix: str) -> None:
-        for job in self.pool_dir.glob(f"*/jobs/{job_id_prefix}*"):
-            self.delete_job(job.name)
+    def job_ids(self) -> list[str]:
+        return sorted(job.name for job in self.pool_dir.glob("*/jobs/*"))
 
     def delete_pool(self, pool_id: str) -> None:
         pool = self._pool(pool_id)

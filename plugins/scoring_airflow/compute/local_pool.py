@@ -2,7 +2,10 @@
 per-attempt timeout, and uploads each attempt's stdout/stderr to storage like Batch output files.
 
 Started by LocalBackend.create_pool as
-`python -m scoring_airflow.compute.local_pool POOL_FOLDER SIZE WORKER_COMMAND...`.
+`python -m scoring_airflow.compute.local_pool POOL_FOLDER SIZE LEASE_S WORKER_COMMAND...`.
+
+The pool lives on its owner's lease: with nothing running and no create, submit or poll for
+LEASE_S seconds (the orchestrator was killed, say), it stops and removes its folder itself.
 """
 
 import json
@@ -10,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +104,30 @@ def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: i
     return None
 
 
-def serve(pool: Path, size: int, worker_command: list[str]) -> None:
+def beat(pool: Path, stopped: threading.Event) -> None:
+    """Liveness apart from the loop: an upload waiting on storage must not look like a dead pool."""
+    while not stopped.wait(1.0):
+        try:
+            (pool / "heartbeat").touch()
+        except FileNotFoundError:
+            return  # the pool folder was removed
+
+
+def lease_expired(pool: Path, lease_s: float) -> bool:
+    lease = pool / "lease"
+    return not lease.exists() or time.time() - lease.stat().st_mtime > lease_s
+
+
+def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> None:
     running: list[Attempt] = []
+    stopped = threading.Event()
+    threading.Thread(target=beat, args=(pool, stopped), daemon=True).start()
     while not (pool / "stop").exists():
-        (pool / "heartbeat").touch()
+        if not running and lease_expired(pool, lease_s):
+            log.info("no owner for %.0f s and nothing running: the pool stops and removes itself", lease_s)
+            stopped.set()
+            shutil.rmtree(pool, ignore_errors=True)
+            return
         jobs = sorted((pool / "jobs").iterdir(), key=lambda p: p.stat().st_mtime)
         for job in jobs:
             if (job / "deleted").exists():
@@ -137,6 +161,7 @@ def serve(pool: Path, size: int, worker_command: list[str]) -> None:
                 if read_status(job, task["task_id"]) is None:
                     running.append(start_attempt(job, task, 1, worker_command))
         time.sleep(POLL_S)
+    stopped.set()
     for attempt in running:
         kill_group(attempt.process.pid)
     log.info("pool stopped")
@@ -144,4 +169,4 @@ def serve(pool: Path, size: int, worker_command: list[str]) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
-    serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])
+    serve(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
