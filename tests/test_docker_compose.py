@@ -1,5 +1,7 @@
 """docker-compose.yaml as the compose client renders it (no Docker engine needed for `config`)."""
 
+import base64
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,16 +26,54 @@ def compose_command() -> list[str]:
     pytest.fail("neither `docker compose` nor `docker-compose` is installed; scripts/setup.sh installs it")
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    rendered = subprocess.run(
-        [*compose_command(), "-f", str(PROJECT / "docker-compose.yaml"), "config"],
+SECRETS = {"AIRFLOW_FERNET_KEY": "k" * 44, "AIRFLOW_JWT_SECRET": "jwt-secret", "AIRFLOW_ADMIN_PASSWORD": "pw"}
+
+
+def render(env_file: Path, **variables: str) -> subprocess.CompletedProcess:
+    """`compose config` with exactly these variables: none from the caller's environment or .env."""
+    environment = {k: v for k, v in os.environ.items() if k not in SECRETS} | variables
+    return subprocess.run(
+        [*compose_command(), "--env-file", str(env_file), "-f", str(PROJECT / "docker-compose.yaml"), "config"],
         capture_output=True,
         text=True,
-        check=True,
         cwd=PROJECT,
+        env=environment,
     )
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory) -> dict:
+    empty = tmp_path_factory.mktemp("compose") / "empty.env"
+    empty.touch()
+    rendered = render(empty, **SECRETS)
+    assert rendered.returncode == 0, rendered.stderr
     return yaml.safe_load(rendered.stdout)
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_the_stack_refuses_to_start_without_each_of_its_secrets(tmp_path, missing):
+    empty = tmp_path / "empty.env"
+    empty.touch()
+    rendered = render(empty, **{k: v for k, v in SECRETS.items() if k != missing})
+    assert rendered.returncode != 0
+    assert f"set {missing}" in rendered.stderr
+
+
+def test_compose_env_writes_the_secrets_once_and_the_stack_uses_them(tmp_path):
+    env_file = tmp_path / "stack.env"
+    subprocess.run(["bash", str(PROJECT / "scripts" / "compose_env.sh"), str(env_file)], check=True)
+    written = env_file.read_text()
+    subprocess.run(["bash", str(PROJECT / "scripts" / "compose_env.sh"), str(env_file)], check=True)
+    assert env_file.read_text() == written, "an existing file is never replaced"
+    assert env_file.stat().st_mode & 0o077 == 0, "only its owner can read it"
+    secrets = dict(line.split("=", 1) for line in written.splitlines())
+    assert set(secrets) == set(SECRETS)
+    assert len(base64.urlsafe_b64decode(secrets["AIRFLOW_FERNET_KEY"])) == 32, "a valid Fernet key"
+    rendered = render(env_file)
+    assert rendered.returncode == 0, rendered.stderr
+    environment = yaml.safe_load(rendered.stdout)["services"]["airflow-scheduler"]["environment"]
+    assert environment["AIRFLOW__CORE__FERNET_KEY"] == secrets["AIRFLOW_FERNET_KEY"]
+    assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == secrets["AIRFLOW_JWT_SECRET"]
 
 
 def test_stack_has_airflow_on_postgres_and_azurite(compose):

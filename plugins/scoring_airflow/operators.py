@@ -31,6 +31,12 @@ def worker_arguments(plan: dict, partition: str) -> list[str]:
     ]  # fmt: skip
 
 
+def partition_outputs(layout: StorageLayout, plan: dict, partition: str) -> tuple[str, ...]:
+    """Every file a partition's scoring task writes: its products' forecasts and its timings."""
+    forecasts = [layout.forecast_file(plan["run_id"], product) for product in plan["partitions"][partition]]
+    return (*forecasts, layout.task_timings(plan["run_id"], partition))
+
+
 def plan_expectations(plan: dict, product: int) -> dict:
     """What the plan says a product's forecast must look like, as forecast_problems() arguments."""
     return {
@@ -91,6 +97,7 @@ class ScorePartitionsOperator(BaseOperator):
                     arguments=worker_arguments(plan, partition),
                     stdout_url=layout.task_log(plan["run_id"], partition, "stdout"),
                     stderr_url=layout.task_log(plan["run_id"], partition, "stderr"),
+                    writes=partition_outputs(layout, plan, partition),
                 )
             )
         if not tasks:

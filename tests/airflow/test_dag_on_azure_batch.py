@@ -12,12 +12,15 @@ from urllib.parse import parse_qs
 import fsspec
 import isodate
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobClient, BlobServiceClient
 
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import upload_model_set
 from retail_scoring.tables import read_forecast
+from scoring_airflow.blob import path_in_container
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask
 from scoring_airflow.planning import batch_id, storage_run_id
@@ -29,6 +32,12 @@ LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
 WORKER_IMAGE = "retail-scoring-worker:test"
 LAYOUT = StorageLayout("abfs://forecasts")
 TWO_PRODUCTS = {"products": [1, 2], "pool_size": 2, "compute_backend": "azure_batch"}
+SOMEONE_ELSES_POOL = {  # a pool of the account that this pipeline did not create: no created_by metadata
+    "id": "team-pool",
+    "vmSize": "Standard_D2s_v3",
+    "targetDedicatedNodes": 1,
+    "virtualMachineConfiguration": {"imageReference": {"offer": "x"}, "nodeAgentSKUId": "batch.node.x"},
+}
 
 
 @pytest.fixture
@@ -103,18 +112,51 @@ def test_weekly_run_on_batch_with_blob_storage(batch_env):
     assert "SharedAccessSignature=" in worker_credentials and "AccountKey" not in worker_credentials
     sas = parse_qs(worker_credentials.split("SharedAccessSignature=", 1)[1])
     sas_life = datetime.fromisoformat(sas["se"][0]) - datetime.now(UTC)
-    assert timedelta(hours=4) - timedelta(minutes=5) < sas_life <= timedelta(hours=4), "task life + 1 hour"
+    assert timedelta(hours=3) < sas_life <= timedelta(hours=3, minutes=5), "the task's life plus clock skew"
     assert pool_id_of(dag_run) in batch_env.deleted_pools
     assert batch_env.deleted_jobs == [f"{batch_id(run_id, 56)}-try1"]
 
 
-def test_per_product_partitions_vm_size_and_task_slots_reach_the_pool_and_the_report(batch_env):
+def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env, azurite):
+    """Against Azurite, with the very tokens a task was given: the read SAS reads but writes
+    nothing; a write grant writes its one blob and no other."""
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    environment = batch_env.task_environments["partition_000"]
+    grants = json.loads(environment["FORECAST_WRITE_SAS"])
+    forecast_url = LAYOUT.forecast_file(run_id, 1)
+    assert set(grants) == {forecast_url, LAYOUT.task_timings(run_id, "partition_000")}
+
+    reader = BlobServiceClient.from_connection_string(environment["AZURE_STORAGE_CONNECTION_STRING"])
+    container = reader.get_container_client("forecasts")
+    assert container.get_blob_client(path_in_container(LAYOUT.product_file(1, "history"))).download_blob().readall()
+    for url in (LAYOUT.latest_pointer(), LAYOUT.model_file("tiny-test", "manifest.json"), forecast_url):
+        with pytest.raises(HttpResponseError) as refused:
+            container.get_blob_client(path_in_container(url)).upload_blob(b"tampered", overwrite=True)
+        assert refused.value.status_code == 403, url
+
+    granted = grants[forecast_url]
+    written = read_forecast(forecast_url)
+    BlobClient.from_blob_url(granted).upload_blob(storage.read_bytes(forecast_url), overwrite=True)  # its own blob
+    sas = granted.split("?", 1)[1]
+    blob_base = granted.split("?", 1)[0].removesuffix(path_in_container(forecast_url))
+    for url in (LAYOUT.forecast_file(run_id, 2), LAYOUT.latest_pointer(), LAYOUT.forecast_file("other-run", 1)):
+        with pytest.raises(HttpResponseError) as refused:
+            BlobClient.from_blob_url(f"{blob_base}{path_in_container(url)}?{sas}").upload_blob(b"x", overwrite=True)
+        assert refused.value.status_code == 403, url
+    assert read_forecast(forecast_url).equals(written)
+
+
+def test_per_product_partitions_vm_size_and_task_slots_reach_the_pool_and_the_report(batch_env, monkeypatch):
+    monkeypatch.setenv("FORECAST_SPOT_NODES", "1")  # the param's 0 must win over this default
     conf = {**TWO_PRODUCTS, "pool_size": 1, "partitioning": "per_product", "vm_size": "Standard_F2s_v2",
-            "task_slots_per_node": 2}  # fmt: skip
+            "task_slots_per_node": 2, "spot_nodes": 0}  # fmt: skip
     dag_run = run_dag(LATEST_WEEK, conf)
     assert dag_run.state == "success"
     pool = batch_env.pools_created[pool_id_of(dag_run)]
     assert (pool["vmSize"], pool["taskSlotsPerNode"], pool["targetDedicatedNodes"]) == ("Standard_F2s_v2", 2, 1)
+    assert pool["targetLowPriorityNodes"] == 0
     for partition, product in (("partition_000", "1"), ("partition_001", "2")):
         arguments = shlex.split(batch_env.tasks_added[partition]["commandLine"])
         assert arguments[arguments.index("--products") + 1] == product
@@ -193,13 +235,7 @@ def test_an_existing_job_id_is_an_error_not_a_reuse(backend):
 
 
 def test_an_existing_pool_is_an_error_and_a_pool_we_did_not_create_is_never_deleted(backend, batch_env):
-    someone_elses_pool = {
-        "id": "team-pool",
-        "vmSize": "Standard_D2s_v3",
-        "targetDedicatedNodes": 1,
-        "virtualMachineConfiguration": {"imageReference": {"offer": "x"}, "nodeAgentSKUId": "batch.node.x"},
-    }
-    batch_env.route("POST", "/pools", someone_elses_pool)
+    batch_env.route("POST", "/pools", SOMEONE_ELSES_POOL)
     with pytest.raises(RuntimeError, match="Batch pool team-pool exists already"):
         backend.create_pool("team-pool", 1)
     backend.delete_pool("team-pool")
@@ -238,3 +274,21 @@ def test_autoscale_formula_replaces_the_fixed_size(batch_env):
     body = batch_env.pools_created["scaled"]
     assert body["enableAutoScale"] is True and body["autoScaleFormula"] == formula
     assert "targetDedicatedNodes" not in body
+
+
+def test_a_pool_left_by_an_earlier_try_of_the_run_is_adopted(backend, batch_env):
+    backend.create_pool("pool-r", 1)
+    backend.create_pool("pool-r", 1)  # the run cleared after its orchestrator died: no PoolExists
+    assert list(batch_env.pools_created) == ["pool-r"] and not batch_env.deleted_pools
+
+
+def test_our_pools_past_their_lifetime_are_deleted_by_the_next_run_and_no_one_elses(backend, batch_env):
+    orphaned = AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, pool_lifetime_s=-60, pool_poll_s=0.2
+    )
+    orphaned.create_pool("pool-orphaned", 1)  # its Airflow died before teardown
+    batch_env.route("POST", "/pools", SOMEONE_ELSES_POOL)
+    backend.create_pool("pool-next", 1)
+    assert batch_env.deleted_pools == ["pool-orphaned"]
+    expires_at = {m["name"]: m["value"] for m in batch_env.pools_created["pool-next"]["metadata"]}["expires_at"]
+    assert timedelta(hours=5, minutes=59) < datetime.fromisoformat(expires_at) - datetime.now(UTC) <= timedelta(hours=6)

@@ -6,16 +6,21 @@ for about a minute and a half); what it cannot cure becomes a StorageUnavailable
 
 import errno
 import functools
+import json
+import os
 import uuid
 from collections.abc import Callable
 
 import fsspec
 from azure.core.exceptions import ServiceRequestError
+from azure.storage.blob import BlobClient
 from fsspec.core import url_to_fs
 
 from retail_scoring.errors import StorageUnavailableError
 
 UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
+# JSON {abfs URL: https URL with a SAS for that blob}: the blobs a Batch task may write.
+WRITE_GRANTS_VARIABLE = "FORECAST_WRITE_SAS"
 # Local or mounted storage that cannot take a write: full, over quota, read-only, failing.
 UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
@@ -63,9 +68,21 @@ def read_bytes(url: str) -> bytes:
     return fs.cat_file(path)
 
 
+def granted_blob_url(url: str) -> str | None:
+    """The https URL with a write SAS for exactly this blob, when the task was granted one."""
+    return json.loads(os.environ.get(WRITE_GRANTS_VARIABLE) or "{}").get(url)
+
+
 @names_url_when_unavailable
 def write_bytes_atomic(url: str, data: bytes) -> None:
-    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one."""
+    """Write to a temporary sibling, then rename: a reader sees the old file or the whole new one.
+    A blob this task was granted is uploaded in one go instead: a blob upload commits whole, and
+    the grant covers that blob alone (adlfs takes one credential per account, so it cannot use a
+    per-blob SAS; the Azure SDK's BlobClient does)."""
+    granted = granted_blob_url(url)
+    if granted:
+        BlobClient.from_blob_url(granted).upload_blob(data, overwrite=True)
+        return
     fs, path = filesystem(url)
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)

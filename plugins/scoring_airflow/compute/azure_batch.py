@@ -10,6 +10,7 @@ counts as success) fails the submission, the wait for nodes has a deadline, and 
 container configuration that pre-fetches the worker image.
 """
 
+import json
 import logging
 import shlex
 import time
@@ -22,7 +23,8 @@ from azure.batch import BatchClient
 from azure.batch import models as batch
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from scoring_airflow.blob import container_of, grant_container, path_in_container
+from retail_scoring.storage import WRITE_GRANTS_VARIABLE
+from scoring_airflow.blob import CLOCK_SKEW, GrantSigner, container_of, path_in_container
 from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -200,9 +202,10 @@ class AzureBatchBackend(ComputeBackend):
     # jobs and tasks
 
     def submit_job(self, pool_id: str, job_id: str, tasks: list[ScoringTask], max_retries: int, timeout_s: int) -> None:
-        # Batch limits a task's whole life, retries included, so the limit is per attempt x attempts.
+        # Batch limits a task's whole life, retries included, so the limit is per attempt x attempts;
+        # the task's SAS tokens last that long (plus clock skew), not beyond.
         task_life = timedelta(seconds=timeout_s * (max_retries + 1))
-        grant = grant_container(self.wasb_conn_id, container_of(self.storage_root), task_life + timedelta(hours=1))
+        signer = GrantSigner(self.wasb_conn_id, container_of(self.storage_root), task_life + CLOCK_SKEW)
         try:
             self.client.create_job(
                 batch.BatchJobCreateOptions(
@@ -213,8 +216,7 @@ class AzureBatchBackend(ComputeBackend):
             )
         except ResourceExistsError as error:
             raise RuntimeError(f"Batch job {job_id} exists already; ids are never reused ({error.message})") from error
-        options = [self._task_options(task, grant.connection_string, grant.container_url, task_life, max_retries)
-                   for task in tasks]  # fmt: skip
+        options = [self._task_options(task, signer, task_life, max_retries) for task in tasks]
         for start in range(0, len(options), MAX_TASKS_PER_COLLECTION):
             chunk = options[start : start + MAX_TASKS_PER_COLLECTION]
             result = self.client.create_task_collection(job_id, batch.BatchTaskGroup(task_values=chunk))
@@ -227,29 +229,33 @@ class AzureBatchBackend(ComputeBackend):
         log.info("Batch job %s: %d task(s) added", job_id, len(options))
 
     def _task_options(
-        self, task: ScoringTask, connection_string: str, container_url: str, life: timedelta, max_retries: int
+        self, task: ScoringTask, signer: GrantSigner, life: timedelta, max_retries: int
     ) -> batch.BatchTaskCreateOptions:
+        grants = signer.task_grants(list(task.writes))
         uploads = [
             batch.OutputFile(
                 file_pattern=f"../{stream}.txt",  # Batch writes the streams beside the working dir
                 destination=batch.OutputFileDestination(
                     container=batch.OutputFileBlobContainerDestination(
-                        container_url=container_url, path=path_in_container(url)
+                        container_url=signer.container_url_for_blob(url), path=path_in_container(url)
                     )
                 ),
                 upload_options=batch.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
             )
             for stream, url in (("stdout", task.stdout_url), ("stderr", task.stderr_url))
         ]
+        environment = {
+            "AZURE_STORAGE_CONNECTION_STRING": grants.read_connection_string,
+            WRITE_GRANTS_VARIABLE: json.dumps(grants.write_urls),
+        }
         return batch.BatchTaskCreateOptions(
             id=task.task_id,
             command_line=shlex.join(task.arguments),  # arguments to the image's entrypoint, the worker CLI
             container_settings=batch.BatchTaskContainerSettings(image_name=self.worker_image),
-            environment_settings=[batch.EnvironmentSetting(name="AZURE_STORAGE_CONNECTION_STRING",
-                                                           value=connection_string)],
+            environment_settings=[batch.EnvironmentSetting(name=k, value=v) for k, v in environment.items()],
             output_files=uploads,
             constraints=batch.BatchTaskConstraints(max_wall_clock_time=life, max_task_retry_count=max_retries),
-        )  # fmt: skip
+        )
 
     def task_statuses(self, job_id: str) -> list[TaskStatus]:
         try:

@@ -9,12 +9,14 @@ FINAL_STATES = ("succeeded", "failed")
 
 @dataclass(frozen=True)
 class ScoringTask:
-    """One partition's scoring: the worker CLI's arguments and where its output streams go."""
+    """One partition's scoring: the worker CLI's arguments, where its output streams go, and the
+    files it writes (a backend that grants storage per task grants writes to these only)."""
 
     task_id: str
     arguments: list[str]
     stdout_url: str
     stderr_url: str
+    writes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
