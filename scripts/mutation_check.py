@@ -172,6 +172,123 @@ MUTATIONS = [
             ("model-version", 'if not (frame["model_version"] == model_version).all():'),
         ]
     ),
+    # hardening: identifiers, pins, params, inputs, validation, grants, healing
+    Mutation(
+        "identifier-allows-traversal",
+        "worker_image/retail_scoring/layout.py",
+        'if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value:',
+        "if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "run-ids-fold-without-hash",
+        "plugins/scoring_airflow/planning.py",
+        "    if readable == original:\n        return readable",
+        "    if True:\n        return readable",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "integer-params-take-floats",
+        "plugins/scoring_airflow/planning.py",
+        "if isinstance(value, bool) or not isinstance(value, int):",
+        "if isinstance(value, bool):",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "zero-param-replaced-by-default",
+        "plugins/scoring_airflow/run_steps.py",
+        "return default if value is None else value",
+        "return value or default",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "sku-owners-unchecked",
+        "plugins/scoring_airflow/run_steps.py",
+        "if owner.setdefault(sku, product) != product:",
+        "if False:",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "model-pin-ignored",
+        "worker_image/retail_scoring/models.py",
+        "if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:",
+        "if False:",
+        ("tests/worker/test_cli_errors.py::test_a_model_set_changed_since_the_run_was_planned_is_refused",),
+    ),
+    Mutation(
+        "upload-replaces-silently",
+        "worker_image/retail_scoring/models.py",
+        "storage.read_bytes(manifest_url) != manifest_bytes and not replace:",
+        "storage.read_bytes(manifest_url) != manifest_bytes and False:",
+        ("tests/worker/test_cli_errors.py::test_a_stored_model_set_is_replaced_only_when_asked",),
+    ),
+    Mutation(
+        "inputs-may-be-infinite",
+        "worker_image/retail_scoring/tables.py",
+        "lambda values: ~(np.abs(values) <= MAX_PLAUSIBLE_VALUE)",
+        "lambda values: np.isnan(values)",
+        ("tests/worker/test_bad_input.py",),
+    ),
+    Mutation(
+        "base-sku-unchecked",
+        "worker_image/retail_scoring/scoring.py",
+        "    check_base_sku_per_sku(history, futurex, both_tables)",
+        "    pass",
+        ("tests/worker/test_bad_input.py",),
+    ),
+    Mutation(
+        "validation-foreign-series",
+        "worker_image/retail_scoring/validation.py",
+        "    if planned is not None:",
+        "    if False:",
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "validation-infinite",
+        "worker_image/retail_scoring/validation.py",
+        "if np.isinf(quantiles).any():",
+        "if False:",
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "validation-magnitude",
+        "worker_image/retail_scoring/validation.py",
+        "    if history_peak is not None:",
+        "    if False:",
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "task-may-write-the-container",
+        "plugins/scoring_airflow/blob.py",
+        "READ_PERMISSIONS = ContainerSasPermissions(read=True, list=True)",
+        "READ_PERMISSIONS = ContainerSasPermissions(read=True, list=True, write=True, create=True)",
+        (
+            "tests/airflow/test_dag_on_azure_batch.py::test_a_task_can_read_the_container_and_write_only_its_own_outputs",
+        ),
+    ),
+    Mutation(
+        "disk-full-is-a-crash",
+        "worker_image/retail_scoring/storage.py",
+        "UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}",
+        "UNAVAILABLE_ERRNOS = set()",
+        ("tests/airflow/test_faults.py::test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries",),
+    ),
+    Mutation(
+        "local-pool-ignores-its-lease",
+        "plugins/scoring_airflow/compute/local_pool.py",
+        "if not running and lease_expired(pool, lease_s):",
+        "if False:",
+        ("tests/airflow/test_local_backend.py::test_an_idle_pool_whose_owner_is_gone_stops_within_its_lease",),
+    ),
+    Mutation(
+        "expired-batch-pools-kept",
+        "plugins/scoring_airflow/compute/azure_batch.py",
+        "        self._delete_expired_pools()\n",
+        "",
+        (
+            "tests/airflow/test_dag_on_azure_batch.py::test_our_pools_past_their_lifetime_are_deleted_by_the_next_run_and_no_one_elses",
+        ),
+    ),
     # Batch submission, restarts, report figures
     Mutation(
         "task-refusal-ignored",
@@ -197,8 +314,8 @@ MUTATIONS = [
     Mutation(
         "accuracy-rerun-appends",
         "plugins/scoring_airflow/report.py",
-        'history = history[history["run_id"] != accuracy["run_id"]]',
-        "history = history",
+        'layout.run_accuracy(accuracy["run_id"])',
+        'layout.run_accuracy(accuracy["run_id"] + str(id(accuracy)))',  # a new record per call
         ("tests/airflow/test_report.py",),
     ),
 ]
