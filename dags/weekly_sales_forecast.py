@@ -6,13 +6,17 @@ delete_pool (teardown) whatever happened. See the README for params, backfills a
 
 from datetime import datetime
 
-from airflow.sdk import Param, dag, get_current_context, setup, task
+from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 
 from scoring_airflow import report, run_steps
 from scoring_airflow.operators import ScorePartitionsOperator
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
 settings = ForecastSettings()
+# Downstream DAGs schedule on a new forecast with `schedule=[Asset("current_sales_forecast")]`; each
+# event's extra gives the origin, the run, how many products, whether it moved the current forecast,
+# and the index to read. Named only (no storage URI), so it stays one asset wherever storage lives.
+CURRENT_FORECAST = Asset("current_sales_forecast")
 
 
 @dag(
@@ -67,9 +71,11 @@ def weekly_sales_forecast():
     def validate(run_plan: dict) -> dict:
         return run_steps.validate_run(run_plan)
 
-    @task
+    @task(outlets=[CURRENT_FORECAST])
     def publish(run_plan: dict) -> dict:
-        return run_steps.publish_run(run_plan)
+        published = run_steps.publish_run(run_plan)
+        get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
+        return published
 
     @task(task_id="report")
     def write_report(run_plan: dict, score_result: dict) -> str:

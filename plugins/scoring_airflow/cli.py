@@ -1,16 +1,17 @@
 """Small operator commands that read storage only (no Airflow server needed).
 
 python -m scoring_airflow.cli latest-data-week   the logical date whose run forecasts the newest data
-python -m scoring_airflow.cli summary            where the latest published run's outputs are
+python -m scoring_airflow.cli summary            the current forecast and where its outputs are
 """
 
 import argparse
 import json
+from collections import Counter
 
 from retail_scoring import storage
-from retail_scoring.layout import StorageLayout
+from retail_scoring.layout import StorageLayout, origin_of_published_index
 from scoring_airflow.planning import logical_date_for_origin
-from scoring_airflow.run_steps import origin_range, read_latest
+from scoring_airflow.run_steps import origin_range, read_current
 from scoring_airflow.settings import ForecastSettings
 
 
@@ -20,22 +21,31 @@ def latest_data_week(settings: ForecastSettings) -> str:
 
 
 def summary(settings: ForecastSettings) -> str:
+    """The current forecast (newest origin), where it came from, and the newest run behind it."""
     layout = StorageLayout(settings.storage_root)
-    latest = read_latest(layout)
-    if latest is None:
-        return f"no run published yet under {settings.storage_root}"
-    report = json.loads(storage.read_bytes(latest["validation_report"]))
+    current = read_current(layout)
+    if current is None:
+        return f"no forecast published yet under {settings.storage_root}"
+    entries = current["products"].values()
+    runs = Counter(entry["run_id"] for entry in entries)
+    newest = max(entries, key=lambda entry: entry["published_at"])["run_id"]
+    report = json.loads(storage.read_bytes(layout.validation_report(newest)))
+    names = storage.list_names(layout.published_dir())
+    origins = sorted(o for o in map(origin_of_published_index, names) if o is not None)
     return "\n".join(
         [
-            f"latest run:        {latest['run_id']} (published {latest['published_at']})",
-            f"forecast origin:   week {latest['origin']}, model {latest['model_version']}",
-            f"forecasts:         {latest['forecasts']}",
-            f"validation report: {latest['validation_report']} "
+            f"current forecast:  origin week {current['origin']}, {len(current['products'])} products "
+            f"(index: {layout.current_forecast()})",
+            "from runs:         " + ", ".join(f"{run} ({count} products)" for run, count in runs.most_common()),
+            "model versions:    " + ", ".join(sorted({entry["model_version"] for entry in entries})),
+            f"published origins: {', '.join(map(str, origins))}",
+            f"newest run:        {newest}",
+            f"validation report: {layout.validation_report(newest)} "
             f"({'valid' if report['valid'] else 'INVALID'}, {report['checked_products']} products)",
-            f"task logs:         {layout.run_dir(latest['run_id'])}/logs",
-            f"report:            {layout.report_file(latest['run_id'], 'report.md')}",
-            *accuracy_lines(layout, latest["run_id"]),
-            f"run manifest:      {layout.run_manifest(latest['run_id'])}",
+            f"task logs:         {layout.run_dir(newest)}/logs",
+            f"report:            {layout.report_file(newest, 'report.md')}",
+            *accuracy_lines(layout, newest),
+            f"run manifest:      {layout.run_manifest(newest)}",
         ]
     )
 

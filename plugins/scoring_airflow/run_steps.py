@@ -255,21 +255,54 @@ def validate_run(plan: dict) -> dict:
 
 
 def publish_run(plan: dict) -> dict:
-    """Point `latest.json` at this run; one atomic write, so readers never see a partial run."""
+    """Publish the run's products under its origin, and make them part of the current forecast
+    when that origin is the newest published: a reforecast of some products replaces just those,
+    a backfill of an older origin leaves the current forecast alone. Both indexes are updated by
+    compare-and-swap, so publishers finishing together lose nothing."""
     layout = StorageLayout(plan["storage_root"])
-    pointer = {
-        "run_id": plan["run_id"],
-        "origin": plan["origin"],
-        "model_version": plan["model_version"],
-        "forecasts": f"{layout.run_dir(plan['run_id'])}/forecasts",
-        "validation_report": layout.validation_report(plan["run_id"]),
-        "published_at": datetime.now(UTC).isoformat(),
+    origin = plan["origin"]
+    published_at = datetime.now(UTC).isoformat()
+    entries = {
+        str(product): {
+            "run_id": plan["run_id"],
+            "forecast": layout.forecast_file(plan["run_id"], product),
+            "model_version": plan["model_version"],
+            "published_at": published_at,
+        }
+        for products in plan["partitions"].values()
+        for product in products
     }
-    storage.write_bytes_atomic(layout.latest_pointer(), json.dumps(pointer, indent=2).encode())
-    log.info("published run %s as latest: %s", plan["run_id"], pointer["forecasts"])
-    return pointer
+
+    def merged(index: dict | None) -> dict:
+        return {"origin": origin, "products": {**(index or {}).get("products", {}), **entries}}
+
+    origin_index = storage.update_json(layout.published_index(origin), merged)
+
+    def moved(current: dict | None) -> dict:
+        if current is None or current["origin"] < origin:
+            return origin_index  # a newer origin: its whole index becomes current
+        return merged(current) if current["origin"] == origin else current
+
+    current = storage.update_json(layout.current_forecast(), moved)
+    is_current = current["origin"] == origin
+    log.info(
+        "published %d products of run %s under origin %d%s",
+        len(entries),
+        plan["run_id"],
+        origin,
+        f"; the current forecast (origin {origin}) has {len(current['products'])} products"
+        if is_current
+        else f"; the current forecast stays at the newer origin {current['origin']}",
+    )
+    return {
+        "origin": origin,
+        "products": len(entries),
+        "current": is_current,
+        "run_id": plan["run_id"],
+        "index": layout.current_forecast() if is_current else layout.published_index(origin),
+    }
 
 
-def read_latest(layout: StorageLayout) -> dict | None:
-    url = layout.latest_pointer()
+def read_current(layout: StorageLayout) -> dict | None:
+    url = layout.current_forecast()
     return json.loads(storage.read_bytes(url)) if storage.exists(url) else None

@@ -13,6 +13,7 @@ from retail_scoring.tables import read_forecast
 from scoring_airflow.cli import summary
 from scoring_airflow.planning import storage_run_id
 from scoring_airflow.report import accuracy_history
+from scoring_airflow.run_steps import read_current
 from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
 from tests.conftest import local_path
@@ -31,7 +32,7 @@ def task_state(dag_run, task_id: str) -> str:
 
 
 def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, layout, forecast_env):
-    assert summary(ForecastSettings()) == f"no run published yet under {layout.root}"
+    assert summary(ForecastSettings()) == f"no forecast published yet under {layout.root}"
     local_path(layout.product_file(2, "actuals")).unlink()  # this week's sales of product 2 are not in yet
     dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
     assert dag_run.state == "success"
@@ -42,7 +43,10 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
         assert sorted(forecast["week"].unique()) == list(range(108, 121))
     report = json.loads(storage.read_bytes(layout.validation_report(run_id)))
     assert report["valid"] and report["checked_products"] == 2
-    assert json.loads(storage.read_bytes(layout.latest_pointer()))["run_id"] == run_id
+    current = read_current(layout)
+    assert current["origin"] == 107
+    assert {product: entry["run_id"] for product, entry in current["products"].items()} == {"1": run_id, "2": run_id}
+    assert current["products"]["1"]["forecast"] == layout.forecast_file(run_id, 1)
     assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_000", "stdout")).decode()
     report = storage.read_bytes(layout.report_file(run_id, "report.md")).decode()
     assert "## Cost estimate" in report and "partition_001" in report
@@ -54,7 +58,9 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert accuracy_history(layout)["run_id"].tolist() == [run_id]
     assert not any(forecast_env.iterdir()), "the pool was deleted"
     printed = summary(ForecastSettings())
-    assert f"latest run:        {run_id}" in printed
+    assert f"current forecast:  origin week 107, 2 products (index: {layout.current_forecast()})" in printed
+    assert f"from runs:         {run_id} (2 products)" in printed
+    assert f"newest run:        {run_id}" in printed
     assert "(valid, 2 products)" in printed
     assert f"median MAPE {accuracy['mape_q50']:.1%} over {66 * 13} rows" in printed
     assert layout.report_file(run_id, "report.md") in printed
@@ -64,7 +70,7 @@ def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores
     airflow_db, layout, forecast_env
 ):
     assert run_dag(OLDER_WEEK, {"products": [1], "pool_size": 1}).state == "success"
-    published = storage.read_bytes(layout.latest_pointer())
+    published = storage.read_bytes(layout.current_forecast())
     history_path = local_path(layout.product_file(2, "history"))
     good_history = pd.read_parquet(history_path)
     good_history.assign(sales=-good_history["sales"]).to_parquet(history_path, index=False)
@@ -77,7 +83,7 @@ def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores
     assert task_state(failed, "collect_logs") == "success"
     assert task_state(failed, "delete_pool") == "success"
     assert not any(forecast_env.iterdir()), "the pool was deleted although scoring failed"
-    assert storage.read_bytes(layout.latest_pointer()) == published, "the published run is untouched"
+    assert storage.read_bytes(layout.current_forecast()) == published, "the published forecast is untouched"
     run_id = run_id_of(failed)
     stderr = storage.read_bytes(layout.task_log(run_id, "partition_001", "stderr")).decode()
     assert "product_002/history.parquet: column 'sales' must be positive" in stderr
@@ -139,9 +145,9 @@ def test_origin_outside_the_data_fails_planning_with_the_valid_range(airflow_db,
 
 def test_a_run_that_scores_but_fails_validation_is_not_published(airflow_db, layout, forecast_env):
     """A model set copied to a new name without editing its manifest scores fine, but its
-    forecasts carry the manifest's version: validation refuses them and `latest.json` stays."""
+    forecasts carry the manifest's version: validation refuses them and the current forecast stays."""
     assert run_dag(OLDER_WEEK, {"products": [1], "pool_size": 1}).state == "success"
-    published = storage.read_bytes(layout.latest_pointer())
+    published = storage.read_bytes(layout.current_forecast())
     shutil.copytree(local_path(layout.model_set_dir("tiny-test")), local_path(layout.model_set_dir("tiny-copy")))
 
     dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "tiny-copy"})
@@ -149,7 +155,7 @@ def test_a_run_that_scores_but_fails_validation_is_not_published(airflow_db, lay
     states = [task_state(dag_run, task_id) for task_id in ("score", "validate", "publish")]
     assert states == ["success", "failed", "upstream_failed"]
     assert task_state(dag_run, "delete_pool") == "success"
-    assert storage.read_bytes(layout.latest_pointer()) == published
+    assert storage.read_bytes(layout.current_forecast()) == published
     report = json.loads(storage.read_bytes(layout.validation_report(run_id_of(dag_run))))
     assert not report["valid"]
     assert "model_version differs from the run's tiny-copy" in report["partitions"]["partition_000"]["1"][0]

@@ -98,7 +98,7 @@ def test_weekly_run_on_batch_with_blob_storage(batch_env):
     for product in (1, 2):
         assert len(read_forecast(LAYOUT.forecast_file(run_id, product))) == 66 * 13
     assert "rows scored" in read_blob(LAYOUT.task_log(run_id, "partition_001", "stdout")), "output files uploaded"
-    assert json.loads(read_blob(LAYOUT.latest_pointer()))["run_id"] == run_id
+    assert json.loads(read_blob(LAYOUT.current_forecast()))["products"]["2"]["run_id"] == run_id
 
     pool = batch_env.pools_created[pool_id_of(dag_run)]
     containers = pool["virtualMachineConfiguration"]["containerConfiguration"]
@@ -131,7 +131,7 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
     reader = BlobServiceClient.from_connection_string(environment["AZURE_STORAGE_CONNECTION_STRING"])
     container = reader.get_container_client("forecasts")
     assert container.get_blob_client(path_in_container(LAYOUT.product_file(1, "history"))).download_blob().readall()
-    for url in (LAYOUT.latest_pointer(), LAYOUT.model_file("tiny-test", "manifest.json"), forecast_url):
+    for url in (LAYOUT.current_forecast(), LAYOUT.model_file("tiny-test", "manifest.json"), forecast_url):
         with pytest.raises(HttpResponseError) as refused:
             container.get_blob_client(path_in_container(url)).upload_blob(b"tampered", overwrite=True)
         assert refused.value.status_code == 403, url
@@ -141,7 +141,7 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
     BlobClient.from_blob_url(granted).upload_blob(storage.read_bytes(forecast_url), overwrite=True)  # its own blob
     sas = granted.split("?", 1)[1]
     blob_base = granted.split("?", 1)[0].removesuffix(path_in_container(forecast_url))
-    for url in (LAYOUT.forecast_file(run_id, 2), LAYOUT.latest_pointer(), LAYOUT.forecast_file("other-run", 1)):
+    for url in (LAYOUT.forecast_file(run_id, 2), LAYOUT.current_forecast(), LAYOUT.forecast_file("other-run", 1)):
         with pytest.raises(HttpResponseError) as refused:
             BlobClient.from_blob_url(f"{blob_base}{path_in_container(url)}?{sas}").upload_blob(b"x", overwrite=True)
         assert refused.value.status_code == 403, url

@@ -31,7 +31,7 @@ def test_weekly_run_with_everything_in_blob_storage(
         assert len(read_forecast(layout.forecast_file(run_id, product))) == 66 * 13
     assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_001", "stdout")).decode()
     assert json.loads(storage.read_bytes(layout.validation_report(run_id)))["valid"]
-    assert json.loads(storage.read_bytes(layout.latest_pointer()))["run_id"] == run_id
+    assert json.loads(storage.read_bytes(layout.current_forecast()))["products"]["1"]["run_id"] == run_id
     assert storage.exists(layout.report_file(run_id, "report.md"))
     blobs = fsspec.filesystem("abfs").find("forecasts")
     assert any(name.endswith(f"{TINY_MODELS}/manifest.json") for name in blobs)

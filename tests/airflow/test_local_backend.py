@@ -26,6 +26,9 @@ if mode == "ok":
 if mode == "fail":
     print("bad input in product_004", file=sys.stderr)
     sys.exit(2)
+if mode == "crash":
+    print("out of memory", file=sys.stderr)
+    sys.exit(1)
 if mode == "killed-once" and not marker.exists():
     marker.touch()
     os.kill(os.getpid(), signal.SIGKILL)
@@ -60,13 +63,22 @@ def task(tmp_path: Path, task_id: str, mode: str) -> ScoringTask:
 
 
 def test_tasks_succeed_fail_and_upload_their_streams(backend, tmp_path):
-    tasks = [task(tmp_path, "p0", "ok"), task(tmp_path, "p1", "fail"), task(tmp_path, "p2", "ok")]
+    tasks = [task(tmp_path, "p0", "ok"), task(tmp_path, "p1", "crash"), task(tmp_path, "p2", "ok")]
     backend.submit_job("pool-a", "job-1", tasks, max_retries=1, timeout_s=30)
     statuses = wait_until_final(backend, "job-1")
     assert statuses["p0"].state == statuses["p2"].state == "succeeded"
-    assert (statuses["p1"].state, statuses["p1"].exit_code, statuses["p1"].attempts) == ("failed", 2, 2)
-    assert "bad input in product_004" in storage.read_bytes(tasks[1].stderr_url).decode()
+    assert (statuses["p1"].state, statuses["p1"].exit_code, statuses["p1"].attempts) == ("failed", 1, 2)
+    assert "out of memory" in storage.read_bytes(tasks[1].stderr_url).decode()
     assert "started ok" in storage.read_bytes(tasks[0].stdout_url).decode()
+
+
+def test_bad_input_fails_fast_without_retries(backend, tmp_path):
+    bad = task(tmp_path, "p0", "fail")
+    backend.submit_job("pool-a", "job-1", [bad], max_retries=2, timeout_s=30)
+    status = wait_until_final(backend, "job-1")["p0"]
+    assert (status.state, status.exit_code, status.attempts) == ("failed", 2, 1)
+    assert status.detail == "exit code 2: bad input, not retried"
+    assert "bad input in product_004" in storage.read_bytes(bad.stderr_url).decode()
 
 
 def test_a_task_killed_by_sigkill_is_retried_and_succeeds(backend, tmp_path):

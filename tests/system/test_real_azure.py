@@ -45,4 +45,5 @@ def test_weekly_run_on_real_azure_batch(airflow_db, small_reference, monkeypatch
         {"products": [1, 2], "origin_week": 107, "pool_size": 2, "spot_nodes": 1, "compute_backend": "azure_batch"},
     )
     assert dag_run.state == "success"
-    assert json.loads(storage.read_bytes(layout.latest_pointer()))["model_version"] == model_version
+    current = json.loads(storage.read_bytes(layout.current_forecast()))
+    assert {entry["model_version"] for entry in current["products"].values()} == {model_version}

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from retail_scoring import storage
-from retail_scoring.errors import ScoringError, StorageUnavailableError
+from retail_scoring.errors import EXIT_BAD_INPUT, EXIT_STORAGE_UNAVAILABLE, ScoringError, StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 
 log = logging.getLogger("retail_scoring")
@@ -104,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except StorageUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 3
+        return EXIT_STORAGE_UNAVAILABLE
     except OSError as error:
         if error.errno not in storage.UNAVAILABLE_ERRNOS:
             raise
         print(f"error: {error.filename or 'local disk'}: storage unavailable ({error.strerror})", file=sys.stderr)
-        return 3
+        return EXIT_STORAGE_UNAVAILABLE
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     return 0
 
 

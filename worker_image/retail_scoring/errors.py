@@ -1,4 +1,8 @@
-"""Errors a scoring task reports to its user; each message names the culprit."""
+"""Errors a scoring task reports to its user; each message names the culprit, and the exit codes
+the worker CLI turns them into."""
+
+EXIT_BAD_INPUT = 2  # the data or the model set is wrong: running again cannot help
+EXIT_STORAGE_UNAVAILABLE = 3  # storage did not answer or is full: a retry may succeed
 
 
 class ScoringError(Exception):

@@ -11,7 +11,8 @@ becomes part of one (model version, model file name, run id, partition) is check
 {root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales (one
                                                    record per run; read together for the history)
 {root}/runs/{run_id}/validation.json
-{root}/latest.json                                 pointer to the last published run
+{root}/published/origin_107.json                   what is published for an origin: product -> forecast file
+{root}/current.json                                the current forecast: the newest origin's index
 """
 
 import re
@@ -23,6 +24,7 @@ from retail_scoring.errors import UnsafeIdentifierError
 # One path segment: no separators, no "..", no leading dot (hidden and temporary files), bounded.
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 PRODUCT_FOLDER = re.compile(r"product_(\d{3,})")
+PUBLISHED_INDEX = re.compile(r"origin_(\d{3,})\.json")
 
 
 def checked_identifier(kind: str, value: object) -> str:
@@ -49,6 +51,12 @@ def product_label(product: int) -> str:
 def product_of_folder(name: str) -> int | None:
     """The product number of a `product_007` folder name; None for anything else."""
     match = PRODUCT_FOLDER.fullmatch(name)
+    return int(match[1]) if match else None
+
+
+def origin_of_published_index(name: str) -> int | None:
+    """The origin of an `origin_107.json` published index; None for anything else."""
+    match = PUBLISHED_INDEX.fullmatch(name)
     return int(match[1]) if match else None
 
 
@@ -103,5 +111,11 @@ class StorageLayout:
     def validation_report(self, run_id: str) -> str:
         return f"{self.run_dir(run_id)}/validation.json"
 
-    def latest_pointer(self) -> str:
-        return self._join("latest.json")
+    def published_dir(self) -> str:
+        return self._join("published")
+
+    def published_index(self, origin: int) -> str:
+        return f"{self.published_dir()}/origin_{origin:03d}.json"
+
+    def current_forecast(self) -> str:
+        return self._join("current.json")

@@ -5,6 +5,7 @@ for about a minute and a half); what it cannot cure becomes a StorageUnavailable
 """
 
 import errno
+import fcntl
 import functools
 import json
 import os
@@ -12,8 +13,14 @@ import uuid
 from collections.abc import Callable
 
 import fsspec
-from azure.core.exceptions import ServiceRequestError
-from azure.storage.blob import BlobClient
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+from azure.storage.blob import BlobClient, BlobServiceClient
 from fsspec.core import url_to_fs
 
 from retail_scoring.errors import StorageUnavailableError
@@ -102,3 +109,60 @@ def list_names(url: str) -> list[str]:
     if not fs.exists(path):
         return []
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+
+
+JsonChange = Callable[[dict | None], dict]
+
+
+@names_url_when_unavailable
+def update_json(url: str, change: JsonChange, attempts: int = 50) -> dict:
+    """Replace a small JSON document with `change(current)` (None when there is none yet) so that
+    concurrent writers never lose each other's updates: compare-and-swap on the blob's ETag on
+    Azure Blob (If-Match / If-None-Match), an exclusive lock beside the file on local disk. fsspec
+    has no conditional write, so this goes to the Azure SDK or the OS directly. Returns what is
+    stored afterwards; nothing is written when `change` returns the current document."""
+    fs, path = filesystem(url)
+    if "abfs" in fs.protocol:
+        return _update_blob_json(fs, path, change, attempts)
+    parent, name = path.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
+    with open(f"{parent}/.{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = json.loads(fs.cat_file(path)) if fs.exists(path) else None
+        updated = change(current)
+        if updated != current:
+            write_bytes_atomic(url, json.dumps(updated, indent=2).encode())
+        return updated
+
+
+def _update_blob_json(fs, path: str, change: JsonChange, attempts: int) -> dict:
+    container, blob = path.split("/", 1)
+    client = _blob_service(fs).get_blob_client(container, blob)
+    for _ in range(attempts):
+        try:
+            download = client.download_blob()
+            current, etag = json.loads(download.readall()), download.properties.etag
+        except ResourceNotFoundError:
+            current, etag = None, None
+        updated = change(current)
+        if updated == current:
+            return current
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        try:
+            client.upload_blob(json.dumps(updated, indent=2).encode(), overwrite=etag is not None, **condition)
+            return updated
+        except (ResourceModifiedError, ResourceExistsError):
+            continue  # another writer came first: read again and redo the change
+    raise StorageUnavailableError(f"abfs://{path}: still contended after {attempts} attempts to update it")
+
+
+def _blob_service(fs) -> BlobServiceClient:
+    """A synchronous client for the account and credentials adlfs was configured with."""
+    if fs.connection_string:
+        return BlobServiceClient.from_connection_string(fs.connection_string)
+    account_url = f"https://{fs.account_name}.{getattr(fs, 'account_host', None) or 'blob.core.windows.net'}"
+    if fs.account_key:
+        credential = {"account_name": fs.account_name, "account_key": fs.account_key}
+    else:
+        credential = fs.sas_token or fs.sync_credential or fs.credential
+    return BlobServiceClient(account_url, credential=credential)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retail_scoring import storage
-from retail_scoring.errors import StorageUnavailableError
+from retail_scoring.errors import EXIT_BAD_INPUT, StorageUnavailableError
 from scoring_airflow.compute.local import kill_group, write_json_atomic
 
 log = logging.getLogger("local_pool")
@@ -94,7 +94,9 @@ def finish_attempt(attempt: Attempt, exit_code: int, detail: str, max_retries: i
         write_status(attempt.job, task_id, "succeeded", attempt.number, exit_code=0, **times)
         log.info("%s/%s succeeded", attempt.job.name, task_id)
         return None
-    if attempt.number <= max_retries:
+    if exit_code == EXIT_BAD_INPUT:  # bad data or models: a retry would fail the same way
+        detail = f"{detail}: bad input, not retried"
+    elif attempt.number <= max_retries:
         log.info("%s/%s attempt %d failed (%s), retrying", attempt.job.name, task_id, attempt.number, detail)
         return start_attempt(
             attempt.job, attempt.task, attempt.number + 1, attempt.worker_command, attempt.first_started_at

@@ -1,0 +1,96 @@
+"""What planners read: the current forecast is the newest origin's newest valid forecast per
+product; a reforecast replaces just its products, a backfill never moves it, and publishers that
+finish together lose nothing (compare-and-swap, on local disk and on Azurite)."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from airflow.models.asset import AssetEvent, AssetModel
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+from retail_scoring import storage
+from retail_scoring.layout import StorageLayout
+from scoring_airflow.planning import storage_run_id
+from scoring_airflow.run_steps import publish_run, read_current
+from tests.airflow.conftest import run_dag
+
+LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)  # origin 107
+OLDER_WEEK = datetime(2025, 12, 1, 6, tzinfo=UTC)  # origin 56
+
+
+def run_id_of(dag_run) -> str:
+    return storage_run_id(dag_run.dag_id, dag_run.run_id)
+
+
+def asset_event_extras() -> list[dict]:
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "current_sales_forecast")
+        ).all()
+        return [event.extra for event in sorted(events, key=lambda event: event.id)]
+
+
+def test_a_reforecast_replaces_its_products_and_a_backfill_leaves_the_current_forecast(
+    airflow_db, layout, forecast_env
+):
+    weekly = run_dag(LATEST_WEEK, {"pool_size": 2})
+    assert weekly.state == "success"
+    events_before = len(asset_event_extras())
+    # A reforecast of two products for the same week, triggered the next day.
+    reforecast = run_dag(LATEST_WEEK + timedelta(days=1), {"products": [1, 2], "origin_week": 107})
+    assert reforecast.state == "success"
+    current = read_current(layout)
+    assert current["origin"] == 107
+    sources = {product: entry["run_id"] for product, entry in current["products"].items()}
+    assert sources == {"1": run_id_of(reforecast), "2": run_id_of(reforecast), "3": run_id_of(weekly)}
+
+    published = storage.read_bytes(layout.current_forecast())
+    backfill = run_dag(OLDER_WEEK, {"products": [1]})
+    assert backfill.state == "success"
+    assert storage.read_bytes(layout.current_forecast()) == published, "a backfill never moves the current forecast"
+    older = json.loads(storage.read_bytes(layout.published_index(56)))
+    assert older["products"]["1"]["run_id"] == run_id_of(backfill)
+
+    extras = asset_event_extras()[events_before - 1 :]
+    summaries = [(e["origin"], e["products"], e["current"]) for e in extras]
+    assert summaries == [(107, 3, True), (107, 2, True), (56, 1, False)]
+    assert extras[0]["index"] == layout.current_forecast() and extras[2]["index"] == layout.published_index(56)
+
+
+def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> dict:
+    return {
+        "storage_root": root,
+        "run_id": run_id,
+        "origin": origin,
+        "model_version": "m",
+        "partitions": {"partition_000": products},
+    }
+
+
+@pytest.mark.parametrize("storage_kind", ["local", "azurite"])
+def test_publishers_finishing_together_lose_nothing(request, tmp_path, storage_kind):
+    if storage_kind == "azurite":
+        request.getfixturevalue("azurite")
+        root = "abfs://publishing"
+        storage.create_root(root)
+    else:
+        root = f"file://{tmp_path}/storage"
+    plans = [plan_of(root, f"reforecast-{i}", 107, [i * 3 + 1, i * 3 + 2, i * 3 + 3]) for i in range(6)]
+    plans += [plan_of(root, "backfill", 56, [1]), plan_of(root, "older-weekly", 106, [50])]
+    threads = [threading.Thread(target=publish_run, args=(plan,)) for plan in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    current = read_current(StorageLayout(root))
+    assert current["origin"] == 107
+    assert sorted(map(int, current["products"])) == list(range(1, 19)), "every publisher's products are there"
+    for i in range(6):
+        assert current["products"][str(i * 3 + 1)]["run_id"] == f"reforecast-{i}"
+    older = json.loads(storage.read_bytes(StorageLayout(root).published_index(56)))
+    assert list(older["products"]) == ["1"]
