@@ -1,7 +1,7 @@
 """Weekly sales forecast: score the R gbm models for every product on a fixed-size pool.
 
-plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish + report, and
-delete_pool (teardown) whatever happened. See the README for params, backfills and reforecasts.
+wait_for_sales -> plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish +
+report, and delete_pool (teardown) whatever happened. See the README for params, backfills and reforecasts.
 """
 
 from datetime import datetime
@@ -9,10 +9,38 @@ from datetime import datetime
 from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 
 from scoring_airflow import report, run_steps
-from scoring_airflow.operators import ScorePartitionsOperator
+from scoring_airflow.blob import connect_storage
+from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
 settings = ForecastSettings()
+DOC_MD = """
+### Weekly sales forecast
+
+Forecasts next quarter's sales (13 weeks; quantiles 5/25/50/75/95) for every SKU in every store
+with the R models of a model set, refreshed every Monday 06:00 UTC.
+
+**Tasks**: `wait_for_sales` waits (deferred) for the sales of the week before the logical date,
+then `plan` picks the origin, products and partitions, `create_pool` brings up the pool,
+`score` runs one scoring task per partition, `collect_logs` copies their stdout/stderr here,
+`validate` checks every forecast, `publish` makes the run part of the current forecast (and emits
+the `current_sales_forecast` asset event), `report` writes the figures and accuracy,
+`delete_pool` tears the pool down whatever happened.
+
+**Reforecast** some products: *Trigger* with `products` (e.g. `3, 17`) and, for a past week,
+`origin_week`. Only those products change in the current forecast.
+
+**Backfill**: *Trigger* > *Backfill* over a date range; each run forecasts from the week before its
+logical date and is published under that origin without moving the current forecast. Airflow 3.3's
+backfill dialog sends the params you set only with **Override parameters on existing runs** ticked.
+Triggering a paused DAG with the default "unpause" also starts its latest scheduled run.
+
+**Rerun after a failure**: *Clear* the run; partitions whose forecasts exist and validate are skipped.
+
+**Outputs** (storage root `FORECAST_STORAGE_ROOT`): `current.json` (the current forecast: product ->
+forecast file), `published/origin_NNN.json` per origin, `runs/{run}/forecasts/`,
+`runs/{run}/report/report.md`, `runs/{run}/logs/`. `python -m scoring_airflow.cli summary` prints them.
+"""
 # Downstream DAGs schedule on a new forecast with `schedule=[Asset("current_sales_forecast")]`; each
 # event's extra gives the origin, the run, how many products, whether it moved the current forecast,
 # and the index to read. Named only (no storage URI), so it stays one asset wherever storage lives.
@@ -20,34 +48,86 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
 
 
 @dag(
-    schedule="0 6 * * 1",  # Mondays 06:00 UTC, once last week's sales are in
-    start_date=datetime(2025, 6, 2),
+    schedule="0 6 * * 1",  # Mondays 06:00 UTC; each run first waits for last week's sales
+    start_date=datetime(2025, 6, 9),  # its run forecasts from week 31, the first with 5 weeks of history everywhere
     catchup=False,
     max_active_runs=4,
     tags=["forecast", "r-models", "azure-batch"],
-    default_args={"owner": "retail-forecasting", "retries": 1, "pre_execute": run_steps.connect_storage},
+    default_args={"owner": "retail-forecasting", "retries": 1, "pre_execute": connect_storage},
+    doc_md=DOC_MD,
     params={
+        # Run scope
         "products": Param(
             None,
-            type=["null", "array"],
+            type=["null", "string", "array"],
             items={"type": "integer"},
-            description="Products to score; empty means all (a reforecast can pick a few).",
+            section="Run scope",
+            description="Products to score, typed as numbers and ranges: `3, 17, 40-45`. Empty: every product. "
+            "A reforecast of a few products replaces just those in the current forecast.",
         ),
         "origin_week": Param(
             None,
             type=["null", "integer"],
-            description="Dataset week to forecast from; empty means from the logical date.",
+            section="Run scope",
+            description="Dataset week to forecast from (its sales are the last the models see). Empty: the week "
+            "before the logical date. Valid: weeks with 5 weeks of history in every series and 13 planned weeks "
+            "after them (31..107 for the demo data); the plan task names the range of your data.",
         ),
-        "pool_size": Param(settings.pool_size, type="integer", minimum=1, maximum=MAX_POOL_SIZE),
-        "partitioning": Param("per_node", enum=["per_node", "per_product"]),
-        "model_version": Param(settings.model_version, type="string"),
-        "compute_backend": Param(settings.compute_backend, enum=["local", "azure_batch"]),
-        "vm_size": Param(settings.vm_size, type="string", description="Azure Batch node VM size."),
+        "model_version": Param(
+            settings.model_version,
+            type="string",
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+            section="Run scope",
+            description="Model set under `models/` in storage (letters, digits, `.`, `_`, `-`).",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            section="Run scope",
+            description="Only when this run is cleared and runs again: also rescore partitions whose valid "
+            "forecasts exist. A new run always scores every product it plans.",
+        ),
+        # Compute
+        "compute_backend": Param(
+            settings.compute_backend,
+            enum=["local", "azure_batch"],
+            section="Compute",
+            description="`local`: worker processes on the Airflow machine; `azure_batch`: a Batch pool per run.",
+        ),
+        "pool_size": Param(
+            settings.pool_size,
+            type="integer",
+            minimum=1,
+            maximum=MAX_POOL_SIZE,
+            section="Compute",
+            description="Local: worker processes at once. Azure Batch: nodes of the pool.",
+        ),
+        "partitioning": Param(
+            "per_node",
+            enum=["per_node", "per_product"],
+            section="Compute",
+            description="`per_node`: one scoring task per pool node, models loaded once per node (the reference's "
+            "advice); `per_product`: one task per product.",
+        ),
+        "task_slots_per_node": Param(
+            settings.task_slots_per_node,
+            type="integer",
+            minimum=1,
+            maximum=256,
+            section="Compute",
+            description="Scoring tasks one Batch node runs at once.",
+        ),
+        # Azure Batch only
+        "vm_size": Param(
+            settings.vm_size, type="string", section="Azure Batch", description="VM size of the pool's nodes."
+        ),
         "spot_nodes": Param(
-            settings.spot_nodes, type="integer", minimum=0, description="How many of the pool's nodes are spot."
+            settings.spot_nodes,
+            type="integer",
+            minimum=0,
+            section="Azure Batch",
+            description="How many of the pool's nodes are spot (cheaper, may be preempted; their tasks run again).",
         ),
-        "task_slots_per_node": Param(settings.task_slots_per_node, type="integer", minimum=1, maximum=256),
-        "force": Param(False, type="boolean", description="Rescore partitions whose valid forecasts exist."),
     },
 )
 def weekly_sales_forecast():
@@ -85,7 +165,9 @@ def weekly_sales_forecast():
     def delete_pool(run_plan: dict) -> None:
         run_steps.delete_pool(run_plan)
 
+    sales_in = WaitForSalesOperator(task_id="wait_for_sales", settings=settings, retries=0)
     run_plan = plan()
+    sales_in >> run_plan
     pool = create_pool(run_plan)
     score = ScorePartitionsOperator(task_id="score", plan=run_plan, settings=settings, retries=0)
     logs = collect_logs(run_plan)

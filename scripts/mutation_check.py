@@ -174,10 +174,10 @@ MUTATIONS = [
     ),
     # hardening: identifiers, pins, params, inputs, validation, grants, healing
     Mutation(
-        "identifier-allows-traversal",
+        "identifier-allows-separators",
         "worker_image/retail_scoring/layout.py",
-        'if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value:',
-        "if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):",
+        'IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")',
+        'IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")',
         ("tests/airflow/test_planning.py",),
     ),
     Mutation(
@@ -241,21 +241,21 @@ MUTATIONS = [
         "worker_image/retail_scoring/validation.py",
         "    if planned is not None:",
         "    if False:",
-        ("tests/airflow/test_operators.py",),
+        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "validation-infinite",
         "worker_image/retail_scoring/validation.py",
         "if np.isinf(quantiles).any():",
         "if False:",
-        ("tests/airflow/test_operators.py",),
+        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "validation-magnitude",
         "worker_image/retail_scoring/validation.py",
         "    if history_peak is not None:",
         "    if False:",
-        ("tests/airflow/test_operators.py",),
+        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "task-may-write-the-container",

@@ -13,6 +13,8 @@ from airflow.providers.microsoft.azure.fs.adls import get_fs
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from azure.storage.blob import BlobSasPermissions, ContainerSasPermissions, generate_blob_sas, generate_container_sas
 
+from scoring_airflow.settings import ForecastSettings
+
 # A scoring task reads the container (data, models, its run manifest) and lists folders; it writes
 # only the blobs it produces, each through a SAS for that one blob. Blob uploads commit whole, so a
 # granted write needs no temporary blob and rename (which would need wider rights).
@@ -86,3 +88,11 @@ class GrantSigner:
 
     def task_grants(self, writes: list[str]) -> TaskGrants:
         return TaskGrants(self.read_connection_string(), {url: self.blob_write_url(url) for url in writes})
+
+
+def connect_storage(_context: object = None) -> None:
+    """Before every task: abfs:// URLs use the `wasb` connection's account when one is configured
+    (otherwise adlfs' own AZURE_STORAGE_* variables)."""
+    settings = ForecastSettings()
+    if settings.wasb_conn_id:
+        use_connection_for_abfs(settings.wasb_conn_id)

@@ -1,19 +1,21 @@
 """The scoring operator: one job per DAG-run try, one task per partition, deferred while it runs."""
 
 import json
+import time
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retail_scoring import storage
+from retail_scoring.dataset import read_sales_through
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import sha256_hex
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, backend_for
-from scoring_airflow.planning import job_id
+from scoring_airflow.planning import job_id, logical_date_for_origin, run_origin
 from scoring_airflow.settings import ForecastSettings
-from scoring_airflow.triggers import ScoringJobTrigger
+from scoring_airflow.triggers import SalesArrivedTrigger, ScoringJobTrigger
 
 STDERR_TAIL_CHARS = 600
 
@@ -146,3 +148,53 @@ class ScorePartitionsOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._job_id:
             self._backend().delete_job(self._job_id)
+
+
+class WaitForSalesOperator(BaseOperator):
+    """Wait, deferred, until the sales of the week a run forecasts from have arrived (the data's
+    `sales_through` marker), so a Monday run never forecasts from a week still missing; at the
+    deadline fail saying which week is missing. Reforecasts and backfills of past weeks pass at once."""
+
+    def __init__(self, *, settings: ForecastSettings | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = settings or ForecastSettings()
+
+    def execute(self, context: Context) -> int:
+        dag_run = context["dag_run"]
+        week = run_origin(
+            dict(context["params"]), dag_run.logical_date or dag_run.run_after, self.settings.week0_monday
+        )
+        layout = StorageLayout(self.settings.storage_root)
+        through = read_sales_through(layout)
+        if through is not None and through >= week:
+            self.log.info(
+                "sales through week %d are in (%s); the run forecasts from week %d",
+                through,
+                layout.sales_through(),
+                week,
+            )
+            return week
+        self.log.info("waiting for the sales of week %d (%s says %s)", week, layout.sales_through(), through)
+        self.defer(
+            trigger=SalesArrivedTrigger(
+                self.settings.storage_root,
+                week,
+                self.settings.sales_poll_interval_s,
+                time.time() + self.settings.sales_wait_timeout_s,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict) -> int:
+        week = event["week"]
+        if not event["arrived"]:
+            monday = logical_date_for_origin(week - 1, self.settings.week0_monday)
+            raise AirflowException(
+                f"the sales of week {week} (the week of {monday.isoformat()}) have not arrived within "
+                f"{self.settings.sales_wait_timeout_s:.0f} s: "
+                f"{StorageLayout(self.settings.storage_root).sales_through()} says sales are in through week "
+                f"{event['sales_through']}. Land the week's sales (retail-scoring ingest-week in the demo), "
+                "then clear this task"
+            )
+        self.log.info("the sales of week %d have arrived", week)
+        return week

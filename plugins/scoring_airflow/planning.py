@@ -21,6 +21,14 @@ def origin_for_logical_date(logical_date: datetime | date, week0_monday: date) -
     return (day - week0_monday).days // 7 - 1
 
 
+def run_origin(params: dict, run_date: datetime | date, week0_monday: date) -> int:
+    """The week a run forecasts from: its `origin_week` param, else the one its logical date gives."""
+    origin = params.get("origin_week")
+    if origin is None:
+        return origin_for_logical_date(run_date, week0_monday)
+    return whole_number("origin_week", origin)
+
+
 def logical_date_for_origin(origin: int, week0_monday: date) -> date:
     """The Monday whose run forecasts from `origin` (the inverse of origin_for_logical_date)."""
     return week0_monday + timedelta(weeks=origin + 1)
@@ -46,12 +54,27 @@ def partition_products(products: list[int], pool_size: int, partitioning: str) -
     return {partition_label(i): sorted(group) for i, group in enumerate(groups)}
 
 
+def requested_products(value: str | list | None) -> list[int] | None:
+    """The `products` param: a list of numbers (API, CLI), or what a person types into the form,
+    numbers and ranges like `3, 17, 40-45` (brackets allowed). None or empty: every product."""
+    if value is None or isinstance(value, list):
+        return [whole_number("products item", product) for product in value] if value else None
+    products = []
+    for token in re.split(r"[,\s]+", value.strip().strip("[]")):
+        if re.fullmatch(r"\d+", token):
+            products.append(int(token))
+        elif match := re.fullmatch(r"(\d+)-(\d+)", token):
+            products.extend(range(int(match[1]), int(match[2]) + 1))
+        elif token:
+            raise PlanError(f"products: {token!r} is neither a product number nor a range like 40-45")
+    return products or None
+
+
 def select_products(available: list[int], requested: list[int] | None) -> list[int]:
     if not available:
         raise PlanError("no products found in storage; seed the data first")
     if not requested:
         return available
-    requested = [whole_number("products item", product) for product in requested]
     unknown = sorted(set(requested) - set(available))
     if unknown:
         raise PlanError(f"unknown products {unknown}; storage has products {available[0]}..{available[-1]}")

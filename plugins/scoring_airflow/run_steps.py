@@ -14,7 +14,6 @@ from retail_scoring.models import MANIFEST_FILE, manifest_entries, read_manifest
 from retail_scoring.schema import HORIZON, N_LAGS
 from retail_scoring.tables import read_product_table, read_raw_product_table
 from retail_scoring.validation import forecast_problems
-from scoring_airflow.blob import use_connection_for_abfs
 from scoring_airflow.compute import backend_for
 from scoring_airflow.operators import plan_expectations
 from scoring_airflow.planning import (
@@ -22,8 +21,9 @@ from scoring_airflow.planning import (
     batch_id,
     check_origin,
     is_job_of_run,
-    origin_for_logical_date,
     partition_products,
+    requested_products,
+    run_origin,
     select_products,
     storage_run_id,
     whole_number,
@@ -110,11 +110,9 @@ def plan_run(
     pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
     if not 1 <= pool_size <= MAX_POOL_SIZE:
         raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
-    products = select_products(available_products(layout), params.get("products"))
-    origin = params.get("origin_week")
-    if origin is None:
-        origin = origin_for_logical_date(run_date, settings.week0_monday)
-    check_origin(whole_number("origin_week", origin), *catalogue_origin_range(layout, products))
+    products = select_products(available_products(layout), requested_products(params.get("products")))
+    origin = run_origin(params, run_date, settings.week0_monday)
+    check_origin(origin, *catalogue_origin_range(layout, products))
     model_version = param(params, "model_version", settings.model_version)
     try:
         manifest, manifest_sha256 = read_manifest(layout, model_version)
@@ -163,14 +161,6 @@ def plan_run(
         backend,
     )
     return plan
-
-
-def connect_storage(_context: object = None) -> None:
-    """Before every task: abfs:// URLs use the `wasb` connection's account when one is configured
-    (otherwise adlfs' own AZURE_STORAGE_* variables)."""
-    settings = ForecastSettings()
-    if settings.wasb_conn_id:
-        use_connection_for_abfs(settings.wasb_conn_id)
 
 
 def backend_config(backend: str, settings: ForecastSettings, node_settings: dict) -> dict:

@@ -1,6 +1,8 @@
-"""Deferrable waiting on a scoring job: polls task states, logs each partition as it finishes."""
+"""Deferrable waiting: on a scoring job (polls task states, logs each partition as it finishes) and
+on a week's sales arriving in storage."""
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -8,6 +10,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from retail_scoring.dataset import read_sales_through
+from retail_scoring.layout import StorageLayout
+from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import TaskStatus, backend_for
 
 
@@ -99,3 +104,37 @@ class RestartWatch:
             return status
         note = f"restarted {count}x by the pool without a failed attempt (node preempted or removed)"
         return replace(status, detail="; ".join(filter(None, [note, status.detail])))
+
+
+class SalesArrivedTrigger(BaseTrigger):
+    """Fires when the data's sales_through marker reaches `week`, or at `deadline` (epoch seconds)
+    with what the marker says then."""
+
+    def __init__(self, storage_root: str, week: int, poll_interval_s: float, deadline: float):
+        super().__init__()
+        self.storage_root = storage_root
+        self.week = week
+        self.poll_interval_s = poll_interval_s
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "scoring_airflow.triggers.SalesArrivedTrigger",
+            {
+                "storage_root": self.storage_root,
+                "week": self.week,
+                "poll_interval_s": self.poll_interval_s,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        connect_storage()
+        layout = StorageLayout(self.storage_root)
+        while True:
+            through = await asyncio.to_thread(read_sales_through, layout)
+            arrived = through is not None and through >= self.week
+            if arrived or time.time() > self.deadline:
+                yield TriggerEvent({"week": self.week, "arrived": arrived, "sales_through": through})
+                return
+            await asyncio.sleep(self.poll_interval_s)

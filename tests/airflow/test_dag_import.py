@@ -1,3 +1,5 @@
+from scoring_airflow.planning import origin_for_logical_date
+from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import load_dag
 
 
@@ -40,3 +42,32 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
     }
     assert params["force"] is False
     assert params["partitioning"] == "per_node"
+
+
+def test_the_ui_explains_the_dag_and_every_param(airflow_db):
+    dag = load_dag()
+    assert "Override parameters on existing runs" in dag.doc_md and "current.json" in dag.doc_md
+    sections = {}
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert len(param.description or "") > 20, f"{name} has no description"
+        sections.setdefault(param.schema["section"], []).append(name)
+    assert sections == {
+        "Run scope": ["products", "origin_week", "model_version", "force"],
+        "Compute": ["compute_backend", "pool_size", "partitioning", "task_slots_per_node"],
+        "Azure Batch": ["vm_size", "spot_nodes"],
+    }
+
+
+def test_every_run_first_waits_for_its_weeks_sales(airflow_db):
+    dag = load_dag()
+    assert dag.get_task("plan").upstream_task_ids == {"wait_for_sales"}
+    assert dag.get_task("wait_for_sales").retries == 0
+
+
+def test_the_first_scheduled_run_forecasts_from_the_first_valid_origin(airflow_db, reference_series):
+    """start_date and the calendar agree: the DAG's first run is the first week every series has
+    the 5 weeks of history the lags need (week 31 of the reference data)."""
+    first_valid = int(reference_series.groupby(["sku", "store"])["week"].min().max()) + 5 - 1
+    week0 = ForecastSettings().week0_monday
+    assert origin_for_logical_date(load_dag().start_date, week0) == first_valid == 31

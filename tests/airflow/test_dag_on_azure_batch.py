@@ -20,11 +20,10 @@ from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import upload_model_set
 from retail_scoring.tables import read_forecast
-from scoring_airflow.blob import path_in_container
+from scoring_airflow.blob import connect_storage, path_in_container
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask
 from scoring_airflow.planning import batch_id, storage_run_id
-from scoring_airflow.run_steps import connect_storage
 from tests.airflow.conftest import run_dag
 from tests.batch_endpoint import BatchTestEndpoint
 

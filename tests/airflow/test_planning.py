@@ -15,6 +15,7 @@ from scoring_airflow.planning import (
     job_id,
     origin_for_logical_date,
     partition_products,
+    requested_products,
     select_products,
     storage_run_id,
 )
@@ -129,8 +130,16 @@ def test_teardown_matches_exactly_the_runs_own_job_ids():
         ({"origin_week": "107"}, r"origin_week must be a whole number, got '107'"),
         ({"model_version": "../../data"}, r"model_version '../../data' is not allowed"),
         ({"model_version": "/etc"}, r"model_version '/etc' is not allowed"),
+        ({"model_version": "v1/../../data"}, r"model_version 'v1/../../data' is not allowed"),
     ],
-    ids=["float-product", "float-pool-size", "string-origin", "traversal-version", "absolute-version"],
+    ids=[
+        "float-product",
+        "float-pool-size",
+        "string-origin",
+        "traversal-version",
+        "absolute-version",
+        "inner-traversal",
+    ],
 )
 def test_params_that_do_not_fit_are_refused_at_plan_time_naming_the_value(layout, params, message):
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
@@ -139,7 +148,9 @@ def test_params_that_do_not_fit_are_refused_at_plan_time_naming_the_value(layout
     assert not storage.exists(layout.run_manifest(storage_run_id("weekly", "manual__x")))
 
 
-@pytest.mark.parametrize("file_name", ["/etc/passwd", "../../data/products/product_001/history.parquet", ".hidden"])
+@pytest.mark.parametrize(
+    "file_name", ["/etc/passwd", "../../data/products/product_001/history.parquet", "x/../../../latest.json", ".hidden"]
+)
 def test_a_manifest_naming_a_file_outside_its_model_set_is_refused_at_plan_time(layout, file_name):
     manifest_path = local_path(layout.model_file("tiny-test", "manifest.json"))
     manifest = json.loads(manifest_path.read_text())
@@ -175,3 +186,16 @@ def test_a_param_of_zero_or_false_is_given_not_replaced_by_the_default():
     assert param({"spot_nodes": 0}, "spot_nodes", 2) == 0
     assert param({"spot_nodes": None}, "spot_nodes", 2) == 2
     assert param({}, "force", True) is True
+
+
+@pytest.mark.parametrize(
+    ("typed", "products"),
+    [("3, 17", [3, 17]), ("[1, 2]", [1, 2]), ("40-42 7", [40, 41, 42, 7]), ("", None), (None, None), ([5, 6], [5, 6])],
+)
+def test_products_can_be_typed_as_numbers_and_ranges(typed, products):
+    assert requested_products(typed) == products
+
+
+def test_a_typed_product_that_is_not_a_number_is_named():
+    with pytest.raises(PlanError, match=r"products: 'x7' is neither a product number nor a range like 40-45"):
+        requested_products("3, x7")

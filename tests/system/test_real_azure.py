@@ -19,7 +19,7 @@ from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import upload_model_set
-from scoring_airflow.run_steps import connect_storage
+from scoring_airflow.blob import connect_storage
 from scoring_airflow.settings import PROJECT_DIR, ForecastSettings
 from tests.airflow.conftest import run_dag
 

@@ -1,11 +1,13 @@
 """Validation catches forecasts that have the right schema but the wrong content."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from retail_scoring.validation import check_forecast
 
 ORIGIN = 107
+QUANTILES = ["q5", "q25", "q50", "q75", "q95"]
 
 
 def good_forecast(n_series: int = 3) -> pd.DataFrame:
@@ -41,6 +43,10 @@ def test_a_good_forecast_has_no_problems():
         (lambda f: f[f["sku"] != 3], "2 series found (3 expected)"),
         (lambda f: f.assign(q50=f["q50"].where(f.index != 4)), "1 rows with NaN quantiles"),
         (lambda f: f.assign(q5=f["q5"].where(f.index != 4, -1.0)), "1 rows with negative quantiles"),
+        (
+            lambda f: f.assign(**{q: f[q].where(f.index != 6, np.inf) for q in QUANTILES}),
+            "1 rows with infinite quantiles",
+        ),
         (lambda f: f.assign(q75=f["q75"].where(f.index > 1, 1.5)), "2 rows with crossing quantiles"),
         (lambda f: f.assign(forecast_origin=100), "forecast_origin differs from the run's origin 107"),
         (lambda f: f.assign(model_version="v0"), "model_version differs from the run's v1"),
@@ -53,6 +59,7 @@ def test_a_good_forecast_has_no_problems():
         "series-missing",
         "nan",
         "negative",
+        "infinite",
         "crossing",
         "wrong-origin",
         "wrong-model",
@@ -67,3 +74,22 @@ def test_garbage_is_caught(garble, expected):
 def test_quantiles_are_never_reported_crossing_when_equal():
     flat = good_forecast().assign(q5=3.0, q25=3.0, q50=3.0, q75=3.0, q95=3.0)
     assert check_forecast(flat, 3, ORIGIN, "v1") == []
+
+
+def test_series_must_be_exactly_the_planned_ones():
+    planned = pd.DataFrame({"sku": [1, 2, 3], "store": [1, 1, 1]})
+    assert check_forecast(good_forecast(), 3, ORIGIN, "v1", planned=planned) == []
+    foreign = good_forecast().assign(sku=lambda f: f["sku"] + 11)  # another product's SKUs
+    problems = check_forecast(foreign, 3, ORIGIN, "v1", planned=planned)
+    assert "3 series not planned for this product, first sku=12 store=1" in problems
+    assert "3 series planned but missing, first sku=1 store=1" in problems
+
+
+def test_quantiles_far_above_the_series_history_are_refused():
+    peaks = pd.Series([10.0, 10.0, 0.04], index=pd.MultiIndex.from_tuples([(1, 1), (2, 1), (3, 1)]))
+    problems = check_forecast(good_forecast(), 3, ORIGIN, "v1", history_peak=peaks, max_ratio=100)
+    assert problems == [
+        "13 rows forecast more than 100x their series' highest weekly sales, first sku=3 store=1 week=108 "
+        "(q95 5, history peak 0.04)"
+    ]
+    assert check_forecast(good_forecast(), 3, ORIGIN, "v1", history_peak=peaks, max_ratio=200) == []

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--storage", required=True)
     build.add_argument("--products", type=int, default=90, help="number of products of 11 SKUs")
 
+    ingest = commands.add_parser(
+        "ingest-week", help="land the next held-back week of sales into the history (the demo's nightly ingest)"
+    )
+    ingest.add_argument("--storage", required=True)
+
     train = commands.add_parser("train", help="train a model set on one product's history")
     train.add_argument("--storage", required=True, help="storage root holding the data")
     train.add_argument("--product", type=int, default=1)
@@ -80,6 +85,10 @@ def run(args: argparse.Namespace) -> None:
         from retail_scoring.dataset import build_dataset
 
         build_dataset(layout, args.products)
+    elif args.command == "ingest-week":
+        from retail_scoring.dataset import ingest_next_week
+
+        print(f"sales of week {ingest_next_week(layout)} landed")
     elif args.command == "train":
         from retail_scoring.tables import read_product_table
         from retail_scoring.train import Hyperparameters, train_model_set

@@ -1,15 +1,18 @@
 """The reference dataset: bayesm's orangeJuice, cleaned as the reference architecture did and
 replicated into products of 11 SKUs each."""
 
+import json
 import logging
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.layout import StorageLayout
+from retail_scoring.errors import InputDataError
+from retail_scoring.layout import StorageLayout, product_of_folder
 from retail_scoring.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
-from retail_scoring.tables import write_table
+from retail_scoring.tables import read_product_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +89,46 @@ def write_products(layout: StorageLayout, reference: pd.DataFrame, n_products: i
         for table, frame in product_tables(reference, product).items():
             write_table(layout.product_file(product, table), frame, table)
         log.info("product %d of %d written", product, n_products)
+    record_sales_through(layout, int(reference["week"].max()) - HORIZON)
+
+
+def record_sales_through(layout: StorageLayout, week: int) -> None:
+    """The newest week whose sales are in every product's history: what a weekly run waits for.
+    Written last, after the product files, as a nightly ingest would."""
+    marker = {"week": week, "recorded_at": datetime.now(UTC).isoformat()}
+    storage.write_bytes_atomic(layout.sales_through(), json.dumps(marker).encode())
+
+
+def read_sales_through(layout: StorageLayout) -> int | None:
+    url = layout.sales_through()
+    return json.loads(storage.read_bytes(url))["week"] if storage.exists(url) else None
+
+
+def ingest_next_week(layout: StorageLayout) -> int:
+    """Land the next held-back week of the demo data, as a nightly ingest of a week's sales would:
+    its sales join each product's history (with the week's planned deal/feat/prices), its plans
+    leave the futurex, and the futurex gains the plans of the week 13 weeks ahead (a copy of the
+    last planned week: the demo's stand-in for the retailer's promotion plan). Idempotent per
+    product; the sales_through marker moves last."""
+    current = read_sales_through(layout)
+    if current is None:
+        raise InputDataError(f"{layout.sales_through()}: not found; build the data first (build-data)")
+    week = current + 1
+    products = [p for p in map(product_of_folder, storage.list_names(layout.products_dir())) if p is not None]
+    for product in sorted(products):
+        history = read_product_table(layout, product, "history")
+        if history["week"].max() >= week:
+            continue  # landed by an earlier, interrupted ingest
+        futurex = read_product_table(layout, product, "futurex")
+        actuals = read_product_table(layout, product, "actuals")
+        landed = futurex[futurex["week"] == week].merge(actuals[actuals["week"] == week], on=["sku", "store", "week"])
+        if landed.empty:
+            raise InputDataError(f"{layout.product_file(product, 'actuals')}: no sales held back for week {week}")
+        last_plan = futurex[futurex["week"] == futurex["week"].max()]
+        futurex = pd.concat([futurex[futurex["week"] != week], last_plan.assign(week=last_plan["week"] + 1)])
+        write_table(layout.product_file(product, "futurex"), futurex.sort_values(["sku", "store", "week"]), "futurex")
+        history = pd.concat([history, landed[list(TABLES["history"].names)]]).sort_values(["sku", "store", "week"])
+        write_table(layout.product_file(product, "history"), history, "history")
+    record_sales_through(layout, week)
+    log.info("sales of week %d landed for %d products", week, len(products))
+    return week

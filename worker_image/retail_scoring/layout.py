@@ -2,6 +2,7 @@
 becomes part of one (model version, model file name, run id, partition) is checked here.
 
 {root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
+{root}/data/sales_through.json                     the newest week whose sales every product's history holds
 {root}/models/{model_version}/manifest.json + one .rds per model
 {root}/runs/{run_id}/manifest.json                 the run's plan
 {root}/runs/{run_id}/forecasts/product_007.parquet
@@ -21,7 +22,7 @@ from numbers import Integral
 
 from retail_scoring.errors import UnsafeIdentifierError
 
-# One path segment: no separators, no "..", no leading dot (hidden and temporary files), bounded.
+# One path segment: no separators (so no traversal), no leading dot (hidden and temporary files), bounded.
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 PRODUCT_FOLDER = re.compile(r"product_(\d{3,})")
 PUBLISHED_INDEX = re.compile(r"origin_(\d{3,})\.json")
@@ -30,10 +31,10 @@ PUBLISHED_INDEX = re.compile(r"origin_(\d{3,})\.json")
 def checked_identifier(kind: str, value: object) -> str:
     """`value` if it is safe as one path segment and a cloud id, else an error naming it. Every
     identifier from users, manifests or plans passes here before it becomes a path."""
-    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value:
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise UnsafeIdentifierError(
             f"{kind} {value!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit, and no '..'"
+            "letter or digit"
         )
     return value
 
@@ -73,6 +74,9 @@ class StorageLayout:
 
     def products_dir(self) -> str:
         return self._join("data", "products")
+
+    def sales_through(self) -> str:
+        return self._join("data", "sales_through.json")
 
     def product_file(self, product: int, table: str, suffix: str = "parquet") -> str:
         return self._join("data", "products", product_label(product), f"{table}.{suffix}")
