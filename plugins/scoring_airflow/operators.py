@@ -13,7 +13,7 @@ from retail_scoring.layout import StorageLayout
 from retail_scoring.models import sha256_hex
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, backend_for
-from scoring_airflow.planning import job_id, logical_date_for_origin, run_origin
+from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import SalesArrivedTrigger, ScoringJobTrigger
 
@@ -151,19 +151,21 @@ class ScorePartitionsOperator(BaseOperator):
 
 
 class WaitForSalesOperator(BaseOperator):
-    """Wait, deferred, until the sales of the week a run forecasts from have arrived (the data's
+    """Wait, deferred, until the sales of the week before the logical date have arrived (the data's
     `sales_through` marker), so a Monday run never forecasts from a week still missing; at the
-    deadline fail saying which week is missing. Reforecasts and backfills of past weeks pass at once."""
+    deadline fail saying which week is missing. Backfills of past weeks pass at once; a run given
+    an explicit `origin_week` does not wait (planning checks that week against the data)."""
 
     def __init__(self, *, settings: ForecastSettings | None = None, **kwargs):
         super().__init__(**kwargs)
         self.settings = settings or ForecastSettings()
 
-    def execute(self, context: Context) -> int:
+    def execute(self, context: Context) -> int | None:
+        if context["params"].get("origin_week") is not None:
+            self.log.info("origin_week %s given: nothing to wait for", context["params"]["origin_week"])
+            return None
         dag_run = context["dag_run"]
-        week = run_origin(
-            dict(context["params"]), dag_run.logical_date or dag_run.run_after, self.settings.week0_monday
-        )
+        week = origin_for_logical_date(dag_run.logical_date or dag_run.run_after, self.settings.week0_monday)
         layout = StorageLayout(self.settings.storage_root)
         through = read_sales_through(layout)
         if through is not None and through >= week:

@@ -9,6 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +24,7 @@ from retail_scoring.layout import StorageLayout
 from retail_scoring.models import upload_model_set
 from retail_scoring.tables import read_forecast
 from retail_scoring.validation import forecast_problems
-from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
 from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
 from scoring_airflow.settings import ForecastSettings
@@ -156,6 +159,16 @@ def local_plan(layout, tmp_path, run_id: str) -> dict:
     }
 
 
+@contextmanager
+def local_pool_of(plan: dict) -> Iterator[LocalBackend]:
+    backend = backend_for("local", plan["backend_config"])
+    backend.create_pool(plan["pool_id"], 2)
+    try:
+        yield backend
+    finally:
+        backend.delete_pool(plan["pool_id"])
+
+
 def deferred_submit(plan: dict) -> tuple[ScorePartitionsOperator, TaskDeferred]:
     operator = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings(poll_interval_s=0.2))
     with pytest.raises(TaskDeferred) as deferred:
@@ -165,9 +178,7 @@ def deferred_submit(plan: dict) -> tuple[ScorePartitionsOperator, TaskDeferred]:
 
 def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(layout, tmp_path):
     plan = local_plan(layout, tmp_path, "resume")
-    backend = backend_for("local", plan["backend_config"])
-    backend.create_pool(plan["pool_id"], 2)
-    try:
+    with local_pool_of(plan):
         _, deferred = deferred_submit(plan)
         # The triggerer that took the job restarts: a new one rebuilds the trigger from its kwargs.
         classpath, kwargs = deferred.trigger.serialize()
@@ -176,8 +187,6 @@ def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(la
         resumed = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings())
         result = getattr(resumed, deferred.method_name)({"ti": SimpleNamespace(try_number=1)}, events[0].payload)
         jobs = sorted(p.name for p in (tmp_path / "pools" / plan["pool_id"] / "jobs").iterdir())
-    finally:
-        backend.delete_pool(plan["pool_id"])
     assert result["scored"] == ["partition_000", "partition_001"]
     assert [s["attempts"] for s in result["statuses"]] == [1, 1]
     assert jobs == ["resume-try1"], "one job, submitted once"
@@ -187,9 +196,7 @@ def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(la
 
 def test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers(layout, tmp_path):
     plan = local_plan(layout, tmp_path, "killed")
-    backend = backend_for("local", plan["backend_config"])
-    backend.create_pool(plan["pool_id"], 2)
-    try:
+    with local_pool_of(plan) as backend:
         operator, _ = deferred_submit(plan)
         job = tmp_path / "pools" / plan["pool_id"] / "jobs" / "killed-try1"
         deadline = time.monotonic() + 30
@@ -203,49 +210,59 @@ def test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers
             backend.task_statuses("killed-try1")
         time.sleep(0.5)
         assert not any(process_alive(pid) for pid in pids)
+
+
+@dataclass
+class RetriedTask:
+    first_stderr: str  # the first attempt's, read before the retry ends
+    status: TaskStatus
+    pool_log: str
+
+
+def score_through_a_fault(layout: StorageLayout, tmp_path: Path, heal: Callable[[], None]) -> RetriedTask:
+    """Score product 1 on a local pool with one retry while the fault is there; heal it as soon as
+    the first attempt has ended. The task's streams go to local files, so the first attempt's
+    stderr is readable whatever the fault did to the storage root."""
+    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
+            "model_version": TINY_MODELS, "run_id": "fault"}  # fmt: skip
+    logs = f"file://{tmp_path}/logs"
+    backend = LocalBackend(str(tmp_path / "pools"))
+    backend.create_pool("pool-f", 1)
+    try:
+        task = ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")
+        backend.submit_job("pool-f", "job-1", [task], max_retries=1, timeout_s=300)
+        status_file = tmp_path / "pools" / "pool-f" / "jobs" / "job-1" / "status" / "partition_000.json"
+        deadline = time.monotonic() + 240
+        while not (status_file.exists() and json.loads(status_file.read_text())["attempts"] == 2):
+            assert time.monotonic() < deadline, "the first attempt never ended"
+            time.sleep(0.05)
+        heal()
+        first_stderr = storage.read_bytes(task.stderr_url).decode()
+        status = wait_until_final(backend, "job-1", timeout_s=120)["partition_000"]
+        return RetriedTask(first_stderr, status, (tmp_path / "pools" / "pool-f" / "pool.log").read_text())
     finally:
-        backend.delete_pool(plan["pool_id"])
+        backend.delete_pool("pool-f")
+
+
+def assert_exit_3_then_retried(retried: RetriedTask, message: str) -> None:
+    assert re.search(message, retried.first_stderr, re.MULTILINE), retried.first_stderr
+    assert "Traceback" not in retried.first_stderr
+    assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in retried.pool_log
+    assert (retried.status.state, retried.status.attempts) == ("succeeded", 2)
 
 
 def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
     flaky_azurite, small_reference, tiny_model_dir, tmp_path
 ):
     """The worker gives up after the storage client's own retries (about a minute and a half) with
-    exit code 3 and one line; the pool's retry succeeds once storage is back. The task's streams go
-    to local files here, so the test can read the first attempt's stderr while storage is down."""
+    exit code 3 and one line; the pool's retry succeeds once storage is back."""
     layout = StorageLayout("abfs://outage")
     write_products(layout, small_reference, 1)
     upload_model_set(tiny_model_dir, layout)
-    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
-            "model_version": TINY_MODELS, "run_id": "outage"}  # fmt: skip
-    logs = f"file://{tmp_path}/logs"
-    backend = LocalBackend(str(tmp_path / "pools"))
-    backend.create_pool("pool-o", 1)
-    try:
-        flaky_azurite.cut()
-        backend.submit_job(
-            "pool-o",
-            "job-1",
-            [ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")],
-            max_retries=1,
-            timeout_s=300,
-        )
-        status_file = tmp_path / "pools" / "pool-o" / "jobs" / "job-1" / "status" / "partition_000.json"
-        deadline = time.monotonic() + 240
-        while not (status_file.exists() and json.loads(status_file.read_text())["attempts"] == 2):
-            assert time.monotonic() < deadline, "the first attempt never ended"
-            time.sleep(0.05)
-        flaky_azurite.restore()
-        first_stderr = storage.read_bytes(f"{logs}/err").decode()
-        status = wait_until_final(backend, "job-1", timeout_s=120)["partition_000"]
-        pool_log = (tmp_path / "pools" / "pool-o" / "pool.log").read_text()
-    finally:
-        backend.delete_pool("pool-o")
-    assert re.search(r"^error: abfs://outage/\S+: storage unavailable after retries", first_stderr, re.MULTILINE)
-    assert "Traceback" not in first_stderr
-    assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in pool_log
-    assert (status.state, status.attempts) == ("succeeded", 2)
-    assert storage.exists(layout.forecast_file("outage", 1))
+    flaky_azurite.cut()
+    retried = score_through_a_fault(layout, tmp_path, heal=flaky_azurite.restore)
+    assert_exit_3_then_retried(retried, r"^error: abfs://outage/\S+: storage unavailable after retries")
+    assert storage.exists(layout.forecast_file("fault", 1))
 
 
 @pytest.fixture
@@ -261,11 +278,10 @@ def small_disk(tmp_path):
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as file:
+    with open(filler, "wb", buffering=0) as file:  # unbuffered: nothing left to flush on close
         try:
             while True:
                 file.write(b"\0" * 65536)
-                file.flush()
         except OSError:
             pass
     return filler
@@ -278,34 +294,13 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
     write_products(layout, small_reference, 1)
     upload_model_set(tiny_model_dir, layout)
     filler = fill(small_disk)
-    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
-            "model_version": TINY_MODELS, "run_id": "full"}  # fmt: skip
-    logs = f"file://{tmp_path}/logs"
-    backend = LocalBackend(str(tmp_path / "pools"))
-    backend.create_pool("pool-f", 1)
-    try:
-        backend.submit_job(
-            "pool-f",
-            "job-1",
-            [ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")],
-            max_retries=1,
-            timeout_s=300,
-        )
-        status_file = tmp_path / "pools" / "pool-f" / "jobs" / "job-1" / "status" / "partition_000.json"
-        deadline = time.monotonic() + 120
-        while not (status_file.exists() and json.loads(status_file.read_text())["attempts"] == 2):
-            assert time.monotonic() < deadline, "the first attempt never ended"
-            time.sleep(0.05)
-        filler.unlink()  # space again: the retry succeeds
-        first_stderr = storage.read_bytes(f"{logs}/err").decode()
-        leftovers_after_failure = [p.name for p in small_disk.rglob(".tmp-*")]
-        status = wait_until_final(backend, "job-1", timeout_s=120)["partition_000"]
-        pool_log = (tmp_path / "pools" / "pool-f" / "pool.log").read_text()
-    finally:
-        backend.delete_pool("pool-f")
-    assert re.search(r"^error: \S+: storage unavailable \(No space left on device\)$", first_stderr, re.MULTILINE)
-    assert "Traceback" not in first_stderr
-    assert "job-1/partition_000 attempt 1 failed (exit code 3), retrying" in pool_log
-    assert leftovers_after_failure == []
-    assert (status.state, status.attempts) == ("succeeded", 2)
-    assert not forecast_problems(layout, "full", 1, 66, 107, TINY_MODELS)
+    leftovers = []
+
+    def free_space() -> None:
+        leftovers.extend(p.name for p in small_disk.rglob(".tmp-*"))  # what the failed attempt left
+        filler.unlink()
+
+    retried = score_through_a_fault(layout, tmp_path, heal=free_space)
+    assert_exit_3_then_retried(retried, r"^error: \S+: storage unavailable \(No space left on device\)$")
+    assert leftovers == []
+    assert not forecast_problems(layout, "fault", 1, 66, 107, TINY_MODELS)
