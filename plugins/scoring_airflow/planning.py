@@ -56,18 +56,27 @@ def partition_products(products: list[int], pool_size: int, partitioning: str) -
 
 def requested_products(value: str | list | None) -> list[int] | None:
     """The `products` param: a list of numbers (API, CLI), or what a person types into the form,
-    numbers and ranges like `3, 17, 40-45` (brackets allowed). None or empty: every product."""
-    if value is None or isinstance(value, list):
-        return [whole_number("products item", product) for product in value] if value else None
+    numbers and ranges like `3, 17, 40-45` (brackets allowed; the form may send the text as one
+    string or one per line). None or empty: every product."""
     products = []
-    for token in re.split(r"[,\s]+", value.strip().strip("[]")):
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            products += typed_products(item)
+        elif item is not None:
+            products.append(whole_number("products item", item))
+    return products or None
+
+
+def typed_products(text: str) -> list[int]:
+    products = []
+    for token in re.split(r"[,\s]+", text.strip().strip("[]")):
         if re.fullmatch(r"\d+", token):
             products.append(int(token))
         elif match := re.fullmatch(r"(\d+)-(\d+)", token):
             products.extend(range(int(match[1]), int(match[2]) + 1))
         elif token:
             raise PlanError(f"products: {token!r} is neither a product number nor a range like 40-45")
-    return products or None
+    return products
 
 
 def select_products(available: list[int], requested: list[int] | None) -> list[int]:

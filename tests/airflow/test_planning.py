@@ -190,7 +190,16 @@ def test_a_param_of_zero_or_false_is_given_not_replaced_by_the_default():
 
 @pytest.mark.parametrize(
     ("typed", "products"),
-    [("3, 17", [3, 17]), ("[1, 2]", [1, 2]), ("40-42 7", [40, 41, 42, 7]), ("", None), (None, None), ([5, 6], [5, 6])],
+    [
+        ("3, 17", [3, 17]),
+        ("[1, 2]", [1, 2]),
+        ("40-42 7", [40, 41, 42, 7]),
+        (["3, 4", "9"], [3, 4, 9]),  # a form's text area, one string per line
+        ("", None),
+        (None, None),
+        ([], None),
+        ([5, 6], [5, 6]),
+    ],
 )
 def test_products_can_be_typed_as_numbers_and_ranges(typed, products):
     assert requested_products(typed) == products

@@ -1,10 +1,12 @@
-// Headless Chromium through playwright-core: the DAG's grid, its docs and its trigger form.
-// Usage: node tests/ui/screenshots.mjs BASE_URL OUTPUT_DIR (scripts/ui_screenshots.sh runs it).
+// Headless Chromium through playwright-core: the DAG's runs, grid, docs and trigger form, then a
+// reforecast triggered through the form as a person would. With "runs-only", just the runs list.
+// Usage: node tests/ui/screenshots.mjs BASE_URL OUTPUT_DIR [runs-only] (scripts/ui_screenshots.sh runs it).
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const require = createRequire(new URL("../../.local/ui-tools/", import.meta.url));
 const { chromium } = require("playwright-core");
-const [base, out] = process.argv.slice(2);
+const [base, out, mode] = process.argv.slice(2);
 const dag = `${base}/dags/weekly_sales_forecast`;
 
 const browser = await chromium.launch({
@@ -14,27 +16,49 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
 
-await page.goto(dag, { waitUntil: "networkidle" });
-await page.screenshot({ path: `${out}/grid.png` });
-
 await page.goto(`${dag}/runs`, { waitUntil: "networkidle" });
-await page.screenshot({ path: `${out}/runs.png` });
+await page.screenshot({ path: `${out}/runs${mode ? "_after_form_run" : ""}.png` });
+if (mode === "runs-only") {
+  await page.goto(dag, { waitUntil: "networkidle" });
+  await page.screenshot({ path: `${out}/overview_after_form_run.png` });
+  await browser.close();
+  process.exit(0);
+}
 
 await page.goto(dag, { waitUntil: "networkidle" });
-await page.getByRole("button", { name: /docs/i }).first().click();
-await page.waitForTimeout(1500);
-await page.screenshot({ path: `${out}/docs.png` });
-await page.keyboard.press("Escape");
+await page.screenshot({ path: `${out}/overview.png` });
+const labels = await page.locator("button").evaluateAll((buttons) =>
+  buttons.map((b) => `${b.getAttribute("aria-label") ?? ""} | ${b.textContent.trim()}`));
+writeFileSync(`${out}/buttons.txt`, labels.join("\n"));
+
+const docs = page.locator('button[aria-label="Dag Docs"]').first();
+if (await docs.count()) {
+  await docs.click();
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: `${out}/dag_docs.png` });
+  await page.keyboard.press("Escape");
+  await page.waitForTimeout(500);
+}
 
 await page.getByRole("button", { name: /^trigger/i }).first().click();
 await page.waitForTimeout(1500);
-await page.screenshot({ path: `${out}/trigger_form.png` });
-for (const section of ["Run scope", "Compute", "Azure Batch"]) {
-  const header = page.getByText(section, { exact: true }).first();
-  if (await header.count()) {
-    await header.click();
-    await page.waitForTimeout(500);
-  }
+for (const [index, section] of ["Run scope", "Compute", "Azure Batch"].entries()) {
+  await page.getByText(section, { exact: true }).first().click();
+  await page.waitForTimeout(700);
+  await page.screenshot({ path: `${out}/trigger_form_${index + 1}_${section.toLowerCase().replace(" ", "_")}.png` });
 }
-await page.screenshot({ path: `${out}/trigger_form_sections.png`, fullPage: true });
+
+// A person's reforecast through the form: products typed as text, the origin week as a number.
+await page.getByText("Run scope", { exact: true }).first().click();  // closes the Azure Batch section
+await page.getByText("Run scope", { exact: true }).first().click();
+await page.waitForTimeout(700);
+const field = (name) => page.locator(`#element_${name}`).or(page.getByLabel(name, { exact: true })).first();
+writeFileSync(`${out}/fields.txt`, (await page.locator("textarea, input").evaluateAll((elements) =>
+  elements.map((e) => `${e.tagName} id=${e.id} name=${e.name} readonly=${e.readOnly}`))).join("\n"));
+await field("products").fill("3, 4");
+await field("origin_week").fill("107");
+await page.screenshot({ path: `${out}/trigger_form_4_filled.png` });
+await page.locator('[role="dialog"] button', { hasText: /^Trigger$/ }).last().click();
+await page.waitForTimeout(3000);
+await page.screenshot({ path: `${out}/after_trigger.png` });
 await browser.close();
