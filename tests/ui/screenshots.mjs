@@ -49,12 +49,9 @@ for (const [index, section] of ["Run scope", "Compute", "Azure Batch"].entries()
 }
 
 // A person's reforecast through the form: products typed as text, the origin week as a number.
-await page.getByText("Run scope", { exact: true }).first().click();  // closes the Azure Batch section
-await page.getByText("Run scope", { exact: true }).first().click();
+await page.getByText("Run scope", { exact: true }).first().click();  // one section open at a time
 await page.waitForTimeout(700);
-const field = (name) => page.locator(`#element_${name}`).or(page.getByLabel(name, { exact: true })).first();
-writeFileSync(`${out}/fields.txt`, (await page.locator("textarea, input").evaluateAll((elements) =>
-  elements.map((e) => `${e.tagName} id=${e.id} name=${e.name} readonly=${e.readOnly}`))).join("\n"));
+const field = (name) => page.locator(`[name="element_${name}"]`).first();
 await field("products").fill("3, 4");
 await field("origin_week").fill("107");
 await page.screenshot({ path: `${out}/trigger_form_4_filled.png` });
