@@ -8,9 +8,9 @@ from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 
-from scoring_airflow import report, run_steps
+from scoring_airflow import run_steps
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator
+from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
 settings = ForecastSettings()
@@ -157,10 +157,6 @@ def weekly_sales_forecast():
         get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
         return published
 
-    @task(task_id="report")
-    def write_report(run_plan: dict, score_result: dict) -> str:
-        return report.write_report(run_plan, score_result, settings)
-
     @task
     def delete_pool(run_plan: dict) -> None:
         run_steps.delete_pool(run_plan)
@@ -173,7 +169,7 @@ def weekly_sales_forecast():
     logs = collect_logs(run_plan)
     validated = validate(run_plan)
     published = publish(run_plan)
-    run_report = write_report(run_plan, score.output)
+    run_report = WriteReportOperator(task_id="report", plan=run_plan, score_result=score.output, settings=settings)
     pool >> score >> logs
     [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan).as_teardown(setups=pool)
 

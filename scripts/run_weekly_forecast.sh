@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: install, seed local storage with the data and the committed
-# models, then run the weekly DAG end to end for the newest week of data on the local backend.
+# models, then run the weekly DAG end to end for the newest week of data on the local backend,
+# through Airflow's own scheduler (`airflow standalone`), so the run has real start and end times
+# and task logs in the UI like any other run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -14,11 +16,20 @@ retail-scoring upload-models --storage "$FORECAST_STORAGE_ROOT" --source "includ
 
 airflow db migrate >/dev/null
 logical_date="$(python -m scoring_airflow.cli latest-data-week)"
-echo "== running weekly_sales_forecast for $logical_date (log: .local/last_run.log)"
-airflow dags test weekly_sales_forecast "$logical_date" > .local/last_run.log 2>&1 || {
-  grep -E "partition|ERROR|error" .local/last_run.log | tail -n 40
-  echo "the run failed; full log in .local/last_run.log"
-  exit 1
-}
-grep -E "partitions finished|published run" .local/last_run.log | sed 's/\[[a-z_.A-Z]*\] loc=.*//' || true
+run_id="weekly__${logical_date%%T*}__$(date -u +%Y%m%dT%H%M%S)"
+# Only the run triggered here: the scheduler makes no scheduled runs of its own meanwhile.
+export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
+echo "== starting Airflow (log: $AIRFLOW_HOME/standalone.log)"
+source scripts/airflow_standalone.sh
+airflow dags unpause weekly_sales_forecast >/dev/null 2>&1
+airflow dags trigger weekly_sales_forecast -l "$logical_date" -r "$run_id" >/dev/null 2>&1
+echo "== running $run_id (task logs: $AIRFLOW_HOME/logs/dag_id=weekly_sales_forecast/run_id=$run_id/)"
+status=0
+wait_for_run "$run_id" || status=$?
+airflow dags pause weekly_sales_forecast >/dev/null 2>&1
+if [ $status -ne 0 ]; then
+  grep -rhoE "(partition|error|ERROR)[^\"]*" "$AIRFLOW_HOME/logs/dag_id=weekly_sales_forecast/run_id=$run_id/" | tail -n 20
+  exit $status
+fi
 python -m scoring_airflow.cli summary
+echo "== the run in the UI: airflow standalone (AIRFLOW_HOME=$AIRFLOW_HOME), then http://localhost:8080"

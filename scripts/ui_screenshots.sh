@@ -20,42 +20,29 @@ export FORECAST_STORAGE_ROOT="file://$PROJECT_DIR/.local/ui-storage"
 export FORECAST_LOCAL_POOL_DIR="$PROJECT_DIR/.local/ui-pools"
 export FORECAST_POOL_SIZE=2 FORECAST_POLL_INTERVAL_S=1
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True  # no login page in the way of the screenshots
-export AIRFLOW__CORE__PARALLELISM=1  # one task at a time: SQLite under parallel task runs answers 500s
+export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False  # only the runs triggered here
 rm -rf "$AIRFLOW_HOME" .local/ui-storage .local/ui-pools
 retail-scoring build-data --storage "$FORECAST_STORAGE_ROOT" --products 4 | tail -n 1
 retail-scoring upload-models --storage "$FORECAST_STORAGE_ROOT" --source include/models/gbm-1250x6-v1
 
-if curl -s -o /dev/null http://localhost:8080; then
-  echo "port 8080 is taken: stop whatever Airflow runs there first"; exit 1
-fi
-airflow standalone > .local/ui-standalone.log 2>&1 &
-standalone=$!
-trap 'kill $standalone 2>/dev/null; pkill -f "airflow (scheduler|triggerer|dag-processor|api-server)" 2>/dev/null || true' EXIT
-until curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null; do sleep 2; done
-until airflow dags list 2>/dev/null | grep -q weekly_sales_forecast; do sleep 2; done
+source scripts/airflow_standalone.sh
 
 airflow dags unpause weekly_sales_forecast >/dev/null
 airflow dags trigger weekly_sales_forecast -l 2026-11-23T07:00:00+00:00 -r weekly__origin-107__all-products >/dev/null
 airflow dags trigger weekly_sales_forecast -l 2026-11-24T07:00:00+00:00 -r reforecast__origin-107__products-1-2 \
   -c '{"products": "1, 2", "origin_week": 107}' >/dev/null
-deadline=$((SECONDS + 900))
 for run in weekly__origin-107__all-products reforecast__origin-107__products-1-2; do
-  until airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | grep "$run" | grep -qE "success|failed"; do
-    [ $SECONDS -lt $deadline ] || { echo "runs did not finish; see .local/ui-standalone.log"; exit 1; }
-    sleep 5
-  done
+  wait_for_run "$run" 900
 done
 airflow dags list-runs weekly_sales_forecast -o table 2>/dev/null | head -n 8
 rm -rf .local/screenshots && mkdir -p .local/screenshots
-node tests/ui/screenshots.mjs http://localhost:8080 .local/screenshots
+node tests/ui/screenshots.mjs http://localhost:$AIRFLOW_PORT .local/screenshots
 # the reforecast the form triggered: its conf as the form sent it, and how it ended
-until airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | grep manual__ | grep -qE "success|failed"; do
-  [ $SECONDS -lt $deadline ] || { echo "the form's run did not finish"; exit 1; }
-  sleep 5
-done
+form_run="$(airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | awk '$2 ~ /^manual__/ {print $2; exit}')"
+wait_for_run "$form_run" 900 || true  # its conf and state are printed below either way
 airflow dags list-runs weekly_sales_forecast -o json 2>/dev/null | python3 -c '
 import json, sys
 for run in json.load(sys.stdin):
     print(run["run_id"], run["state"], run.get("conf"))'
-node tests/ui/screenshots.mjs http://localhost:8080 .local/screenshots runs-only
+node tests/ui/screenshots.mjs http://localhost:$AIRFLOW_PORT .local/screenshots runs-only
 ls .local/screenshots

@@ -12,10 +12,12 @@ from retail_scoring.dataset import read_sales_through
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import sha256_hex
 from retail_scoring.validation import forecast_problems
+from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
 from scoring_airflow.settings import ForecastSettings
-from scoring_airflow.triggers import SalesArrivedTrigger, ScoringJobTrigger
+from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
 STDERR_TAIL_CHARS = 600
 
@@ -34,9 +36,10 @@ def worker_arguments(plan: dict, partition: str) -> list[str]:
 
 
 def partition_outputs(layout: StorageLayout, plan: dict, partition: str) -> tuple[str, ...]:
-    """Every file a partition's scoring task writes: its products' forecasts and its timings."""
+    """Every file a partition's scoring task writes: its products' forecasts, its timings and its
+    progress."""
     forecasts = [layout.forecast_file(plan["run_id"], product) for product in plan["partitions"][partition]]
-    return (*forecasts, layout.task_timings(plan["run_id"], partition))
+    return (*forecasts, layout.task_timings(plan["run_id"], partition), layout.task_progress(plan["run_id"], partition))
 
 
 def plan_expectations(plan: dict, product: int) -> dict:
@@ -75,6 +78,7 @@ class ScorePartitionsOperator(BaseOperator):
     """
 
     template_fields = ("plan",)
+    operator_extra_links = (ForecastFilesLink(), BatchAccountLink())
 
     def __init__(self, *, plan: Any, settings: ForecastSettings | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -112,7 +116,13 @@ class ScorePartitionsOperator(BaseOperator):
         self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan["pool_id"])
         self.defer(
             trigger=ScoringJobTrigger(
-                plan["compute_backend"], plan["backend_config"], self._job_id, self.settings.poll_interval_s
+                plan["compute_backend"],
+                plan["backend_config"],
+                self._job_id,
+                self.settings.poll_interval_s,
+                progress=PartitionProgress(
+                    plan["storage_root"], plan["run_id"], {t.task_id: len(plan["partitions"][t.task_id]) for t in tasks}
+                ),
             ),
             method_name="execute_complete",
         )
@@ -148,6 +158,23 @@ class ScorePartitionsOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._job_id:
             self._backend().delete_job(self._job_id)
+
+
+class WriteReportOperator(BaseOperator):
+    """Write the run's report (figure, timings, cost, accuracy), linked from the task with the
+    forecasts."""
+
+    template_fields = ("plan", "score_result")
+    operator_extra_links = (ForecastReportLink(), ForecastFilesLink())
+
+    def __init__(self, *, plan: Any, score_result: Any, settings: ForecastSettings | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.score_result = score_result
+        self.settings = settings or ForecastSettings()
+
+    def execute(self, context: Context) -> str:
+        return report.write_report(self.plan, self.score_result, self.settings)
 
 
 class WaitForSalesOperator(BaseOperator):

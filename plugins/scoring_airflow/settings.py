@@ -41,6 +41,8 @@ class ForecastSettings:
     wasb_conn_id: str = field(default_factory=lambda: _env("WASB_CONN_ID", ""))  # empty: adlfs' env vars
     batch_conn_id: str = field(default_factory=lambda: _env("BATCH_CONN_ID", "azure_batch_default"))
     worker_image: str = field(default_factory=lambda: _env("WORKER_IMAGE", "retail-scoring-worker:1.0.0"))
+    # /subscriptions/.../providers/Microsoft.Batch/batchAccounts/NAME: the score task's portal link.
+    batch_account_resource_id: str = field(default_factory=lambda: _env("BATCH_ACCOUNT_RESOURCE_ID", ""))
     registry_conn_id: str = field(default_factory=lambda: _env("REGISTRY_CONN_ID", ""))
     spot_nodes: int = field(default_factory=lambda: int(_env("SPOT_NODES", "0")))
     task_slots_per_node: int = field(default_factory=lambda: int(_env("TASK_SLOTS_PER_NODE", "1")))

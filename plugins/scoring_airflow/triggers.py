@@ -1,7 +1,8 @@
-"""Deferrable waiting: on a scoring job (polls task states, logs each partition as it finishes) and
-on a week's sales arriving in storage."""
+"""Deferrable waiting: on a scoring job (polls task states, logs products written as the partitions'
+progress files move and each partition as it finishes) and on a week's sales arriving in storage."""
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -10,19 +11,66 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from retail_scoring import storage
 from retail_scoring.dataset import read_sales_through
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import TaskStatus, backend_for
 
 
+class PartitionProgress:
+    """Products written per partition, from the progress files the scoring tasks write after each
+    chunk; `changes()` returns log lines for what moved since it was last asked."""
+
+    def __init__(self, storage_root: str, run_id: str, totals: dict[str, int]):
+        self.storage_root = storage_root
+        self.run_id = run_id
+        self.totals = totals
+        self._done = dict.fromkeys(totals, 0)
+
+    def to_dict(self) -> dict:
+        return {"storage_root": self.storage_root, "run_id": self.run_id, "totals": self.totals}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PartitionProgress":
+        return cls(data["storage_root"], data["run_id"], data["totals"])
+
+    def changes(self, partitions: list[str]) -> list[str]:
+        """Read the progress of `partitions` (the running ones) and describe what moved."""
+        layout = StorageLayout(self.storage_root)
+        lines = []
+        for partition in partitions:
+            if self._done[partition] == self.totals[partition]:
+                continue
+            url = layout.task_progress(self.run_id, partition)
+            try:
+                done = json.loads(storage.read_bytes(url))["done"] if storage.exists(url) else 0
+            except (OSError, ValueError, KeyError):
+                continue  # progress is informative only: a file being replaced is read next time
+            if done != self._done[partition]:
+                self._done[partition] = done
+                lines.append(
+                    f"{partition}: {done}/{self.totals[partition]} products written "
+                    f"(overall {sum(self._done.values())}/{sum(self.totals.values())})"
+                )
+        return lines
+
+
 class ScoringJobTrigger(BaseTrigger):
-    def __init__(self, backend: str, backend_config: dict, job_id: str, poll_interval_s: float):
+    def __init__(
+        self,
+        backend: str,
+        backend_config: dict,
+        job_id: str,
+        poll_interval_s: float,
+        progress: "PartitionProgress | dict | None" = None,
+    ):
         super().__init__()
         self.backend = backend
         self.backend_config = backend_config
         self.job_id = job_id
         self.poll_interval_s = poll_interval_s
+        self.progress = PartitionProgress.from_dict(progress) if isinstance(progress, dict) else progress
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -32,11 +80,14 @@ class ScoringJobTrigger(BaseTrigger):
                 "backend_config": self.backend_config,
                 "job_id": self.job_id,
                 "poll_interval_s": self.poll_interval_s,
+                "progress": self.progress.to_dict() if self.progress else None,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = backend_for(self.backend, self.backend_config)
+        if self.progress:
+            connect_storage()
         reported: set[str] = set()
         restarts = RestartWatch()
         last_counts = None
@@ -49,6 +100,10 @@ class ScoringJobTrigger(BaseTrigger):
             for task_id in restarts.observe(statuses):
                 self.log.info("%s restarted by the pool without a failed attempt (node preempted or removed)", task_id)
             statuses = [restarts.annotate(s) for s in statuses]
+            if self.progress:
+                running = [s.task_id for s in statuses if s.state == "running" or s.is_final]
+                for line in await asyncio.to_thread(self.progress.changes, running):
+                    self.log.info("%s", line)
             finished = [s for s in statuses if s.is_final]
             for status in finished:
                 if status.task_id not in reported:

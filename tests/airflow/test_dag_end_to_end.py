@@ -48,6 +48,8 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert {product: entry["run_id"] for product, entry in current["products"].items()} == {"1": run_id, "2": run_id}
     assert current["products"]["1"]["forecast"] == layout.forecast_file(run_id, 1)
     assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_000", "stdout")).decode()
+    for partition in ("partition_000", "partition_001"):
+        assert json.loads(storage.read_bytes(layout.task_progress(run_id, partition))) == {"done": 1, "total": 1}
     report = storage.read_bytes(layout.report_file(run_id, "report.md")).decode()
     assert "## Cost estimate" in report and "partition_001" in report
     assert storage.read_bytes(layout.report_file(run_id, "forecast_store1.png")).startswith(b"\x89PNG")

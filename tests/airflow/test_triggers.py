@@ -1,4 +1,7 @@
-"""How the trigger tells a task the pool restarted (a preempted spot node) from a retry."""
+"""How the trigger tells a task the pool restarted (a preempted spot node) from a retry, and how it
+reports the partitions' progress."""
+
+import json
 
 from scoring_airflow.compute import TaskStatus
 from scoring_airflow.triggers import RestartWatch
@@ -31,3 +34,31 @@ def test_a_retried_attempt_preempted_later_is_a_restart():
     watch.observe(running(1, 100.0))
     watch.observe(running(2, 130.0))
     assert watch.observe(running(2, 190.0)) == ["p0"]
+
+
+def test_progress_logs_each_partition_as_its_progress_file_moves(tmp_path):
+    from retail_scoring import storage
+    from retail_scoring.layout import StorageLayout
+    from scoring_airflow.triggers import PartitionProgress
+
+    layout = StorageLayout(f"file://{tmp_path}")
+    progress = PartitionProgress.from_dict(
+        PartitionProgress(layout.root, "run-1", {"p0": 45, "p1": 40}).to_dict()  # as the triggerer rebuilds it
+    )
+
+    def written(partition: str, done: int, total: int) -> None:
+        url = layout.task_progress("run-1", partition)
+        storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
+
+    assert progress.changes(["p0", "p1"]) == [], "no progress file yet: nothing written"
+    written("p0", 15, 45)
+    assert progress.changes(["p0", "p1"]) == ["p0: 15/45 products written (overall 15/85)"]
+    assert progress.changes(["p0", "p1"]) == [], "unchanged: not logged again"
+    written("p0", 45, 45)
+    written("p1", 30, 40)
+    assert progress.changes(["p0", "p1"]) == [
+        "p0: 45/45 products written (overall 45/85)",
+        "p1: 30/40 products written (overall 75/85)",
+    ]
+    storage.write_bytes_atomic(layout.task_progress("run-1", "p1"), b'{"do')  # torn: read again next poll
+    assert progress.changes(["p1"]) == []

@@ -40,6 +40,24 @@ if (await docs.count()) {
   await page.waitForTimeout(500);
 }
 
+// The weekly run's report task: its extra links, and where they lead.
+await page.goto(`${dag}/runs/weekly__origin-107__all-products/tasks/report`, { waitUntil: "networkidle" });
+await page.waitForTimeout(1500);
+await page.screenshot({ path: `${out}/report_task_links.png` });
+for (const [name, file] of [["Forecast report", "report_page"], ["Forecasts", "forecasts_page"]]) {
+  const link = page.getByRole("link", { name }).first();
+  const href = (await link.count()) ? await link.getAttribute("href") : null;
+  writeFileSync(`${out}/${file}.href.txt`, `${href}\n`);
+  if (href) {
+    const linked = await browser.newPage({ viewport: { width: 1300, height: 1000 } });
+    await linked.context().addCookies(await page.context().cookies());
+    await linked.goto(new URL(href, base).href, { waitUntil: "networkidle" });
+    await linked.screenshot({ path: `${out}/${file}.png`, fullPage: file === "report_page" });
+    await linked.close();
+  }
+}
+await page.goto(dag, { waitUntil: "networkidle" });
+
 await page.getByRole("button", { name: /^trigger/i }).first().click();
 await page.waitForTimeout(1500);
 for (const [index, section] of ["Run scope", "Compute", "Azure Batch"].entries()) {

@@ -70,6 +70,12 @@ def run(args: argparse.Namespace) -> None:
 
         run_manifest_url = layout.run_manifest(args.run_id)
         run_manifest = json.loads(storage.read_bytes(run_manifest_url)) if storage.exists(run_manifest_url) else {}
+
+        def report_progress(done: int, total: int) -> None:
+            """The run's progress file for this partition, which the scoring job's waiter reads."""
+            url = layout.task_progress(args.run_id, args.partition)
+            storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
+
         timings = score_partition(
             layout,
             args.products,
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> None:
             args.model_version,
             args.run_id,
             run_manifest.get("model_manifest_sha256"),
+            report_progress if args.partition else None,
         )
         if args.partition:
             url = layout.task_timings(args.run_id, args.partition)

@@ -97,14 +97,20 @@ class StorageLayout:
     def run_manifest(self, run_id: str) -> str:
         return f"{self.run_dir(run_id)}/manifest.json"
 
+    def forecasts_dir(self, run_id: str) -> str:
+        return f"{self.run_dir(run_id)}/forecasts"
+
     def forecast_file(self, run_id: str, product: int) -> str:
-        return f"{self.run_dir(run_id)}/forecasts/{product_label(product)}.parquet"
+        return f"{self.forecasts_dir(run_id)}/{product_label(product)}.parquet"
 
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
 
     def task_timings(self, run_id: str, partition: str) -> str:
         return f"{self.run_dir(run_id)}/timings/{checked_identifier('partition', partition)}.json"
+
+    def task_progress(self, run_id: str, partition: str) -> str:
+        return f"{self.run_dir(run_id)}/progress/{checked_identifier('partition', partition)}.json"
 
     def report_file(self, run_id: str, name: str) -> str:
         return f"{self.run_dir(run_id)}/report/{checked_identifier('report file name', name)}"

@@ -1,8 +1,9 @@
-"""Score one partition: load the model set once, stack every product's rows, one R predict call
-per model, then one forecast file per product."""
+"""Score one partition: load the model set once, then chunk by chunk of products stack their rows,
+make one R predict call per model and write one forecast file per product."""
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 
@@ -18,6 +19,11 @@ from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES
 from retail_scoring.tables import read_product_table, write_table
 
 log = logging.getLogger(__name__)
+
+# Products stacked into one chunk of R predict calls. Stacking more gains little (one call per
+# chunk and model, ~10% over one per product), while a chunk bounds the rows held in memory and
+# lets progress be seen as chunks are written.
+PRODUCTS_PER_CHUNK = 15
 
 
 @dataclass
@@ -136,15 +142,33 @@ def score_partition(
     model_version: str,
     run_id: str,
     pinned_manifest_sha256: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> PartitionTimings:
-    """Score `products` and write their forecasts. Products with bad input are reported together
-    at the end, after every good product's forecast is written. With a pinned manifest checksum
-    (the run's), a model set changed since the run was planned is refused."""
+    """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time, calling
+    `on_progress(products done, products)` after each chunk. Products with bad input are reported
+    together at the end, after every good product's forecast is written. With a pinned manifest
+    checksum (the run's), a model set changed since the run was planned is refused."""
     timings = PartitionTimings()
     started = time.perf_counter()
     models = ModelSet.load(layout, model_version, pinned_manifest_sha256)
     timings.model_load_s = time.perf_counter() - started
+    failures: list[str] = []
+    for start in range(0, len(products), PRODUCTS_PER_CHUNK):
+        chunk = products[start : start + PRODUCTS_PER_CHUNK]
+        failures += _score_chunk(layout, chunk, origin, models, run_id, timings)
+        if on_progress:
+            on_progress(start + len(chunk), len(products))
+    log.info("partition done: %s", timings.summary())
+    if failures:
+        raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))
+    return timings
 
+
+def _score_chunk(
+    layout: StorageLayout, products: list[int], origin: int, models: ModelSet, run_id: str, timings: PartitionTimings
+) -> list[str]:
+    """Score and write a chunk of products with stacked predict calls; returns the bad-input
+    messages of the products that could not be scored."""
     scored, feature_frames, failures = [], [], []
     for product in products:
         started = time.perf_counter()
@@ -155,26 +179,24 @@ def score_partition(
             failures.append(str(error))
             log.error("%s: skipped: %s", product_label(product), error)
         timings.features_s += time.perf_counter() - started
-    if feature_frames:
-        rows = pd.concat(feature_frames, ignore_index=True)
-        quantiles = predict_quantiles(models, rows, timings)
-        forecasts = rows[["sku", "store", "week"]].assign(
-            **dict(zip(QUANTILE_COLUMNS, quantiles.T, strict=True)),
-            forecast_origin=origin,
-            model_version=models.version,
-        )
-        ends = list(accumulate(len(frame) for frame in feature_frames))
-        for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
-            started = time.perf_counter()
-            # scoring_features gives each product's rows in (sku, store, week) order, the file's order
-            sha256 = write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
-            timings.forecast_sha256[str(product)] = sha256
-            seconds = time.perf_counter() - started
-            timings.write_s += seconds
-            timings.rows += end - start
-            timings.products_scored.append(product)
-            log.info("%s: %d rows scored, written in %.3f s", product_label(product), end - start, seconds)
-    log.info("partition done: %s", timings.summary())
-    if failures:
-        raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))
-    return timings
+    if not feature_frames:
+        return failures
+    rows = pd.concat(feature_frames, ignore_index=True)
+    quantiles = predict_quantiles(models, rows, timings)
+    forecasts = rows[["sku", "store", "week"]].assign(
+        **dict(zip(QUANTILE_COLUMNS, quantiles.T, strict=True)),
+        forecast_origin=origin,
+        model_version=models.version,
+    )
+    ends = list(accumulate(len(frame) for frame in feature_frames))
+    for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
+        started = time.perf_counter()
+        # scoring_features gives each product's rows in (sku, store, week) order, the file's order
+        sha256 = write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
+        timings.forecast_sha256[str(product)] = sha256
+        seconds = time.perf_counter() - started
+        timings.write_s += seconds
+        timings.rows += end - start
+        timings.products_scored.append(product)
+        log.info("%s: %d rows scored, written in %.3f s", product_label(product), end - start, seconds)
+    return failures

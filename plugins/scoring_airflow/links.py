@@ -1,0 +1,43 @@
+"""Extra links on the forecast tasks: the run's report and forecasts (served by the outputs app in
+Airflow's API server) and, on Azure Batch, the Batch account in the Azure portal."""
+
+from airflow.configuration import conf
+from airflow.sdk import BaseOperatorLink
+
+from scoring_airflow.settings import ForecastSettings
+
+URL_PREFIX = "/forecast-outputs"  # where the plugin mounts outputs_app in the API server
+
+
+def outputs_url(plan: dict, folder: str) -> str:
+    """Relative to the UI's own server unless [api] base_url says where the API server is."""
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}{URL_PREFIX}/runs/{plan['run_id']}/{folder}/"
+
+
+class ForecastReportLink(BaseOperatorLink):
+    name = "Forecast report"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        return outputs_url(operator.plan, "report")
+
+
+class ForecastFilesLink(BaseOperatorLink):
+    name = "Forecasts"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        return outputs_url(operator.plan, "forecasts")
+
+
+class BatchAccountLink(BaseOperatorLink):
+    """The Batch account in the Azure portal, where the run's job (`{run}-try{n}`, named in the task
+    log) is under Jobs: the portal documents no deep link to one job. Shown when
+    FORECAST_BATCH_ACCOUNT_RESOURCE_ID holds the account's resource id."""
+
+    name = "Azure Batch account"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        account = ForecastSettings().batch_account_resource_id
+        if operator.plan["compute_backend"] != "azure_batch" or not account:
+            return ""
+        return f"https://portal.azure.com/#resource{account}/overview"

@@ -1,0 +1,37 @@
+# Sourced by the scripts that run the DAG as Airflow runs it in production: `airflow standalone`
+# (scheduler, triggerer, DAG processor, API server on $AIRFLOW_PORT, default 8080) in the
+# background, stopped when the sourcing script exits. Its log: $AIRFLOW_HOME/standalone.log.
+export AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
+export AIRFLOW__API__PORT="$AIRFLOW_PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$AIRFLOW_PORT/execution/"
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-1}"  # SQLite answers 500s to parallel task runs
+
+if curl -s -o /dev/null "http://localhost:$AIRFLOW_PORT"; then
+  echo "port $AIRFLOW_PORT is taken: stop what runs there, or set AIRFLOW_PORT"; exit 1
+fi
+mkdir -p "$AIRFLOW_HOME"
+airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
+airflow_standalone_pid=$!
+trap 'kill $airflow_standalone_pid 2>/dev/null; wait $airflow_standalone_pid 2>/dev/null || true' EXIT
+deadline=$((SECONDS + 300))
+until curl -sf "http://localhost:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null \
+  && airflow dags list 2>/dev/null | grep -q weekly_sales_forecast; do
+  if [ $SECONDS -ge $deadline ] || ! kill -0 $airflow_standalone_pid 2>/dev/null; then
+    echo "Airflow did not start; see $AIRFLOW_HOME/standalone.log"; exit 1
+  fi
+  sleep 2
+done
+
+# wait_for_run RUN_ID [TIMEOUT_S]: until the DAG run ends; fails unless it succeeded.
+wait_for_run() {
+  local run_id="$1" deadline=$((SECONDS + ${2:-1800})) state
+  while :; do
+    state="$(airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | awk -v id="$run_id" '$2 == id {print $3}')"
+    case "$state" in
+      success) return 0 ;;
+      failed) echo "run $run_id failed"; return 1 ;;
+    esac
+    if [ $SECONDS -ge $deadline ]; then echo "run $run_id did not finish in time"; return 1; fi
+    sleep 5
+  done
+}

@@ -1,0 +1,58 @@
+"""The extra links on the score and report tasks, and the API server app they point to, through a
+real run and Airflow's real API server app (its own auth manager deciding who may read)."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.airflow.conftest import run_dag
+from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of
+
+
+@pytest.fixture
+def api_client(monkeypatch, tmp_path):
+    """The API server app with one viewer, `planner`, of Airflow's simple auth manager."""
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"planner": "planner-password"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "planner:viewer")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-secret-" + "0123456789abcdef" * 4)
+    from airflow.api_fastapi.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+
+
+def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
+    airflow_db, layout, forecast_env, api_client
+):
+    dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert dag_run.state == "success"
+    run_id = run_id_of(dag_run)
+    report_ti, score_ti = dag_run.get_task_instance("report"), dag_run.get_task_instance("score")
+    report_link = report_ti.xcom_pull(task_ids="report", key="_link_ForecastReportLink")
+    forecasts_link = score_ti.xcom_pull(task_ids="score", key="_link_ForecastFilesLink")
+    assert report_link == f"/forecast-outputs/runs/{run_id}/report/"
+    assert forecasts_link == f"/forecast-outputs/runs/{run_id}/forecasts/"
+    assert score_ti.xcom_pull(task_ids="score", key="_link_BatchAccountLink") == "", "local runs have no Batch"
+
+    assert api_client.get(report_link).status_code == 401, "no token: nothing served"
+    api_client.cookies.set("_token", "not-a-token")
+    assert api_client.get(report_link).status_code in (401, 403), "a forged token: nothing served"
+    login = api_client.post("/auth/token", json={"username": "planner", "password": "planner-password"})
+    api_client.cookies.set("_token", login.json()["access_token"])
+    page = api_client.get(report_link)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"<h1>Forecast run {run_id}</h1>" in page.text and "<table>" in page.text
+    assert api_client.get(f"{report_link}forecast_store1.png").content.startswith(b"\x89PNG")
+    listing = api_client.get(forecasts_link).text
+    assert "product_001.csv" in listing and "product_002.csv" in listing
+    csv = api_client.get(f"{forecasts_link}product_002.csv")
+    lines = csv.text.splitlines()
+    assert lines[0] == '"sku","store","week","q5","q25","q50","q75","q95","forecast_origin","model_version"'
+    assert len(lines) == 1 + 66 * 13
+    assert api_client.get(f"{forecasts_link}product_003.csv").status_code == 404, "not in this run"
+    assert api_client.get("/forecast-outputs/runs/no-such-run/report/").status_code == 404
+    assert api_client.get("/forecast-outputs/runs/.hidden/report/").status_code == 400
+    assert api_client.get(f"{report_link}..%2F..%2Fmanifest.json").status_code in (400, 404)

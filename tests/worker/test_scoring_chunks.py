@@ -1,0 +1,34 @@
+"""A partition is scored chunk by chunk: the forecasts do not depend on the chunking, progress is
+reported after each chunk, and a bad product in one chunk does not stop the next."""
+
+import pytest
+
+from retail_scoring import scoring, storage
+from retail_scoring.errors import ScoringError
+from tests.conftest import TINY_MODELS, local_path
+
+
+def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> list[tuple[int, int]]:
+    monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", products_per_chunk)
+    progress: list[tuple[int, int]] = []
+    scoring.score_partition(layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p))
+    return progress
+
+
+def test_chunks_write_the_same_forecasts_and_report_progress_after_each(layout, monkeypatch):
+    assert score_with_chunks(layout, monkeypatch, 2, "chunked") == [(2, 3), (3, 3)]
+    assert score_with_chunks(layout, monkeypatch, 3, "stacked") == [(3, 3)]
+    for product in (1, 2, 3):
+        chunked = storage.read_bytes(layout.forecast_file("chunked", product))
+        assert chunked == storage.read_bytes(layout.forecast_file("stacked", product))
+
+
+def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):
+    local_path(layout.product_file(1, "futurex")).unlink()
+    monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", 1)
+    progress: list[tuple[int, int]] = []
+    with pytest.raises(ScoringError, match=r"1 of 3 products failed: .*product_001/futurex.parquet: file not found"):
+        scoring.score_partition(layout, [1, 2, 3], 107, TINY_MODELS, "bad", on_progress=lambda *p: progress.append(p))
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert not storage.exists(layout.forecast_file("bad", 1))
+    assert all(storage.exists(layout.forecast_file("bad", product)) for product in (2, 3))
