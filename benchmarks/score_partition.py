@@ -12,7 +12,7 @@ from pathlib import Path
 
 from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from retail_scoring.scoring import score_partition
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
@@ -27,7 +27,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         layout = StorageLayout(f"file://{scratch}")
         write_products(layout, prepare_reference_series(load_orange_juice()), args.products)
-        upload_model_set(args.models_dir / args.model_version, layout)
+        upload_package(args.models_dir / args.model_version, layout)
         started = time.perf_counter()
         timings = score_partition(layout, list(range(1, args.products + 1)), 107, args.model_version, "bench")
         wall = time.perf_counter() - started

@@ -10,9 +10,18 @@ if curl -s -o /dev/null "http://localhost:$AIRFLOW_PORT"; then
   echo "port $AIRFLOW_PORT is taken: stop what runs there, or set AIRFLOW_PORT"; exit 1
 fi
 mkdir -p "$AIRFLOW_HOME"
-airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
+# its own process group (setsid), so stopping it stops the scheduler, API server and the rest too
+setsid airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 airflow_standalone_pid=$!
-trap 'kill $airflow_standalone_pid 2>/dev/null; wait $airflow_standalone_pid 2>/dev/null || true' EXIT
+stop_airflow() {
+  kill -- -"$airflow_standalone_pid" 2>/dev/null || return 0
+  for _ in $(seq 60); do
+    pgrep -g "$airflow_standalone_pid" >/dev/null || return 0
+    sleep 1
+  done
+  kill -9 -- -"$airflow_standalone_pid" 2>/dev/null || true
+}
+trap stop_airflow EXIT
 deadline=$((SECONDS + 300))
 until curl -sf "http://localhost:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null \
   && airflow dags list 2>/dev/null | grep -q weekly_sales_forecast; do

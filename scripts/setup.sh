@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, idempotently: R and its packages from
-# Debian (gbm, bayesm for the data, dplyr for the parity test), then a virtualenv from the pins.
+# Debian (the worker's, as the worker image pins them; bayesm for the data; dplyr for the parity
+# test), then a virtualenv from the pins.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # docker-compose renders docker-compose.yaml for its test (no engine needed) where the
 # `docker compose` plugin is absent.
-debian_packages=(r-base-core r-base-dev r-cran-gbm r-cran-bayesm r-cran-dplyr docker-compose)
+worker_r_packages=($(sed 's/=.*//' worker_image/retail_scoring/worker_r_packages.txt))
+debian_packages=(r-base-core r-base-dev "${worker_r_packages[@]}" r-cran-bayesm r-cran-dplyr docker-compose)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

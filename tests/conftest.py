@@ -8,7 +8,7 @@ import pytest
 
 from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from retail_scoring.train import Hyperparameters, train_model_set
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
@@ -43,7 +43,7 @@ def layout(tmp_path: Path, small_reference: pd.DataFrame, tiny_model_dir: Path) 
     """Storage with 3 products and the tiny model set, like a seeded local deployment."""
     layout = StorageLayout(f"file://{tmp_path}/storage")
     write_products(layout, small_reference, 3)
-    upload_model_set(tiny_model_dir, layout)
+    upload_package(tiny_model_dir, layout)
     return layout
 
 

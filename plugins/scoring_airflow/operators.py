@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowException
 from retail_scoring import storage
 from retail_scoring.dataset import read_sales_through
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import sha256_hex
+from retail_scoring.package import sha256_hex
 from retail_scoring.validation import forecast_problems
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
@@ -51,6 +51,7 @@ def plan_expectations(plan: dict, product: int) -> dict:
         "origin": plan["origin"],
         "model_version": plan["model_version"],
         "max_forecast_ratio": plan["max_forecast_ratio"],
+        "output": plan.get("output"),
     }
 
 

@@ -10,7 +10,13 @@ import pandas as pd
 from retail_scoring import storage
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label, product_of_folder
-from retail_scoring.models import MANIFEST_FILE, manifest_entries, read_manifest
+from retail_scoring.package import (
+    MANIFEST_FILE,
+    missing_r_dependencies,
+    parse_manifest,
+    read_manifest,
+    worker_r_packages,
+)
 from retail_scoring.schema import HORIZON, N_LAGS
 from retail_scoring.tables import read_product_table, read_raw_product_table
 from retail_scoring.validation import forecast_problems
@@ -115,10 +121,16 @@ def plan_run(
     check_origin(origin, *catalogue_origin_range(layout, products))
     model_version = param(params, "model_version", settings.model_version)
     try:
-        manifest, manifest_sha256 = read_manifest(layout, model_version)
-        entries = manifest_entries(manifest, layout.model_file(model_version, MANIFEST_FILE))
+        raw_manifest, manifest_sha256 = read_manifest(layout, model_version)
+        manifest = parse_manifest(raw_manifest, layout.model_file(model_version, MANIFEST_FILE))
     except ScoringError as error:
         raise PlanError(str(error)) from error
+    missing = missing_r_dependencies(manifest.r_dependencies, worker_r_packages())
+    if missing:
+        raise PlanError(
+            f"{manifest.source}: the worker environment cannot run model package {model_version}: "
+            f"{'; '.join(missing)} (the worker image's R packages: worker_image/retail_scoring/worker_r_packages.txt)"
+        )
     run_id = storage_run_id(dag_id, airflow_run_id)
     backend = param(params, "compute_backend", settings.compute_backend)
     node_settings = {
@@ -137,7 +149,9 @@ def plan_run(
         "origin": origin,
         "model_version": model_version,
         "model_manifest_sha256": manifest_sha256,
-        "model_sha256": {entry.name: entry.sha256 for entry in entries},
+        "package_kind": manifest.kind,
+        "package_files": manifest.files,
+        "output": manifest.output.to_dict(),
         "storage_root": settings.storage_root,
         "compute_backend": backend,
         "backend_config": backend_config(backend, settings, node_settings),

@@ -18,7 +18,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
 from scoring_airflow.blob import connect_storage, path_in_container
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
@@ -66,7 +66,7 @@ def batch_env(airflow_db, batch_endpoint, small_reference, tiny_model_dir, forec
     """Data and models seeded into Azurite; then the only storage credentials left are the
     `wasb` connection's (Airflow side) and each task's SAS (worker side)."""
     write_products(LAYOUT, small_reference, 2)
-    upload_model_set(tiny_model_dir, LAYOUT)
+    upload_package(tiny_model_dir, LAYOUT)
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setitem(fsspec.config.conf, "abfs", {})  # the DAG's pre_execute fills it from the connection
     fsspec.get_filesystem_class("abfs").clear_instance_cache()

@@ -9,7 +9,7 @@ import fsspec
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
 from scoring_airflow.planning import storage_run_id
 from tests.airflow.conftest import run_dag
@@ -22,7 +22,7 @@ def test_weekly_run_with_everything_in_blob_storage(
     layout = StorageLayout("abfs://forecasts")
     monkeypatch.setenv("FORECAST_STORAGE_ROOT", layout.root)
     write_products(layout, small_reference, 2)
-    upload_model_set(tiny_model_dir, layout)
+    upload_package(tiny_model_dir, layout)
 
     dag_run = run_dag(datetime(2026, 11, 23, 6, tzinfo=UTC), {"products": [1, 2], "pool_size": 2})
     assert dag_run.state == "success"

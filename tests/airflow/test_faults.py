@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
@@ -258,7 +258,7 @@ def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
     exit code 3 and one line; the pool's retry succeeds once storage is back."""
     layout = StorageLayout("abfs://outage")
     write_products(layout, small_reference, 1)
-    upload_model_set(tiny_model_dir, layout)
+    upload_package(tiny_model_dir, layout)
     flaky_azurite.cut()
     retried = score_through_a_fault(layout, tmp_path, heal=flaky_azurite.restore)
     assert_exit_3_then_retried(retried, r"^error: abfs://outage/\S+: storage unavailable after retries")
@@ -292,7 +292,7 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
 ):
     layout = StorageLayout(f"file://{small_disk}/storage")
     write_products(layout, small_reference, 1)
-    upload_model_set(tiny_model_dir, layout)
+    upload_package(tiny_model_dir, layout)
     filler = fill(small_disk)
     leftovers = []
 

@@ -18,7 +18,7 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.settings import PROJECT_DIR, ForecastSettings
 from tests.airflow.conftest import run_dag
@@ -38,7 +38,7 @@ def test_weekly_run_on_real_azure_batch(airflow_db, small_reference, monkeypatch
     storage.create_root(layout.root)
     write_products(layout, small_reference, 2)
     model_version = ForecastSettings().model_version
-    upload_model_set(PROJECT_DIR / "include" / "models" / model_version, layout)
+    upload_package(PROJECT_DIR / "include" / "models" / model_version, layout)
 
     dag_run = run_dag(
         datetime.now(UTC).replace(microsecond=0),

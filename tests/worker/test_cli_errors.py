@@ -11,11 +11,13 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import read_manifest, sha256_hex, upload_model_set
+from retail_scoring.package import read_manifest, sha256_hex, upload_package
 from tests.conftest import TINY_MODELS, local_path
 
 
-def score(layout: StorageLayout, products: str, run_id: str = "run-1", origin: int = 107):
+def score(
+    layout: StorageLayout, products: str, run_id: str = "run-1", origin: int = 107, model_version: str = TINY_MODELS
+):
     return subprocess.run(
         [
             sys.executable,
@@ -29,7 +31,7 @@ def score(layout: StorageLayout, products: str, run_id: str = "run-1", origin: i
             "--origin",
             str(origin),
             "--model-version",
-            TINY_MODELS,
+            model_version,
             "--run-id",
             run_id,
         ],
@@ -107,7 +109,7 @@ def test_missing_model_file_is_named(layout):
     (model_dir(layout) / "gbm_t3_q50.rds").unlink()
     result = score(layout, "1")
     assert result.returncode == 2
-    assert "gbm_t3_q50.rds: model file of gbm_t3_q50 not found" in result.stderr
+    assert f"gbm_t3_q50.rds: file of model package {TINY_MODELS} not found" in result.stderr
 
 
 def test_model_file_differing_from_manifest_is_named(layout):
@@ -119,14 +121,12 @@ def test_model_file_differing_from_manifest_is_named(layout):
 
 
 def _replace_model(layout: StorageLayout, name: str, data: bytes) -> None:
-    from retail_scoring.models import sha256_hex
+    from retail_scoring.package import sha256_hex
 
     (model_dir(layout) / f"{name}.rds").write_bytes(data)
     manifest_path = model_dir(layout) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    for model in manifest["models"]:
-        if model["name"] == name:
-            model["sha256"] = sha256_hex(data)
+    manifest["files"][f"{name}.rds"] = sha256_hex(data)
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -161,7 +161,7 @@ def test_a_model_set_changed_since_the_run_was_planned_is_refused(layout):
     storage.write_bytes_atomic(layout.run_manifest("run-1"), json.dumps({"model_manifest_sha256": "0" * 64}).encode())
     result = score(layout, "1")
     assert result.returncode == 2
-    assert f"model set {TINY_MODELS} changed since the run was planned" in result.stderr
+    assert f"model package {TINY_MODELS} changed since the run was planned" in result.stderr
     assert f"the run recorded {'0' * 64}" in result.stderr
     assert not storage.exists(layout.forecast_file("run-1", 1))
 
@@ -177,15 +177,26 @@ def test_a_manifest_naming_a_file_outside_its_set_is_refused_by_the_worker(layou
     assert f"model file name of {manifest['models'][0]['name']} '{file_name}' is not allowed" in result.stderr
 
 
+@pytest.mark.parametrize("file_name", ["/tmp/evil.R", "../../x.rds", ".hidden"])
+def test_a_manifest_listing_a_file_outside_its_package_is_refused_by_the_worker(layout, file_name):
+    manifest_path = model_dir(layout) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][file_name] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    result = score(layout, "1")
+    assert result.returncode == 2
+    assert f"file name '{file_name}' is not allowed" in result.stderr
+
+
 def test_a_stored_model_set_is_replaced_only_when_asked(layout, tiny_model_dir, tmp_path):
     changed = tmp_path / TINY_MODELS
     shutil.copytree(tiny_model_dir, changed)
     manifest = json.loads((changed / "manifest.json").read_text())
     (changed / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))
     before = storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json"))
-    with pytest.raises(ModelSetError, match=f"model set {TINY_MODELS} exists with other content"):
-        upload_model_set(changed, layout)
+    with pytest.raises(ModelSetError, match=f"model package {TINY_MODELS} exists with other content"):
+        upload_package(changed, layout)
     assert storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json")) == before
-    assert upload_model_set(tiny_model_dir, layout) == TINY_MODELS, "the same content again is fine"
-    upload_model_set(changed, layout, replace=True)
+    assert upload_package(tiny_model_dir, layout) == TINY_MODELS, "the same content again is fine"
+    upload_package(changed, layout, replace=True)
     assert read_manifest(layout, TINY_MODELS)[1] != sha256_hex(before), "a replaced set has a new content hash"

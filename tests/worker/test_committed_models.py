@@ -1,4 +1,4 @@
-"""The committed model sets: complete, matching their manifests, within the repository's budget."""
+"""The committed model packages: complete, matching their manifests, within the repository's budget."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import ModelSet, upload_model_set
+from retail_scoring.package import load_package, upload_package
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
 
@@ -25,9 +25,9 @@ def test_the_default_model_version_is_committed():
 @pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
 def test_committed_model_set_loads_with_every_checksum_verified(tmp_path, model_dir):
     layout = StorageLayout(f"file://{tmp_path}")
-    model_set = ModelSet.load(layout, upload_model_set(model_dir, layout))
-    assert model_set.version == model_dir.name
-    assert len(model_set.entries) == 35
+    with load_package(layout, upload_package(model_dir, layout)) as package:
+        assert package.version == model_dir.name
+        assert len(package.entries) == 35
 
 
 @pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
@@ -35,9 +35,9 @@ def test_a_swapped_model_file_is_refused_by_its_checksum(tmp_path, model_dir):
     """Another valid gbm of the same set in a model's place: same class, same features; only the
     checksum tells them apart."""
     layout = StorageLayout(f"file://{tmp_path}")
-    version = upload_model_set(model_dir, layout)
+    version = upload_package(model_dir, layout)
     swapped = local_path(layout.model_file(version, "gbm_t1_q25.rds"))
     swapped.write_bytes(local_path(layout.model_file(version, "gbm_t1_q5.rds")).read_bytes())
-    refusal = r"gbm_t1_q25.rds: sha256 \w+ does not match the manifest's \w+ for gbm_t1_q25"
-    with pytest.raises(ModelSetError, match=refusal):
-        ModelSet.load(layout, version)
+    refusal = r"gbm_t1_q25.rds: sha256 \w+ does not match the manifest's \w+"
+    with pytest.raises(ModelSetError, match=refusal), load_package(layout, version):
+        pass

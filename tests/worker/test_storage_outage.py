@@ -7,7 +7,7 @@ import threading
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import upload_model_set
+from retail_scoring.package import upload_package
 from tests.conftest import TINY_MODELS
 
 LAYOUT = StorageLayout("abfs://outage")
@@ -23,7 +23,7 @@ def score_in_background() -> subprocess.Popen:
 
 def seed(small_reference, tiny_model_dir) -> None:
     write_products(LAYOUT, small_reference, 1)
-    upload_model_set(tiny_model_dir, LAYOUT)
+    upload_package(tiny_model_dir, LAYOUT)
 
 
 def test_storage_down_for_a_while_is_retried_and_the_task_completes(flaky_azurite, small_reference, tiny_model_dir):

@@ -56,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "--stores", type=int, help="train on the first N stores only (quick reference-size sets for benchmarks)"
     )
 
-    upload = commands.add_parser("upload-models", help="copy a local model set folder to storage")
+    package = commands.add_parser(
+        "package", help="fill in a model package's file checksums in its manifest and check the manifest"
+    )
+    package.add_argument("--source", required=True, type=Path, help="the package folder (manifest.json + files)")
+
+    upload = commands.add_parser("upload-models", help="copy a local model package folder to storage")
     upload.add_argument("--storage", required=True)
     upload.add_argument("--source", required=True, type=Path)
     upload.add_argument("--replace", action="store_true", help="replace a stored version that has other content")
@@ -64,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.command == "package":
+        from retail_scoring.package import seal_package
+
+        manifest = seal_package(args.source)
+        print(f"{manifest.source}: {manifest.kind} package {manifest.version}, {len(manifest.files)} files sealed")
+        return
     layout = StorageLayout(args.storage)
     if args.command == "score":
         from retail_scoring.scoring import score_partition
@@ -106,9 +117,9 @@ def run(args: argparse.Namespace) -> None:
             history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
         train_model_set(history, args.output, args.model_version, params, args.jobs)
     elif args.command == "upload-models":
-        from retail_scoring.models import upload_model_set
+        from retail_scoring.package import upload_package
 
-        upload_model_set(args.source, layout, replace=args.replace)
+        upload_package(args.source, layout, replace=args.replace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,23 +1,22 @@
-"""Model sets: a manifest plus one gbm .rds per (step group, quantile), loaded once per task."""
+"""The built-in package kind `gbm-lag-quantiles`: one gbm .rds per (step group, quantile), listed in
+the manifest's `models`, scored on the reference's lag features."""
 
-import hashlib
-import json
 import logging
-import tempfile
+import time
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from retail_scoring import storage
-from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
-from retail_scoring.layout import StorageLayout, checked_identifier
-from retail_scoring.schema import HORIZON, QUANTILES, model_name
+from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
+from retail_scoring.features import scoring_features
+from retail_scoring.layout import checked_identifier, product_label
+from retail_scoring.package import REFERENCE_OUTPUT, ChunkScores, PackageKind, PackageManifest, ProductInput
+from retail_scoring.schema import HORIZON, QUANTILE_COLUMNS, QUANTILES, ROW_KEY, model_name
 
 log = logging.getLogger(__name__)
-
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -27,23 +26,6 @@ class ModelEntry:
     steps: tuple[int, ...]
     quantile: float
     features: tuple[str, ...]
-    sha256: str
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
-    """The model set's manifest and the sha256 of its bytes, which pins every model file too."""
-    url = layout.model_file(model_version, MANIFEST_FILE)
-    if not storage.exists(url):
-        raise ModelSetError(f"{url}: model set manifest not found")
-    data = storage.read_bytes(url)
-    try:
-        return json.loads(data), sha256_hex(data)
-    except json.JSONDecodeError as error:
-        raise ModelSetError(f"{url}: manifest is not valid JSON ({error})") from error
 
 
 def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
@@ -56,7 +38,6 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
                 steps=tuple(m["steps"]),
                 quantile=float(m["quantile"]),
                 features=tuple(m["features"]),
-                sha256=m["sha256"],
             )
             for m in manifest["models"]
         ]
@@ -84,65 +65,59 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
     return entries
 
 
-class ModelSet:
-    """R gbm objects of one model version, held in the embedded R session."""
+class GbmLagQuantiles(PackageKind):
+    """The built-in kind: the reference's lag features computed in pandas, one R gbm per (step
+    group, quantile), predicted by R's own predict.gbm on stacked rows."""
 
-    def __init__(self, version: str, entries: list[ModelEntry], r_models: dict):
+    def __init__(self, manifest: PackageManifest, entries: list[ModelEntry], r_models: dict):
         from retail_scoring import rsession
 
-        self.version = version
+        super().__init__(manifest)
         self.entries = entries
         self._r_models = r_models
         self._r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
 
     @classmethod
-    def load(cls, layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None) -> "ModelSet":
-        """Verify the manifest against the run's pin (when the run recorded one) and every file
-        against the manifest's sha256, then readRDS each once."""
+    def check(cls, manifest: PackageManifest) -> None:
+        """The reference's output, a model for every (step, quantile), each among the files."""
+        if manifest.output != REFERENCE_OUTPUT:
+            raise ModelSetError(
+                f"{manifest.source}: kind gbm-lag-quantiles forecasts {HORIZON} weeks at quantiles {list(QUANTILES)}; "
+                f"the manifest's output is {manifest.output.to_dict()}"
+            )
+        entries = manifest_entries(manifest.raw, manifest.source)
+        unlisted = sorted({entry.file for entry in entries} - set(manifest.files))
+        if unlisted:
+            raise ModelSetError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
+
+    @classmethod
+    def load(cls, manifest: PackageManifest, folder: Path) -> "GbmLagQuantiles":
+        """readRDS each model once, checking it is a gbm trained on the features the manifest says."""
         from retail_scoring import rsession
 
-        manifest, manifest_sha256 = read_manifest(layout, model_version)
-        manifest_url = layout.model_file(model_version, MANIFEST_FILE)
-        if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
-            raise ModelSetError(
-                f"{manifest_url}: model set {model_version} changed since the run was planned (manifest sha256 "
-                f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
-            )
-        entries = manifest_entries(manifest, manifest_url)
+        entries = manifest_entries(manifest.raw, manifest.source)
         rsession.r_eval("invisible(requireNamespace('gbm', quietly = TRUE))")  # registers predict.gbm
         load_model = rsession.r_eval(
             "function(path) { m <- readRDS(path); list(model = m, class = class(m)[1],"
             " var_names = if (inherits(m, 'gbm')) m$var.names else character(0)) }"
         )
         r_models = {}
-        with tempfile.TemporaryDirectory() as scratch:
-            for entry in entries:
-                url = layout.model_file(model_version, entry.file)
-                if not storage.exists(url):
-                    raise ModelSetError(f"{url}: model file of {entry.name} not found")
-                data = storage.read_bytes(url)
-                digest = sha256_hex(data)
-                if digest != entry.sha256:
-                    raise ModelSetError(
-                        f"{url}: sha256 {digest} does not match the manifest's {entry.sha256} for {entry.name}"
-                    )
-                local = Path(scratch) / entry.file
-                local.write_bytes(data)
-                try:
-                    loaded = load_model(str(local))
-                except Exception as error:  # rpy2 raises RRuntimeError for corrupt RDS
-                    raise ModelSetError(f"{url}: cannot be read as an R object ({error})") from error
-                r_class = str(loaded.rx2("class")[0])
-                if r_class != "gbm":
-                    raise ModelSetError(f"{url}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
-                var_names = tuple(str(v) for v in loaded.rx2("var_names"))
-                if var_names != entry.features:
-                    raise ModelSetError(
-                        f"{url}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
-                    )
-                r_models[entry.name] = loaded.rx2("model")
-        log.info("model set %s: %d models loaded", model_version, len(entries))
-        return cls(manifest["model_version"], entries, r_models)
+        for entry in entries:
+            where = f"{manifest.source.rpartition('/')[0]}/{entry.file}"
+            try:
+                loaded = load_model(str(folder / entry.file))
+            except Exception as error:  # rpy2 raises RRuntimeError for corrupt RDS
+                raise ModelSetError(f"{where}: cannot be read as an R object ({error})") from error
+            r_class = str(loaded.rx2("class")[0])
+            if r_class != "gbm":
+                raise ModelSetError(f"{where}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
+            var_names = tuple(str(v) for v in loaded.rx2("var_names"))
+            if var_names != entry.features:
+                raise ModelSetError(
+                    f"{where}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
+                )
+            r_models[entry.name] = loaded.rx2("model")
+        return cls(manifest, entries, r_models)
 
     def predict(self, entry: ModelEntry, newdata) -> np.ndarray:
         """R's predict(model, newdata, n.trees = model$n.trees) on an R data.frame."""
@@ -150,27 +125,60 @@ class ModelSet:
 
         return rsession.r_vector_to_numpy(self._r_predict(self._r_models[entry.name], newdata))
 
+    def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
+        """Features per product, then one R predict call per model for the whole chunk."""
+        scores = ChunkScores()
+        scored, frames = [], []
+        for product in chunk:
+            started = time.perf_counter()
+            try:
+                frames.append(scoring_features(product.history, product.plans, origin, product.source))
+                scored.append(product.product)
+            except InputDataError as error:
+                scores.failures[product.product] = str(error)
+                log.error("%s: skipped: %s", product_label(product.product), error)
+            timings.features_s += time.perf_counter() - started
+        if not frames:
+            return scores
+        rows = pd.concat(frames, ignore_index=True)
+        forecasts = rows[list(ROW_KEY)].assign(
+            **dict(zip(QUANTILE_COLUMNS, self.predict_quantiles(rows, timings).T, strict=True))
+        )
+        ends = list(accumulate(len(frame) for frame in frames))
+        for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
+            scores.forecasts[product] = forecasts.iloc[start:end]
+        return scores
+
+    def predict_quantiles(self, rows: pd.DataFrame, timings) -> np.ndarray:
+        """Sales quantiles for stacked rows: one R data.frame per step group and one predict call
+        per model, whatever the number of products."""
+        from retail_scoring import rsession
+
+        log_sales = np.full((len(rows), len(QUANTILES)), np.nan)
+        started = time.perf_counter()
+        step_groups = sorted({(entry.steps, entry.features) for entry in self.entries})
+        row_steps = rows["step"].to_numpy()
+        columns = {features: model_columns(rows, features) for features in {features for _, features in step_groups}}
+        timings.conversion_s += time.perf_counter() - started
+        for steps, features in step_groups:
+            started = time.perf_counter()
+            selected = np.flatnonzero(np.isin(row_steps, steps))
+            if not len(selected):
+                continue
+            newdata = rsession.numeric_columns_to_r(
+                {name: values[selected] for name, values in columns[features].items()}
+            )
+            timings.conversion_s += time.perf_counter() - started
+            for entry in self.entries:
+                if (entry.steps, entry.features) != (steps, features):
+                    continue
+                started = time.perf_counter()
+                log_sales[selected, QUANTILES.index(entry.quantile)] = self.predict(entry, newdata)
+                timings.predict_s += time.perf_counter() - started
+                timings.predict_calls += 1
+        return np.exp(log_sales)
+
 
 def model_columns(rows: pd.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The columns a model expects, named as in training (the model's `sku` is our base_sku)."""
     return {name: rows["base_sku" if name == "sku" else name].to_numpy(dtype="float64") for name in features}
-
-
-def upload_model_set(source: Path, layout: StorageLayout, replace: bool = False) -> str:
-    """Copy a local model set folder (manifest + model files) to storage; returns its version.
-    A version in storage with other content is refused unless `replace`: runs record the manifest's
-    checksum, so a replaced set is never mixed into a run planned with the old one."""
-    manifest_bytes = (source / MANIFEST_FILE).read_bytes()
-    version = json.loads(manifest_bytes)["model_version"]
-    manifest_url = layout.model_file(version, MANIFEST_FILE)
-    storage.create_root(layout.root)
-    if storage.exists(manifest_url) and storage.read_bytes(manifest_url) != manifest_bytes and not replace:
-        raise ModelSetError(
-            f"{manifest_url}: model set {version} exists with other content; upload under a new version, "
-            "or replace it explicitly (upload-models --replace)"
-        )
-    for path in sorted(source.iterdir()):
-        if path.name != MANIFEST_FILE:
-            storage.write_bytes_atomic(layout.model_file(version, path.name), path.read_bytes())
-    storage.write_bytes_atomic(manifest_url, manifest_bytes)  # last: the set is complete when it appears
-    return version

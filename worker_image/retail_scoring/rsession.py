@@ -35,6 +35,12 @@ def r_to_pandas(value: ro.RObject) -> pd.DataFrame:
         return ro.conversion.rpy2py(value)
 
 
+def pandas_to_r(frame: pd.DataFrame) -> ro.DataFrame:
+    """An R data.frame of a pandas frame (integers stay integers, strings become character)."""
+    with localconverter(ro.default_converter + pandas2ri.converter):
+        return ro.conversion.py2rpy(frame)
+
+
 def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
     """An R data.frame of plain numeric vectors, built from numpy buffers: pandas2ri, and numpy2ri
     with its 1-d R arrays, are several times slower for this."""
@@ -43,6 +49,18 @@ def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
 
 def r_vector_to_numpy(value: ro.RObject) -> np.ndarray:
     return np.asarray(value, dtype="float64")
+
+
+def installed_packages(packages) -> dict[str, str]:
+    """Version of each of `packages` this R can load (loading its namespace), for those it can."""
+    names = sorted(packages)
+    if not names:
+        return {}
+    versions = ro.r(
+        "function(p) vapply(p, function(x) if (suppressWarnings(requireNamespace(x, quietly = TRUE)))"
+        " as.character(packageVersion(x)) else NA_character_, '')"
+    )(ro.StrVector(names))
+    return {name: str(version) for name, version in zip(names, versions, strict=True) if version is not ro.NA_Character}
 
 
 def package_version(package: str) -> str:

@@ -1,28 +1,28 @@
-"""Score one partition: load the model set once, then chunk by chunk of products stack their rows,
-make one R predict call per model and write one forecast file per product."""
+"""Score one partition: load the model package once, then chunk by chunk read the products' tables,
+let the package score the chunk, check each product's forecast against the package's output
+contract and write it."""
 
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from itertools import accumulate
 
 import numpy as np
 import pandas as pd
 
-from retail_scoring import rsession
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.features import scoring_features, series_bounds, sorted_by_series
+from retail_scoring.features import series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.models import ModelSet, model_columns
-from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES
+from retail_scoring.package import PackageKind, ProductInput, load_package
+from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.tables import read_product_table, write_table
+from retail_scoring.validation import check_forecast
 
 log = logging.getLogger(__name__)
 
-# Products stacked into one chunk of R predict calls. Stacking more gains little (one call per
-# chunk and model, ~10% over one per product), while a chunk bounds the rows held in memory and
-# lets progress be seen as chunks are written.
+# Products one `score` call gets. Stacking more gains little (the gbm kind makes one predict call
+# per chunk and model, ~10% faster than one per product), while a chunk bounds the rows held in
+# memory and lets progress be seen as chunks are written.
 PRODUCTS_PER_CHUNK = 15
 
 
@@ -37,12 +37,13 @@ class PartitionTimings:
     write_s: float = 0.0
     predict_calls: int = 0
     rows: int = 0
+    quantile_count: int = 0
     products_scored: list[int] = field(default_factory=list)
     forecast_sha256: dict[str, str] = field(default_factory=dict)  # product -> its forecast file's
 
     @property
     def scoring_operations(self) -> int:
-        return self.rows * len(QUANTILES)
+        return self.rows * self.quantile_count
 
     def to_dict(self) -> dict:
         return {**asdict(self), "scoring_operations": self.scoring_operations}
@@ -57,8 +58,8 @@ class PartitionTimings:
         )
 
 
-def product_features(layout: StorageLayout, product: int, origin: int) -> pd.DataFrame:
-    """Features of one product as of `origin`: history is cut there, later weeks are only plans."""
+def product_input(layout: StorageLayout, product: int, origin: int) -> ProductInput:
+    """One product's tables as of `origin`: history is cut there, later weeks are only plans."""
     history = read_product_table(layout, product, "history")
     futurex = read_product_table(layout, product, "futurex")
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
@@ -67,7 +68,7 @@ def product_features(layout: StorageLayout, product: int, origin: int) -> pd.Dat
     visible = history[history["week"] <= origin]
     plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
     source = f"{layout.product_file(product, 'history')} (origin week {origin})"
-    return scoring_features(visible, plans, origin, source=source)
+    return ProductInput(product, visible, plans, source)
 
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
@@ -109,32 +110,6 @@ def _weeks_of_series(sorted_frame: pd.DataFrame, last: bool) -> pd.Series:
     return pd.Series(sorted_frame["week"].to_numpy()[rows], index=pd.MultiIndex.from_arrays(keys))
 
 
-def predict_quantiles(models: ModelSet, rows: pd.DataFrame, timings: PartitionTimings) -> np.ndarray:
-    """Sales quantiles for stacked rows: one R data.frame per step group and one predict call per
-    model, whatever the number of products; sorted so quantiles never cross."""
-    log_sales = np.full((len(rows), len(QUANTILES)), np.nan)
-    started = time.perf_counter()
-    step_groups = sorted({(entry.steps, entry.features) for entry in models.entries})
-    row_steps = rows["step"].to_numpy()
-    columns = {features: model_columns(rows, features) for features in {features for _, features in step_groups}}
-    timings.conversion_s += time.perf_counter() - started
-    for steps, features in step_groups:
-        started = time.perf_counter()
-        selected = np.flatnonzero(np.isin(row_steps, steps))
-        if not len(selected):
-            continue
-        newdata = rsession.numeric_columns_to_r({name: values[selected] for name, values in columns[features].items()})
-        timings.conversion_s += time.perf_counter() - started
-        for entry in models.entries:
-            if (entry.steps, entry.features) != (steps, features):
-                continue
-            started = time.perf_counter()
-            log_sales[selected, QUANTILES.index(entry.quantile)] = models.predict(entry, newdata)
-            timings.predict_s += time.perf_counter() - started
-            timings.predict_calls += 1
-    return np.sort(np.exp(log_sales), axis=1)
-
-
 def score_partition(
     layout: StorageLayout,
     products: list[int],
@@ -145,58 +120,90 @@ def score_partition(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PartitionTimings:
     """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time, calling
-    `on_progress(products done, products)` after each chunk. Products with bad input are reported
-    together at the end, after every good product's forecast is written. With a pinned manifest
-    checksum (the run's), a model set changed since the run was planned is refused."""
+    `on_progress(products done, products)` after each chunk. Products with bad input or a forecast
+    the package's contract refuses are reported together at the end, after every good product's
+    forecast is written. With a pinned manifest checksum (the run's), a package changed since the
+    run was planned is refused."""
     timings = PartitionTimings()
     started = time.perf_counter()
-    models = ModelSet.load(layout, model_version, pinned_manifest_sha256)
-    timings.model_load_s = time.perf_counter() - started
     failures: list[str] = []
-    for start in range(0, len(products), PRODUCTS_PER_CHUNK):
-        chunk = products[start : start + PRODUCTS_PER_CHUNK]
-        failures += _score_chunk(layout, chunk, origin, models, run_id, timings)
-        if on_progress:
-            on_progress(start + len(chunk), len(products))
+    with load_package(layout, model_version, pinned_manifest_sha256) as package:
+        timings.model_load_s = time.perf_counter() - started
+        timings.quantile_count = len(package.manifest.output.quantiles)
+        for start in range(0, len(products), PRODUCTS_PER_CHUNK):
+            chunk = products[start : start + PRODUCTS_PER_CHUNK]
+            failures += _score_chunk(layout, chunk, origin, package, run_id, timings)
+            if on_progress:
+                on_progress(start + len(chunk), len(products))
     log.info("partition done: %s", timings.summary())
     if failures:
         raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))
     return timings
 
 
+def as_forecast(
+    scored: pd.DataFrame, product: ProductInput, origin: int, package: PackageKind
+) -> tuple[pd.DataFrame, list[str]]:
+    """A package's forecast of one product as a forecast file's rows (quantiles sorted so they never
+    cross, rows in (sku, store, week) order), and the problems that keep it from being written."""
+    output = package.manifest.output
+    expected = [*ROW_KEY, *output.columns]
+    if sorted(scored.columns) != sorted(expected):
+        missing = [c for c in expected if c not in scored.columns]
+        extra = [c for c in scored.columns if c not in expected]
+        return scored, [f"columns differ from {expected} (missing: {missing or 'none'}; unexpected: {extra or 'none'})"]
+    not_numeric = [c for c in expected if not pd.api.types.is_numeric_dtype(scored[c])]
+    if not_numeric:
+        return scored, [f"column '{not_numeric[0]}' is not numeric ({scored[not_numeric[0]].dtype})"]
+    quantiles = np.sort(scored[list(output.columns)].to_numpy(dtype="float64"), axis=1)
+    frame = (
+        scored.assign(**dict(zip(output.columns, quantiles.T, strict=True)), forecast_origin=origin)
+        .assign(model_version=package.version)
+        .astype({column: "int64" for column in ROW_KEY})[list(forecast_schema(output.columns).names)]
+        .sort_values(list(ROW_KEY), kind="stable", ignore_index=True)
+    )
+    planned = product.plans[list(SERIES_KEY)].drop_duplicates()
+    return frame, check_forecast(frame, len(planned), origin, package.version, planned=planned, output=output)
+
+
 def _score_chunk(
-    layout: StorageLayout, products: list[int], origin: int, models: ModelSet, run_id: str, timings: PartitionTimings
+    layout: StorageLayout, products: list[int], origin: int, package: PackageKind, run_id: str, timings
 ) -> list[str]:
-    """Score and write a chunk of products with stacked predict calls; returns the bad-input
-    messages of the products that could not be scored."""
-    scored, feature_frames, failures = [], [], []
+    """Read, score, check and write a chunk of products; returns the messages of the products
+    that could not be scored."""
+    inputs, failures = [], []
     for product in products:
         started = time.perf_counter()
         try:
-            feature_frames.append(product_features(layout, product, origin))
-            scored.append(product)
+            inputs.append(product_input(layout, product, origin))
         except InputDataError as error:
             failures.append(str(error))
             log.error("%s: skipped: %s", product_label(product), error)
         timings.features_s += time.perf_counter() - started
-    if not feature_frames:
+    if not inputs:
         return failures
-    rows = pd.concat(feature_frames, ignore_index=True)
-    quantiles = predict_quantiles(models, rows, timings)
-    forecasts = rows[["sku", "store", "week"]].assign(
-        **dict(zip(QUANTILE_COLUMNS, quantiles.T, strict=True)),
-        forecast_origin=origin,
-        model_version=models.version,
-    )
-    ends = list(accumulate(len(frame) for frame in feature_frames))
-    for product, start, end in zip(scored, [0, *ends[:-1]], ends, strict=True):
+    scores = package.score(inputs, origin, timings)
+    schema = forecast_schema(package.manifest.output.columns)
+    for product in inputs:
+        label = product_label(product.product)
+        if product.product in scores.failures:
+            failures.append(scores.failures[product.product])
+            continue
+        if product.product not in scores.forecasts:
+            failures.append(f"{label}: model package {package.version} returned no forecast for it")
+            continue
         started = time.perf_counter()
-        # scoring_features gives each product's rows in (sku, store, week) order, the file's order
-        sha256 = write_table(layout.forecast_file(run_id, product), forecasts.iloc[start:end], "forecast")
-        timings.forecast_sha256[str(product)] = sha256
+        frame, problems = as_forecast(scores.forecasts[product.product], product, origin, package)
+        if problems:
+            refused = "; ".join(problems)
+            failures.append(f"{label}: model package {package.version} returned a forecast it may not: {refused}")
+            log.error("%s: refused: %s", label, problems)
+            continue
+        sha256 = write_table(layout.forecast_file(run_id, product.product), frame, schema)
+        timings.forecast_sha256[str(product.product)] = sha256
         seconds = time.perf_counter() - started
         timings.write_s += seconds
-        timings.rows += end - start
-        timings.products_scored.append(product)
-        log.info("%s: %d rows scored, written in %.3f s", product_label(product), end - start, seconds)
+        timings.rows += len(frame)
+        timings.products_scored.append(product.product)
+        log.info("%s: %d rows scored, written in %.3f s", label, len(frame), seconds)
     return failures

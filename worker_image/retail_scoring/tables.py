@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from retail_scoring import storage
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.schema import KNOWN_BASE_SKUS, MAX_PLAUSIBLE_VALUE, PRICE_COLUMNS, QUANTILE_COLUMNS, ROW_KEY, TABLES
+from retail_scoring.schema import KNOWN_BASE_SKUS, MAX_PLAUSIBLE_VALUE, PRICE_COLUMNS, QUANTILE_COLUMN, ROW_KEY, TABLES
 
 
 def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.DataFrame:
@@ -135,13 +135,14 @@ def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     return f"sku={first['sku']} store={first['store']} week={first['week']}"
 
 
-def write_table(url: str, frame: pd.DataFrame, table: str) -> str:
-    """Write `frame` as Parquet with the table's schema, atomically; returns the file's sha256,
-    which a run records to recognise its own files later."""
-    arrow_table = pa.Table.from_pandas(frame, schema=TABLES[table], preserve_index=False)
+def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> str:
+    """Write `frame` as Parquet with the table's schema (a name in TABLES, or the schema itself),
+    atomically; returns the file's sha256, which a run records to recognise its own files later."""
+    schema = TABLES[table] if isinstance(table, str) else table
+    arrow_table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     buffer = io.BytesIO()
     # Quantiles are distinct floats: a dictionary would only cost time (4 of 5 ms per forecast file).
-    dictionary_columns = [c for c in arrow_table.column_names if c not in QUANTILE_COLUMNS]
+    dictionary_columns = [c for c in schema.names if not QUANTILE_COLUMN.fullmatch(c)]
     pq.write_table(arrow_table, buffer, use_dictionary=dictionary_columns)
     storage.write_bytes_atomic(url, buffer.getvalue())
     return hashlib.sha256(buffer.getvalue()).hexdigest()

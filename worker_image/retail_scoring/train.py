@@ -13,7 +13,8 @@ import pandas as pd
 
 from retail_scoring import rsession
 from retail_scoring.features import training_features
-from retail_scoring.models import MANIFEST_FILE, model_columns, sha256_hex
+from retail_scoring.models import model_columns
+from retail_scoring.package import MANIFEST_FILE, REFERENCE_OUTPUT, sha256_hex
 from retail_scoring.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,6 @@ def train_model(
         "quantile": quantile,
         "features": list(features),
         "hyperparameters": asdict(params),
-        "sha256": sha256_hex(path.read_bytes()),
     }
     return entry, len(rows), seconds
 
@@ -107,12 +107,16 @@ def train_model_set(
             models.append({**entry, **provenance})
     manifest = {
         "model_version": model_version,
+        "kind": "gbm-lag-quantiles",
+        "output": REFERENCE_OUTPUT.to_dict(),
+        "r_dependencies": {"gbm": provenance["gbm_version"]},
         **provenance,
         "training_data": {
             "rows": len(history),
             "weeks": [int(history["week"].min()), int(history["week"].max())],
         },
         "hyperparameters": asdict(params),
+        "files": {m["file"]: sha256_hex((output_dir / m["file"]).read_bytes()) for m in models},
         "models": models,
     }
     (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")

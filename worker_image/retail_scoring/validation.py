@@ -7,7 +7,8 @@ import pyarrow as pa
 from retail_scoring import storage
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.schema import HORIZON, QUANTILE_COLUMNS, ROW_KEY, SERIES_KEY, TABLES
+from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
+from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.tables import read_forecast, read_raw_product_table
 
 DEFAULT_MAX_FORECAST_RATIO = 100.0
@@ -21,38 +22,40 @@ def check_forecast(
     planned: pd.DataFrame | None = None,
     history_peak: pd.Series | None = None,
     max_ratio: float = DEFAULT_MAX_FORECAST_RATIO,
+    output: OutputContract = REFERENCE_OUTPUT,
 ) -> list[str]:
-    """Problems of one product's forecast; empty when it is valid. `planned` holds the (sku, store)
-    series the forecast must cover, exactly; `history_peak` each series' highest weekly sales up to
-    the origin, which no quantile may exceed `max_ratio` times."""
-    expected_columns = list(TABLES["forecast"].names)
+    """Problems of one product's forecast against the package's output contract; empty when it is
+    valid. `planned` holds the (sku, store) series the forecast must cover, exactly; `history_peak`
+    each series' highest weekly sales up to the origin, which no quantile may exceed `max_ratio` times."""
+    expected_columns = list(forecast_schema(output.columns).names)
     if list(frame.columns) != expected_columns:
         return [f"columns {list(frame.columns)} differ from the forecast schema {expected_columns}"]
     problems = []
-    if len(frame) != n_series * HORIZON:
-        problems.append(f"{len(frame)} rows, expected {n_series} series x {HORIZON} weeks = {n_series * HORIZON}")
+    horizon = output.horizon
+    if len(frame) != n_series * horizon:
+        problems.append(f"{len(frame)} rows, expected {n_series} series x {horizon} weeks = {n_series * horizon}")
     if frame.duplicated(list(ROW_KEY)).any():
         problems.append(f"{int(frame.duplicated(list(ROW_KEY)).sum())} duplicate (sku, store, week) rows")
-    expected_weeks = set(range(origin + 1, origin + HORIZON + 1))
+    expected_weeks = set(range(origin + 1, origin + horizon + 1))
     wrong_weeks = sorted(set(frame["week"]) - expected_weeks)
     if wrong_weeks:
-        problems.append(f"weeks {wrong_weeks} outside the forecast weeks {origin + 1}..{origin + HORIZON}")
+        problems.append(f"weeks {wrong_weeks} outside the forecast weeks {origin + 1}..{origin + horizon}")
     weeks_per_series = frame.groupby(["sku", "store"])["week"].nunique()
-    if (weeks_per_series != HORIZON).any() or len(weeks_per_series) != n_series:
-        problems.append(f"{len(weeks_per_series)} series found ({n_series} expected), not all with {HORIZON} weeks")
+    if (weeks_per_series != horizon).any() or len(weeks_per_series) != n_series:
+        problems.append(f"{len(weeks_per_series)} series found ({n_series} expected), not all with {horizon} weeks")
     if planned is not None:
         problems += _series_problems(frame, planned)
-    quantiles = frame[list(QUANTILE_COLUMNS)].to_numpy(dtype="float64")
+    quantiles = frame[list(output.columns)].to_numpy(dtype="float64")
     if np.isnan(quantiles).any():
         problems.append(f"{int(np.isnan(quantiles).any(axis=1).sum())} rows with NaN quantiles")
     if np.isinf(quantiles).any():
         problems.append(f"{int(np.isinf(quantiles).any(axis=1).sum())} rows with infinite quantiles")
-    if (quantiles < 0).any():
+    if output.non_negative and (quantiles < 0).any():
         problems.append(f"{int((quantiles < 0).any(axis=1).sum())} rows with negative quantiles")
     if (np.diff(quantiles, axis=1) < 0).any():
         problems.append(f"{int((np.diff(quantiles, axis=1) < 0).any(axis=1).sum())} rows with crossing quantiles")
     if history_peak is not None:
-        problems += _magnitude_problems(frame, history_peak, max_ratio)
+        problems += _magnitude_problems(frame, history_peak, max_ratio, output.columns[-1])
     if not (frame["forecast_origin"] == origin).all():
         problems.append(f"forecast_origin differs from the run's origin {origin}")
     if not (frame["model_version"] == model_version).all():
@@ -72,15 +75,16 @@ def _series_problems(frame: pd.DataFrame, planned: pd.DataFrame) -> list[str]:
     return problems
 
 
-def _magnitude_problems(frame: pd.DataFrame, history_peak: pd.Series, max_ratio: float) -> list[str]:
+def _magnitude_problems(frame: pd.DataFrame, history_peak: pd.Series, max_ratio: float, highest: str) -> list[str]:
+    """Rows whose highest quantile exceeds `max_ratio` times the series' peak."""
     peaks = history_peak.reindex(pd.MultiIndex.from_frame(frame[list(SERIES_KEY)])).to_numpy()
-    absurd = frame["q95"].to_numpy(dtype="float64") > max_ratio * peaks
+    absurd = frame[highest].to_numpy(dtype="float64") > max_ratio * peaks
     if not absurd.any():
         return []
     first = frame.iloc[int(absurd.argmax())]
     return [
         f"{int(absurd.sum())} rows forecast more than {max_ratio:g}x their series' highest weekly sales, first "
-        f"sku={first['sku']} store={first['store']} week={first['week']} (q95 {first['q95']:.4g}, "
+        f"sku={first['sku']} store={first['store']} week={first['week']} ({highest} {first[highest]:.4g}, "
         f"history peak {peaks[int(absurd.argmax())]:.4g})"
     ]
 
@@ -102,7 +106,10 @@ def forecast_problems(
     origin: int,
     model_version: str,
     max_forecast_ratio: float = DEFAULT_MAX_FORECAST_RATIO,
+    output: dict | None = None,
 ) -> list[str]:
+    """Problems of a forecast file; `output` is the run's output contract (the plan's), the
+    reference's when the plan predates contracts."""
     url = layout.forecast_file(run_id, product)
     if not storage.exists(url):
         return [f"{url}: missing"]
@@ -116,5 +123,6 @@ def forecast_problems(
         planned, peaks = planned_and_peaks(layout, product, origin)
     except InputDataError as error:
         return [f"{url}: cannot be checked against its product's tables ({error})"]
-    problems = check_forecast(frame, n_series, origin, model_version, planned, peaks, max_forecast_ratio)
+    contract = OutputContract.from_dict(output) if output else REFERENCE_OUTPUT
+    problems = check_forecast(frame, n_series, origin, model_version, planned, peaks, max_forecast_ratio, contract)
     return [f"{url}: {problem}" for problem in problems]

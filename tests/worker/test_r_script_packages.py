@@ -1,0 +1,188 @@
+"""Model packages of kind r-script: the package's own R code scores stacked products; whatever it
+returns is checked against its output contract, and its failures name the package, the function,
+R's message and the R calls. Uses tests/packages/naive-quantiles, broken on purpose per test."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.errors import ModelSetError, ScoringError
+from retail_scoring.package import seal_package, upload_package
+from retail_scoring.scoring import score_partition
+from retail_scoring.tables import read_forecast, read_product_table
+from tests.worker.test_cli_errors import score
+
+PACKAGE = Path(__file__).parents[1] / "packages" / "naive-quantiles"
+VERSION = "naive-quantiles-test"
+ORIGIN = 107
+
+
+def naive_package(layout, tmp_path, edit=None, manifest_change=None) -> str:
+    """The test package, its script edited and its manifest changed, sealed and uploaded."""
+    folder = tmp_path / "naive-quantiles"
+    shutil.copytree(PACKAGE, folder)
+    if edit:
+        script = folder / "score.R"
+        edited = edit(script.read_text())
+        assert edited != script.read_text(), "the edit must change the script"
+        script.write_text(edited)
+    if manifest_change:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest_change(manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    seal_package(folder)
+    return upload_package(folder, layout, replace=True)
+
+
+def replace(old: str, new: str):
+    return lambda script: script.replace(old, new)
+
+
+def expected_naive_quantiles(layout, product: int) -> pd.DataFrame:
+    """The package's forecast computed independently: numpy's default quantile is R's type 7."""
+    history = read_product_table(layout, product, "history")
+    recent = history[(history["week"] > ORIGIN - 13) & (history["week"] <= ORIGIN)]
+    levels = recent.groupby(["sku", "store"])["sales"].quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
+    levels.columns = ["q5", "q25", "q50", "q75", "q95"]
+    return levels
+
+
+def test_an_r_script_package_scores_stacked_products_with_one_call_per_chunk(layout, tmp_path):
+    version = naive_package(layout, tmp_path)
+    timings = score_partition(layout, [1, 2, 3], ORIGIN, version, "naive")
+    assert timings.predict_calls == 1, "one score() call for the chunk's three products"
+    for product in (1, 2, 3):
+        forecast = read_forecast(layout.forecast_file("naive", product))
+        assert len(forecast) == 66 * 13 and set(forecast["week"]) == set(range(108, 121))
+        assert (forecast["model_version"] == VERSION).all() and (forecast["forecast_origin"] == ORIGIN).all()
+        expected = expected_naive_quantiles(layout, product)
+        got = forecast.set_index(["sku", "store"])[expected.columns]
+        assert np.allclose(got.to_numpy(), expected.reindex(got.index).to_numpy(), rtol=1e-12)
+
+
+def test_per_product_packages_get_one_call_per_product_and_the_same_forecasts(layout, tmp_path):
+    naive_package(layout, tmp_path)
+    score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "stacked")
+    naive_package(layout, tmp_path / "p", manifest_change=lambda m: m.update(per_product=True))
+    assert score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "per-product").predict_calls == 3
+    for product in (1, 2, 3):
+        stacked = storage.read_bytes(layout.forecast_file("stacked", product))
+        assert storage.read_bytes(layout.forecast_file("per-product", product)) == stacked
+
+
+def test_an_r_error_in_score_exits_2_naming_package_function_message_and_calls(layout, tmp_path):
+    edit = replace(
+        "  recent <- history", '  if (origin > 100) stop("no price list for store ", 3)\n  recent <- history'
+    )
+    naive_package(layout, tmp_path, edit)
+    result = score(layout, "1,2", model_version=VERSION)
+    assert result.returncode == 2
+    assert f"model package {VERSION}: score.R: score() failed: no price list for store 3" in result.stderr
+    assert "R calls:" in result.stderr and "recent_quantiles(history, origin, models)" in result.stderr
+    assert "withCallingHandlers" not in result.stderr, "the worker's own R plumbing is left out"
+    assert not storage.exists(layout.forecast_file("run-1", 1))
+
+
+def test_an_r_error_in_load_models_is_named(layout, tmp_path):
+    naive_package(layout, tmp_path, replace("  list(levels", '  stop("coefficients.csv is missing")\n  list(levels'))
+    with pytest.raises(ModelSetError, match=r"score.R: load_models\(\) failed: coefficients.csv is missing"):
+        score_partition(layout, [1], ORIGIN, VERSION, "load")
+
+
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        (
+            replace('"q95")', '"p95")'),
+            "columns differ from ['sku', 'store', 'week', 'q5', 'q25', 'q50', 'q75', 'q95'] "
+            "(missing: ['q95']; unexpected: ['p95'])",
+        ),
+        (replace("  out\n}", "  out$q50 <- as.character(out$q50)\n  out\n}"), "column 'q50' is not numeric"),
+        (replace("  out\n}", "  out$q50[out$store == 2] <- NaN\n  out\n}"), "rows with NaN quantiles"),
+        (replace("  out\n}", "  out$q5 <- out$q5 - 1e6\n  out\n}"), "rows with negative quantiles"),
+        (replace("  out\n}", "  out[out$week != 110, ]\n}"), "792 rows, expected 66 series x 13 weeks = 858"),
+    ],
+    ids=["wrong-columns", "text-column", "nan", "negative", "missing-week"],
+)
+def test_a_result_breaking_the_output_contract_is_refused_for_every_product(layout, tmp_path, edit, refusal):
+    naive_package(layout, tmp_path, edit)
+    with pytest.raises(ScoringError, match=r"3 of 3 products failed: product_001: model package") as raised:
+        score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "contract")
+    assert refusal in str(raised.value) or pytest.fail(f"{refusal!r} not in {raised.value}")
+    assert not any(storage.exists(layout.forecast_file("contract", p)) for p in (1, 2, 3))
+
+
+def test_only_the_products_whose_rows_are_wrong_are_refused(layout, tmp_path):
+    first_sku_of_product_2 = int(read_product_table(layout, 2, "futurex")["sku"].min())
+    naive_package(
+        layout, tmp_path, replace("  out\n}", f"  out[out$sku != {first_sku_of_product_2} | out$week != 115, ]\n}}")
+    )
+    with pytest.raises(ScoringError, match=r"1 of 3 products failed: product_002: .* 852 rows, expected 66 series"):
+        score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "partial")
+    assert storage.exists(layout.forecast_file("partial", 1)) and storage.exists(layout.forecast_file("partial", 3))
+    assert not storage.exists(layout.forecast_file("partial", 2))
+
+
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        (
+            replace("  out\n}", "  rbind(out, transform(out[1, ], sku = 999))\n}"),
+            "score() returned 1 rows of series it was not given, first sku=999",
+        ),
+        (replace("  out\n}", "  list(out)\n}"), "score() returned a list, not a data.frame"),
+    ],
+    ids=["unknown-series", "not-a-data-frame"],
+)
+def test_a_result_that_cannot_be_split_by_product_fails_the_chunk(layout, tmp_path, edit, refusal):
+    naive_package(layout, tmp_path, edit)
+    with pytest.raises(ScoringError, match="2 of 2 products failed") as raised:
+        score_partition(layout, [1, 2], ORIGIN, VERSION, "unsplit")
+    assert refusal in str(raised.value)
+
+
+def test_a_script_without_a_required_function_is_refused(layout, tmp_path):
+    naive_package(layout, tmp_path, replace("load_models <- function", "load_the_models <- function"))
+    with pytest.raises(ModelSetError, match=r"score.R does not define the function load_models\(\)"):
+        score_partition(layout, [1], ORIGIN, VERSION, "nofunction")
+
+
+def test_a_missing_r_dependency_is_named_by_the_worker(layout, tmp_path):
+    naive_package(layout, tmp_path, manifest_change=lambda m: m.update(r_dependencies={"gbm": "", "forecastX": "1.0"}))
+    with pytest.raises(
+        ModelSetError, match=f"cannot run model package {VERSION}: R package 'forecastX' is not installed"
+    ):
+        score_partition(layout, [1], ORIGIN, VERSION, "nodependency")
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (lambda m: m.pop("script"), "kind r-script needs `script`"),
+        (
+            lambda m: m.update(kind="python-pickle"),
+            "unknown package kind 'python-pickle'; known kinds: gbm-lag-quantiles, r-script",
+        ),
+        (
+            lambda m: m.update(output={"horizon": 13, "quantiles": [0.5, 0.05]}),
+            "output quantiles must be distinct, ascending",
+        ),
+        (lambda m: m.pop("output"), "manifest lacks field 'output'"),
+        (lambda m: m.update(per_product="yes"), "`per_product` must be true or false"),
+    ],
+    ids=["no-script", "unknown-kind", "unsorted-quantiles", "no-output", "per-product-text"],
+)
+def test_packaging_refuses_a_bad_manifest_naming_the_field(tmp_path, change, refusal):
+    folder = tmp_path / "naive-quantiles"
+    shutil.copytree(PACKAGE, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelSetError, match=None) as raised:
+        seal_package(folder)
+    assert str(folder / "manifest.json") in str(raised.value) and refusal in str(raised.value)

@@ -1,0 +1,284 @@
+"""Model packages: a folder of files described by its manifest.json, which says the package's kind,
+what it forecasts (the output contract), which R packages it needs and the sha256 of every file.
+
+The worker loads a package once per task with `load_package` and then only calls `score` on chunks
+of products; each kind (the built-in `gbm-lag-quantiles`, the general `r-script`) implements that
+one method, so the worker never asks which kind it has.
+"""
+
+import hashlib
+import importlib
+import importlib.resources
+import json
+import logging
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from retail_scoring import storage
+from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
+from retail_scoring.layout import StorageLayout, checked_identifier
+from retail_scoring.schema import HORIZON, QUANTILES, quantile_column
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+# kind -> the class implementing it, imported only when a package of that kind is loaded
+KINDS = {
+    "gbm-lag-quantiles": "retail_scoring.models:GbmLagQuantiles",
+    "r-script": "retail_scoring.rscript:RScriptPackage",
+}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class OutputContract:
+    """What a package forecasts: `horizon` weeks after the origin, at these quantile levels."""
+
+    horizon: int = HORIZON
+    quantiles: tuple[float, ...] = QUANTILES
+    non_negative: bool = True
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(quantile_column(q) for q in self.quantiles)
+
+    def to_dict(self) -> dict:
+        return {"horizon": self.horizon, "quantiles": list(self.quantiles), "non_negative": self.non_negative}
+
+    @classmethod
+    def from_dict(cls, output: dict) -> "OutputContract":
+        return cls(
+            horizon=int(output["horizon"]),
+            quantiles=tuple(float(q) for q in output["quantiles"]),
+            non_negative=bool(output.get("non_negative", True)),
+        )
+
+
+REFERENCE_OUTPUT = OutputContract()  # the reference architecture's: 13 weeks, quantiles 5/25/50/75/95
+
+
+@dataclass(frozen=True)
+class PackageManifest:
+    version: str
+    kind: str
+    output: OutputContract
+    r_dependencies: dict[str, str]  # R package -> lowest version it works with ("" for any)
+    files: dict[str, str]  # file name -> sha256
+    raw: dict = field(repr=False)  # the whole manifest: each kind reads its own fields from it
+    source: str = ""  # the manifest's URL, for messages
+
+
+def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
+    """The package's manifest and the sha256 of its bytes, which pins every file of it too."""
+    url = layout.model_file(model_version, MANIFEST_FILE)
+    if not storage.exists(url):
+        raise ModelSetError(f"{url}: model package manifest not found")
+    data = storage.read_bytes(url)
+    try:
+        return json.loads(data), sha256_hex(data)
+    except json.JSONDecodeError as error:
+        raise ModelSetError(f"{url}: manifest is not valid JSON ({error})") from error
+
+
+def parse_manifest(manifest: dict, source: str) -> PackageManifest:
+    """The manifest's common fields, checked; an error names the manifest and the field."""
+    manifest = _with_legacy_defaults(manifest)
+    try:
+        kind = manifest["kind"]
+        contract = OutputContract.from_dict(manifest["output"])
+        files = {checked_identifier("file name", name): str(digest) for name, digest in manifest["files"].items()}
+        dependencies = {str(name): str(version) for name, version in manifest.get("r_dependencies", {}).items()}
+        parsed = PackageManifest(manifest["model_version"], kind, contract, dependencies, files, manifest, source)
+    except KeyError as error:
+        raise ModelSetError(f"{source}: manifest lacks field {error}") from error
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ModelSetError(f"{source}: manifest field has the wrong type ({error})") from error
+    except UnsafeIdentifierError as error:
+        raise ModelSetError(f"{source}: {error}") from error
+    if kind not in KINDS:
+        raise ModelSetError(f"{source}: unknown package kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if MANIFEST_FILE in files:
+        raise ModelSetError(f"{source}: the manifest cannot list itself among the files")
+    if not 1 <= contract.horizon <= 104 or not contract.quantiles:
+        raise ModelSetError(f"{source}: output needs a horizon of 1..104 weeks and at least one quantile")
+    if any(not 0 < q < 1 for q in contract.quantiles) or list(contract.quantiles) != sorted(set(contract.quantiles)):
+        raise ModelSetError(f"{source}: output quantiles must be distinct, ascending and between 0 and 1")
+    package_kind(kind).check(parsed)
+    return parsed
+
+
+def _with_legacy_defaults(manifest: dict) -> dict:
+    """Model sets written before packages had kinds are gbm-lag-quantiles sets of the reference's
+    contract whose files are their models."""
+    if "kind" in manifest:
+        return manifest
+    models = manifest.get("models", [])
+    files = {m.get("file"): m.get("sha256") for m in models if isinstance(m, dict)}
+    return {
+        "kind": "gbm-lag-quantiles",
+        "output": REFERENCE_OUTPUT.to_dict(),
+        "r_dependencies": {"gbm": ""},
+        "files": files,
+        **manifest,
+    }
+
+
+class PackageKind(ABC):
+    """A loaded model package. Loaded once per task; `score` is called once per chunk of products."""
+
+    def __init__(self, manifest: PackageManifest):
+        self.manifest = manifest
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @classmethod
+    @abstractmethod
+    def check(cls, manifest: PackageManifest) -> None:
+        """Refuse a manifest whose kind-specific fields are wrong, naming the field; needs no R
+        (planning calls it before any pool exists)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, manifest: PackageManifest, folder: Path) -> "PackageKind":
+        """Load the package from `folder`, which holds its verified files."""
+
+    @abstractmethod
+    def score(self, chunk: list["ProductInput"], origin: int, timings) -> "ChunkScores":
+        """Forecasts of the chunk's products: each product's rows with the series key, the week and
+        one column per quantile of the output contract; a product that cannot be scored gets a
+        message in `failures` naming its files or the package, and the cause."""
+
+
+@dataclass(frozen=True)
+class ProductInput:
+    """One product's tables as of the origin: `history` up to it (with sales), `plans` the later
+    weeks' planned features (no sales). `source` names the files in messages."""
+
+    product: int
+    history: pd.DataFrame
+    plans: pd.DataFrame
+    source: str
+
+
+@dataclass
+class ChunkScores:
+    """A chunk's forecasts by product, and why the others have none, by product."""
+
+    forecasts: dict[int, pd.DataFrame] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+def worker_r_packages() -> dict[str, str]:
+    """The R packages of the worker environment (the worker image installs exactly these Debian
+    packages; setup.sh too), as R package -> version: r-cran-gbm=2.1.8.1-1 -> gbm 2.1.8.1."""
+    text = importlib.resources.files("retail_scoring").joinpath("worker_r_packages.txt").read_text()
+    packages = {}
+    for line in text.split():
+        name, _, debian_version = line.partition("=")
+        packages[name.removeprefix("r-cran-")] = debian_version.rpartition("-")[0]
+    return packages
+
+
+def package_kind(kind: str) -> type[PackageKind]:
+    module, _, name = KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def missing_r_dependencies(dependencies: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """The dependencies `installed` (R package -> version) does not satisfy, each described."""
+    missing = []
+    for package, lowest in sorted(dependencies.items()):
+        version = installed.get(package, installed.get(package.lower()))  # Debian names are lowercase
+        if version is None:
+            missing.append(f"R package '{package}' is not installed")
+        elif lowest and _r_version(version) < _r_version(lowest):
+            missing.append(f"R package '{package}' {lowest} or newer is needed, {version} is installed")
+    return missing
+
+
+def _r_version(text: str) -> tuple[int, ...]:
+    """R's package_version ordering: numbers separated by '.' or '-'."""
+    return tuple(int(part) for part in text.replace("-", ".").split("."))
+
+
+@contextmanager
+def load_package(
+    layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None
+) -> Iterator[PackageKind]:
+    """The package, loaded: its manifest checked against the run's pin (when the run recorded one),
+    every file checked against the manifest's sha256 and copied to a scratch folder that lives
+    as long as the package, and its R dependencies checked in this worker's R."""
+    from retail_scoring import rsession
+
+    raw, manifest_sha256 = read_manifest(layout, model_version)
+    source = layout.model_file(model_version, MANIFEST_FILE)
+    if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
+        raise ModelSetError(
+            f"{source}: model package {model_version} changed since the run was planned (manifest sha256 "
+            f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
+        )
+    manifest = parse_manifest(raw, source)
+    missing = missing_r_dependencies(manifest.r_dependencies, rsession.installed_packages(manifest.r_dependencies))
+    if missing:
+        raise ModelSetError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
+    with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+        for name, digest in manifest.files.items():
+            url = layout.model_file(model_version, name)
+            if not storage.exists(url):
+                raise ModelSetError(f"{url}: file of model package {model_version} not found")
+            data = storage.read_bytes(url)
+            if sha256_hex(data) != digest:
+                raise ModelSetError(f"{url}: sha256 {sha256_hex(data)} does not match the manifest's {digest}")
+            (Path(scratch) / name).write_bytes(data)
+        package = package_kind(manifest.kind).load(manifest, Path(scratch))
+        log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
+        yield package
+
+
+def seal_package(folder: Path) -> PackageManifest:
+    """Fill in the manifest's `files` with the sha256 of every other file of the folder, then check
+    the manifest as planning will (kind, contract, kind-specific fields)."""
+    manifest_path = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelSetError(f"{manifest_path}: cannot read the manifest ({error})") from error
+    manifest["files"] = {
+        path.name: sha256_hex(path.read_bytes())
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+    parsed = parse_manifest(manifest, str(manifest_path))
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return parsed
+
+
+def upload_package(source: Path, layout: StorageLayout, replace: bool = False) -> str:
+    """Copy a local package folder (manifest + files) to storage; returns its version. A version in
+    storage with other content is refused unless `replace`: runs record the manifest's checksum,
+    so a replaced package is never mixed into a run planned with the old one."""
+    manifest_bytes = (source / MANIFEST_FILE).read_bytes()
+    version = json.loads(manifest_bytes)["model_version"]
+    manifest_url = layout.model_file(version, MANIFEST_FILE)
+    storage.create_root(layout.root)
+    if storage.exists(manifest_url) and storage.read_bytes(manifest_url) != manifest_bytes and not replace:
+        raise ModelSetError(
+            f"{manifest_url}: model package {version} exists with other content; upload under a new version, "
+            "or replace it explicitly (upload-models --replace)"
+        )
+    for path in sorted(source.iterdir()):
+        if path.name != MANIFEST_FILE and path.is_file():
+            storage.write_bytes_atomic(layout.model_file(version, path.name), path.read_bytes())
+    storage.write_bytes_atomic(manifest_url, manifest_bytes)  # last: the package is complete when it appears
+    return version

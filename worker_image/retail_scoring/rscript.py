@@ -1,0 +1,147 @@
+"""The general package kind `r-script`: the package's own R file defines
+
+    load_models(model_dir)                     called once per task, returns whatever `score` needs
+    score(models, history, future, origin)     returns a data.frame: sku, store, week, one column per quantile
+
+and the worker calls `score` once per chunk of stacked products (once per product with
+`"per_product": true`). An R error in either names the package, the function, R's message and the
+R calls that led to it."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from retail_scoring.errors import ModelSetError
+from retail_scoring.layout import product_label
+from retail_scoring.package import ChunkScores, PackageKind, PackageManifest, ProductInput
+from retail_scoring.schema import SERIES_KEY
+
+# Calls `f(...)`; on an R error returns its message and the calls on the stack when it happened,
+# without the frames of this wrapper and R's condition handling.
+_CALL_WITH_TRACE = """
+function(f, ...) {
+  calls <- NULL
+  value <- tryCatch(
+    withCallingHandlers(f(...), error = function(e) calls <<- sys.calls()),
+    error = function(e) e
+  )
+  if (!inherits(value, "error")) return(list(value = value))
+  text <- vapply(calls, function(call) paste(deparse(call, nlines = 1L, width.cutoff = 120L), collapse = " "), "")
+  plumbing <- "^(withCallingHandlers|tryCatch|tryCatchList|tryCatchOne|doTryCatch|\\\\.handleSimpleError|h)\\\\("
+  inner <- !grepl(plumbing, text)
+  list(error = conditionMessage(value), trace = text[inner])
+}
+"""
+
+
+class PackageCodeError(ModelSetError):
+    """The package's own R code failed: running again cannot help."""
+
+
+class RScriptPackage(PackageKind):
+    """A package whose scoring is its own R code."""
+
+    def __init__(self, manifest: PackageManifest, functions: dict, models):
+        super().__init__(manifest)
+        self._functions = functions
+        self._models = models
+        self.per_product = bool(manifest.raw.get("per_product", False))
+
+    @classmethod
+    def check(cls, manifest: PackageManifest) -> None:
+        script = manifest.raw.get("script")
+        if not isinstance(script, str) or script not in manifest.files:
+            raise ModelSetError(
+                f"{manifest.source}: kind r-script needs `script`: the name of the R file, among the manifest's "
+                "files, that defines load_models(model_dir) and score(models, history, future, origin)"
+            )
+        if not isinstance(manifest.raw.get("per_product", False), bool):
+            raise ModelSetError(f"{manifest.source}: `per_product` must be true or false")
+
+    @classmethod
+    def load(cls, manifest: PackageManifest, folder: Path) -> "RScriptPackage":
+        """Source the script into its own environment and call its load_models once."""
+        from retail_scoring import rsession
+
+        script = folder / manifest.raw["script"]
+        where = f"model package {manifest.version}"
+        try:
+            environment = rsession.r_eval("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(
+                str(script)
+            )
+        except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
+            raise PackageCodeError(f"{where}: {manifest.raw['script']} cannot be sourced: {error}") from error
+        functions = {}
+        for name in ("load_models", "score"):
+            found = rsession.r_eval(
+                "function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e) else NULL"
+            )(environment, name)
+            if not rsession.r_eval("is.function")(found)[0]:
+                raise PackageCodeError(f"{where}: {manifest.raw['script']} does not define the function {name}()")
+            functions[name] = found
+        functions["call"] = rsession.r_eval(_CALL_WITH_TRACE)
+        package = cls(manifest, functions, None)
+        package._models = package._call("load_models", str(folder))
+        return package
+
+    def _call(self, name: str, *args):
+        """The package function's value, or PackageCodeError with R's message and calls."""
+        result = self._functions["call"](self._functions[name], *args)
+        if "error" in list(result.names):
+            message = str(result.rx2("error")[0])
+            trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
+            raise PackageCodeError(
+                f"model package {self.version}: {self.manifest.raw['script']}: {name}() failed: {message}"
+                + (f"\nR calls:\n{trace}" if trace else "")
+            )
+        return result.rx2("value")
+
+    def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
+        scores = ChunkScores()
+        for group in [[product] for product in chunk] if self.per_product else [chunk]:
+            try:
+                self._score_group(group, origin, timings, scores)
+            except PackageCodeError as error:
+                for product in group:
+                    scores.failures[product.product] = f"{product_label(product.product)}: {error}"
+        return scores
+
+    def _score_group(self, group: list[ProductInput], origin: int, timings, scores: ChunkScores) -> None:
+        """One `score` call for the group's products stacked; its rows are split back by series."""
+        from retail_scoring import rsession
+
+        horizon = self.manifest.output.horizon
+        started = time.perf_counter()
+        history = pd.concat([p.history for p in group], ignore_index=True)
+        future = pd.concat([p.plans[p.plans["week"].between(origin + 1, origin + horizon)] for p in group])
+        arguments = (rsession.pandas_to_r(history), rsession.pandas_to_r(future.reset_index(drop=True)))
+        timings.conversion_s += time.perf_counter() - started
+        started = time.perf_counter()
+        value = self._call("score", self._models, *arguments, origin)
+        timings.predict_s += time.perf_counter() - started
+        timings.predict_calls += 1
+        started = time.perf_counter()
+        if not rsession.r_eval("is.data.frame")(value)[0]:
+            kind = str(rsession.r_eval("function(x) class(x)[1]")(value)[0])
+            raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
+        result = rsession.r_to_pandas(value).reset_index(drop=True)
+        timings.conversion_s += time.perf_counter() - started
+        if not set(SERIES_KEY) <= set(result.columns):
+            for product in group:  # the whole result is unusable: the worker's check names the columns
+                scores.forecasts[product.product] = result
+            return
+        owner = pd.concat(
+            [p.plans[list(SERIES_KEY)].drop_duplicates().assign(product=p.product) for p in group], ignore_index=True
+        )
+        owned = result.merge(owner, on=list(SERIES_KEY), how="left", validate="many_to_one")
+        unknown = owned["product"].isna()
+        if unknown.any():
+            first = owned[unknown].iloc[0]
+            raise PackageCodeError(
+                f"model package {self.version}: score() returned {int(unknown.sum())} rows of series it was not "
+                f"given, first sku={first['sku']} store={first['store']}"
+            )
+        for product in group:
+            rows = owned["product"] == product.product
+            scores.forecasts[product.product] = result[rows.to_numpy()].reset_index(drop=True)
