@@ -7,6 +7,7 @@ report, and delete_pool (teardown) whatever happened. See the README for params,
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from scoring_airflow import run_steps
 from scoring_airflow.blob import connect_storage
@@ -26,6 +27,9 @@ then `plan` picks the origin, products and partitions, `create_pool` brings up t
 `validate` checks every forecast, `publish` makes the run part of the current forecast (and emits
 the `current_sales_forecast` asset event), `report` writes the figures and accuracy,
 `delete_pool` tears the pool down whatever happened.
+
+**Challenger**: *Trigger* with another `model_version` (your own R model package) and `publish`
+off; the report compares it with the packages run before at the same origin.
 
 **Reforecast** some products: *Trigger* with `products` (e.g. `3, 17`) and, for a past week,
 `origin_week`. Only those products change in the current forecast.
@@ -80,7 +84,15 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
             type="string",
             pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
             section="Run scope",
-            description="Model set under `models/` in storage (letters, digits, `.`, `_`, `-`).",
+            description="Model package under `models/` in storage (letters, digits, `.`, `_`, `-`): the "
+            "built-in gbm set or your own (README: Bring your own model).",
+        ),
+        "publish": Param(
+            True,
+            type="boolean",
+            section="Run scope",
+            description="Untick for a challenger run: it scores, validates and reports (the report compares "
+            "it with the other packages run at its origin) but does not change the current forecast.",
         ),
         "force": Param(
             False,
@@ -155,6 +167,8 @@ def weekly_sales_forecast():
 
     @task(outlets=[CURRENT_FORECAST])
     def publish(run_plan: dict) -> dict:
+        if not run_plan["publish"]:
+            raise AirflowSkipException("publish is off for this run (a challenger): the current forecast is unchanged")
         published = run_steps.publish_run(run_plan)
         get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
         return published

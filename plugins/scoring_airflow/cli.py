@@ -57,10 +57,13 @@ def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
     accuracy = json.loads(storage.read_bytes(url))
     if not accuracy.get("rows"):
         return ["accuracy:          no actual sales yet for the forecast weeks"]
-    return [
-        f"accuracy:          median MAPE {accuracy['mape_q50']:.1%} over {accuracy['rows']} rows; "
-        f"50% interval covers {accuracy['coverage_50']:.1%}, 90% interval covers {accuracy['coverage_90']:.1%}"
-    ]
+    described = {
+        "mape_q50": "median MAPE {:.1%}",
+        "coverage_50": "50% interval covers {:.1%}",
+        "coverage_90": "90% interval covers {:.1%}",
+    }
+    parts = [text.format(accuracy[name]) for name, text in described.items() if name in accuracy]
+    return [f"accuracy:          over {accuracy['rows']} rows: {', '.join(parts) or 'pinball loss only'}"]
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from retail_scoring import storage  # noqa: E402
 from retail_scoring.accuracy import accuracy_metrics  # noqa: E402
 from retail_scoring.errors import InputDataError  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.schema import HORIZON  # noqa: E402
+from retail_scoring.package import REFERENCE_OUTPUT, OutputContract  # noqa: E402
+from retail_scoring.schema import quantile_column  # noqa: E402
 from retail_scoring.tables import read_forecast, read_product_table, read_raw_product_table  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
@@ -27,18 +28,27 @@ BAND_90_COLOUR = "lightskyblue"
 BAND_50_COLOUR = "pink"
 
 
-def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, store: int, skus: list[int]) -> Figure:
+def forecast_figure(
+    history: pd.DataFrame, forecast: pd.DataFrame, store: int, skus: list[int], output: OutputContract
+) -> Figure:
     """The reference architecture's figure: per SKU, sales history (black), the median forecast
-    (dashed), the 25-75% band (pink) and the 5-95% band (blue)."""
+    (dashed), the inner band (pink: 25-75% for the reference) and the outer band (blue: 5-95%), of
+    whatever quantiles the package forecasts."""
+    columns = output.columns
+    bands = [(columns[0], columns[-1], BAND_90_COLOUR)] if len(columns) >= 2 else []
+    bands += [(columns[1], columns[-2], BAND_50_COLOUR)] if len(columns) >= 4 else []
     figure, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
     for axis, sku in zip(axes.flat, skus, strict=False):
         past = history[(history["sku"] == sku) & (history["store"] == store)].sort_values("week")
         past = past[past["week"] > past["week"].max() - HISTORY_WEEKS_SHOWN]
         ahead = forecast[(forecast["sku"] == sku) & (forecast["store"] == store)].sort_values("week")
-        axis.fill_between(ahead["week"], ahead["q5"], ahead["q95"], color=BAND_90_COLOUR, label="5-95%")
-        axis.fill_between(ahead["week"], ahead["q25"], ahead["q75"], color=BAND_50_COLOUR, label="25-75%")
+        for low, high, colour in bands:
+            axis.fill_between(ahead["week"], ahead[low], ahead[high], color=colour, label=f"{low[1:]}-{high[1:]}%")
         axis.plot(past["week"], past["sales"], color="black", label="sales")
-        axis.plot(ahead["week"], ahead["q50"], color="black", linestyle="--", label="median forecast")
+        if quantile_column(0.5) in ahead:
+            axis.plot(
+                ahead["week"], ahead[quantile_column(0.5)], color="black", linestyle="--", label="median forecast"
+            )
         axis.set_title(f"SKU {sku}, store {store}")
         axis.set_ylabel("units sold")
     axes.flat[0].legend(loc="upper left", fontsize="small")
@@ -72,16 +82,24 @@ def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
     """Accuracy over the forecast rows that have actual sales; says how many do not."""
     products = [p for products in plan["partitions"].values() for p in products]
     forecasts = pd.concat([read_forecast(layout.forecast_file(plan["run_id"], p)) for p in products])
-    forecast_weeks = range(plan["origin"] + 1, plan["origin"] + HORIZON + 1)
+    output = run_output(plan)
+    forecast_weeks = range(plan["origin"] + 1, plan["origin"] + output.horizon + 1)
     actuals = pd.concat([actual_sales(layout, p, forecast_weeks) for p in products])
-    metrics = accuracy_metrics(forecasts, actuals)
+    metrics = accuracy_metrics(forecasts, actuals, output.quantiles)
     return {
         "run_id": plan["run_id"],
         "origin": plan["origin"],
         "model_version": plan["model_version"],
+        "products": len(products),
+        "recorded_at": datetime.now(UTC).isoformat(),
         **metrics,
         "rows_without_actuals": len(forecasts) - metrics["rows"],
     }
+
+
+def run_output(plan: dict) -> OutputContract:
+    """The run's output contract, as planned (the reference's for plans made before contracts)."""
+    return OutputContract.from_dict(plan["output"]) if plan.get("output") else REFERENCE_OUTPUT
 
 
 def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
@@ -140,7 +158,8 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
     skus = sorted(forecast["sku"].unique())[:4]
-    figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus)
+    output = run_output(plan)
+    figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus, output)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=90)
     plt.close(figure)
@@ -169,8 +188,8 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
         f"in {validation['checked_products']} products.",
         "",
         "## Scoring",
-        f"{rows} rows, {rows * 5} scoring operations in {span_s:.1f} s: "
-        f"{(rows * 5 / span_s) if span_s else 0:.0f} scoring operations per second"
+        f"{rows} rows, {rows * len(output.quantiles)} scoring operations in {span_s:.1f} s: "
+        f"{(rows * len(output.quantiles) / span_s) if span_s else 0:.0f} scoring operations per second"
         + (f" (partitions skipped as already valid: {score_result['skipped']})" if score_result.get("skipped") else ""),
         "",
         timings.to_markdown(index=False, floatfmt=".2f") if not timings.empty else "(no partition scored in this try)",
@@ -184,11 +203,29 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
         "A calibrated 50% interval covers 50% of actuals, a 90% interval 90%.",
         "",
         accuracy_table(accuracy_over_time),
+        "",
+        f"## Model packages compared at origin {plan['origin']}",
+        "Each package's newest run at this origin (champion and challengers); compare them where they "
+        "cover the same products and rows.",
+        "",
+        package_comparison(accuracy_over_time, plan["origin"]),
     ]
     report_url = layout.report_file(run_id, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(lines).encode())
     log.info("report: %s (figure %s)", report_url, figure_url)
     return report_url
+
+
+def package_comparison(history: pd.DataFrame, origin: int) -> str:
+    """Per model package, its newest run's accuracy at `origin`."""
+    if history.empty or "recorded_at" not in history or "coverage_90" not in history:
+        return "(no actuals yet)"
+    at_origin = history[(history["origin"] == origin) & history["recorded_at"].notna()]
+    newest = at_origin.sort_values("recorded_at").groupby("model_version", as_index=False).last()
+    columns = ["model_version", "run_id", "products", "rows", "pinball_q50", "mape_q50", "coverage_50", "coverage_90"]
+    return (
+        newest[[c for c in columns if c in newest]].sort_values("pinball_q50").to_markdown(index=False, floatfmt=".3f")
+    )
 
 
 def accuracy_table(history: pd.DataFrame) -> str:

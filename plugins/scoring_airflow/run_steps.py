@@ -159,6 +159,7 @@ def plan_run(
         "pool_size": pool_size,
         "vm_size": node_settings["vm_size"],
         "force": bool(params.get("force", False)),
+        "publish": bool(param(params, "publish", True)),
         "max_forecast_ratio": settings.max_forecast_ratio,
         "partitions": partition_products(products, pool_size, param(params, "partitioning", "per_node")),
         "series_per_product": {str(p): None if s is None else len(s) for p, s in series.items()},

@@ -64,7 +64,7 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert f"from runs:         {run_id} (2 products)" in printed
     assert f"newest run:        {run_id}" in printed
     assert "(valid, 2 products)" in printed
-    assert f"median MAPE {accuracy['mape_q50']:.1%} over {66 * 13} rows" in printed
+    assert f"over {66 * 13} rows: median MAPE {accuracy['mape_q50']:.1%}, 50% interval covers" in printed
     assert layout.report_file(run_id, "report.md") in printed
 
 

@@ -42,6 +42,10 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     assert api_client.get(report_link).status_code in (401, 403), "a forged token: nothing served"
     login = api_client.post("/auth/token", json={"username": "planner", "password": "planner-password"})
     api_client.cookies.set("_token", login.json()["access_token"])
+    links = api_client.get(
+        f"/api/v2/dags/weekly_sales_forecast/dagRuns/{dag_run.run_id}/taskInstances/report/links"
+    ).json()["extra_links"]
+    assert links == {"Forecast report": report_link, "Forecasts": forecasts_link}, "what the UI shows on the task"
     page = api_client.get(report_link)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"<h1>Forecast run {run_id}</h1>" in page.text and "<table>" in page.text

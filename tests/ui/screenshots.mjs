@@ -43,6 +43,10 @@ if (await docs.count()) {
 // The weekly run's report task: its extra links, and where they lead.
 await page.goto(`${dag}/runs/weekly__origin-107__all-products/tasks/report`, { waitUntil: "networkidle" });
 await page.waitForTimeout(1500);
+if (!(await page.getByRole("link", { name: "Forecast report" }).count())) {
+  await page.getByRole("tab", { name: "Details" }).or(page.getByText("Details", { exact: true })).first().click();
+  await page.waitForTimeout(1500);
+}
 await page.screenshot({ path: `${out}/report_task_links.png` });
 for (const [name, file] of [["Forecast report", "report_page"], ["Forecasts", "forecasts_page"]]) {
   const link = page.getByRole("link", { name }).first();
@@ -73,7 +77,10 @@ const field = (name) => page.locator(`[name="element_${name}"]`).first();
 await field("products").fill("3, 4");
 await field("origin_week").fill("107");
 await page.screenshot({ path: `${out}/trigger_form_4_filled.png` });
-await page.locator('[role="dialog"] button', { hasText: /^Trigger$/ }).last().click();
+const dialog = page.getByRole("dialog").last();
+writeFileSync(`${out}/dialog_buttons.txt`, (await dialog.locator("button").evaluateAll((buttons) =>
+  buttons.map((b) => `${b.textContent.trim()} disabled=${b.disabled}`))).join("\n"));
+await dialog.getByRole("button", { name: /^Trigger$/ }).last().click();
 await page.waitForTimeout(3000);
 await page.screenshot({ path: `${out}/after_trigger.png` });
 await browser.close();

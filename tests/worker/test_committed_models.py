@@ -1,5 +1,6 @@
 """The committed model packages: complete, matching their manifests, within the repository's budget."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,36 @@ def test_the_default_model_version_is_committed():
     assert (MODELS / ForecastSettings().model_version / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
-def test_committed_model_set_loads_with_every_checksum_verified(tmp_path, model_dir):
+PACKAGES = sorted(MODELS.iterdir())
+GBM_PACKAGES = [
+    path for path in PACKAGES if json.loads((path / "manifest.json").read_text())["kind"] == "gbm-lag-quantiles"
+]
+
+
+@pytest.mark.parametrize("model_dir", PACKAGES, ids=lambda path: path.name)
+def test_committed_package_loads_with_every_checksum_verified(tmp_path, model_dir):
     layout = StorageLayout(f"file://{tmp_path}")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert set(manifest["files"]) == {p.name for p in model_dir.iterdir()} - {"manifest.json"}, "sealed"
     with load_package(layout, upload_package(model_dir, layout)) as package:
         assert package.version == model_dir.name
-        assert len(package.entries) == 35
+        if manifest["kind"] == "gbm-lag-quantiles":
+            assert len(package.entries) == 35, "a model for every step group and quantile"
 
 
-@pytest.mark.parametrize("model_dir", sorted(MODELS.iterdir()), ids=lambda path: path.name)
+@pytest.mark.parametrize("model_dir", PACKAGES, ids=lambda path: path.name)
+def test_a_changed_file_is_refused_by_its_checksum(tmp_path, model_dir):
+    layout = StorageLayout(f"file://{tmp_path}")
+    version = upload_package(model_dir, layout)
+    changed = sorted(json.loads((model_dir / "manifest.json").read_text())["files"])[0]
+    path = local_path(layout.model_file(version, changed))
+    path.write_bytes(path.read_bytes() + b"\n")
+    with pytest.raises(ModelSetError, match=rf"{changed}: sha256 \w+ does not match the manifest's \w+"):
+        with load_package(layout, version):
+            pass
+
+
+@pytest.mark.parametrize("model_dir", GBM_PACKAGES, ids=lambda path: path.name)
 def test_a_swapped_model_file_is_refused_by_its_checksum(tmp_path, model_dir):
     """Another valid gbm of the same set in a model's place: same class, same features; only the
     checksum tells them apart."""

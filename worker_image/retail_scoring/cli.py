@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     package.add_argument("--source", required=True, type=Path, help="the package folder (manifest.json + files)")
 
+    train_package = commands.add_parser(
+        "train-package", help="train an r-script package with its train.R on one product's history, then seal it"
+    )
+    train_package.add_argument("--storage", required=True, help="storage root holding the data")
+    train_package.add_argument("--product", type=int, default=1)
+    train_package.add_argument("--source", required=True, type=Path, help="the package folder")
+
     upload = commands.add_parser("upload-models", help="copy a local model package folder to storage")
     upload.add_argument("--storage", required=True)
     upload.add_argument("--source", required=True, type=Path)
@@ -116,6 +123,14 @@ def run(args: argparse.Namespace) -> None:
         if args.stores:
             history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
         train_model_set(history, args.output, args.model_version, params, args.jobs)
+    elif args.command == "train-package":
+        from retail_scoring.package import seal_package
+        from retail_scoring.rscript import train_r_package
+        from retail_scoring.tables import read_product_table
+
+        trained = train_r_package(args.source, read_product_table(layout, args.product, "history"))
+        manifest = seal_package(args.source)
+        print(f"{manifest.source}: trained ({trained}) and sealed, {len(manifest.files)} files")
     elif args.command == "upload-models":
         from retail_scoring.package import upload_package
 

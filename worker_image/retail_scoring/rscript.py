@@ -35,6 +35,26 @@ function(f, ...) {
 """
 
 
+def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
+    """Run the package's train.R, `train(history, model_dir)`, which writes its model files into
+    the folder; returns what train() returned (shown to the user)."""
+    from retail_scoring import rsession
+
+    script = folder / "train.R"
+    if not script.is_file():
+        raise ModelSetError(
+            f"{script}: not found; a trainable r-script package defines train(history, model_dir) there"
+        )
+    environment = rsession.r_eval("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(str(script))
+    train = rsession.r_eval("function(e) get('train', envir = e)")(environment)
+    result = rsession.r_eval(_CALL_WITH_TRACE)(train, rsession.pandas_to_r(history), str(folder))
+    if "error" in list(result.names):
+        trace = "\n".join(f"  {call}" for call in result.rx2("trace"))
+        raise PackageCodeError(f"{script}: train() failed: {result.rx2('error')[0]}\nR calls:\n{trace}")
+    value = result.rx2("value")
+    return {name: list(value.rx2(name)) for name in value.names} if value.names else {}
+
+
 class PackageCodeError(ModelSetError):
     """The package's own R code failed: running again cannot help."""
 

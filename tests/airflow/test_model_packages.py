@@ -1,0 +1,72 @@
+"""Bring your own model, through the real DAG: the committed ranger package (kind r-script, features
+in R) runs as a challenger next to the gbm champion at the same origin and the report compares them;
+a package the worker environment cannot run is refused at planning, before any pool exists."""
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.package import seal_package, upload_package
+from retail_scoring.tables import read_forecast
+from scoring_airflow.planning import PlanError
+from scoring_airflow.run_steps import plan_run, read_current
+from scoring_airflow.settings import ForecastSettings
+from tests.airflow.conftest import run_dag
+from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of, task_state
+from tests.conftest import TINY_MODELS
+
+RANGER = Path(__file__).resolve().parents[2] / "include" / "models" / "ranger-qrf-v1"
+
+
+def test_an_r_script_challenger_runs_end_to_end_and_the_report_compares_it_with_the_champion(
+    airflow_db, layout, forecast_env
+):
+    upload_package(RANGER, layout)
+    champion = run_dag(LATEST_WEEK, TWO_PRODUCTS)
+    assert champion.state == "success"
+    challenger = run_dag(
+        LATEST_WEEK + timedelta(days=1),
+        {**TWO_PRODUCTS, "origin_week": 107, "model_version": "ranger-qrf-v1", "publish": False},
+    )
+    assert challenger.state == "success"
+    assert task_state(challenger, "publish") == "skipped"
+    run_id = run_id_of(challenger)
+    for product in (1, 2):
+        forecast = read_forecast(layout.forecast_file(run_id, product))
+        assert len(forecast) == 66 * 13 and (forecast["model_version"] == "ranger-qrf-v1").all()
+    current = read_current(layout)
+    assert {entry["model_version"] for entry in current["products"].values()} == {TINY_MODELS}, "not published"
+    report = storage.read_bytes(layout.report_file(run_id, "report.md")).decode()
+    comparison = report.split("## Model packages compared at origin 107", 1)[1]
+    rows = [line for line in comparison.splitlines() if line.startswith("| ") and "model_version" not in line]
+    assert sorted(row.split("|")[1].strip() for row in rows) == ["ranger-qrf-v1", TINY_MODELS]
+    accuracy = json.loads(storage.read_bytes(layout.run_accuracy(run_id)))
+    assert accuracy["model_version"] == "ranger-qrf-v1" and accuracy["rows"] == 2 * 66 * 13
+    assert 0 < accuracy["coverage_90"] <= 1
+
+
+def test_a_package_needing_an_r_package_the_workers_lack_is_refused_at_planning(
+    airflow_db, layout, forecast_env, tmp_path
+):
+    package = tmp_path / "ranger-qrf-v2"
+    shutil.copytree(RANGER, package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest.update(model_version="ranger-qrf-v2", r_dependencies={**manifest["r_dependencies"], "forecastX": "8.21"})
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    seal_package(package)
+    upload_package(package, layout)
+    refusal = (
+        r"ranger-qrf-v2/manifest.json: the worker environment cannot run model package ranger-qrf-v2: "
+        r"R package 'forecastX' is not installed \(the worker image's R packages: "
+    )
+    with pytest.raises(PlanError, match=refusal):
+        plan_run("d", "r", LATEST_WEEK, {"model_version": "ranger-qrf-v2"}, ForecastSettings())
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "ranger-qrf-v2"})
+    assert dag_run.state == "failed"
+    assert task_state(dag_run, "plan") == "failed"
+    assert task_state(dag_run, "create_pool") == "upstream_failed", "no pool was brought up"
+    assert not storage.exists(layout.current_forecast())
