@@ -11,12 +11,13 @@ from collections import Counter
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
 from scoring_airflow.planning import logical_date_for_origin
-from scoring_airflow.run_steps import origin_range, read_current
+from scoring_airflow.run_steps import origin_range, package_manifest, read_current
 from scoring_airflow.settings import ForecastSettings
 
 
 def latest_data_week(settings: ForecastSettings) -> str:
-    _, last_origin = origin_range(StorageLayout(settings.storage_root), 1)
+    layout = StorageLayout(settings.storage_root)
+    _, last_origin = origin_range(layout, 1, package_manifest(layout, settings.model_version)[0])
     return logical_date_for_origin(last_origin, settings.week0_monday).isoformat()
 
 

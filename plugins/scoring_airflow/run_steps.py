@@ -12,13 +12,13 @@ from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label, product_of_folder
 from retail_scoring.package import (
     MANIFEST_FILE,
+    PackageManifest,
     missing_r_dependencies,
     parse_manifest,
     read_manifest,
     worker_r_packages,
 )
-from retail_scoring.schema import HORIZON, N_LAGS
-from retail_scoring.tables import read_product_table, read_raw_product_table
+from retail_scoring.tables import check_table, read_raw_product_table
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import backend_for
 from scoring_airflow.operators import plan_expectations
@@ -55,21 +55,46 @@ def available_products(layout: StorageLayout) -> list[int]:
     return sorted(products)
 
 
-def origin_range(layout: StorageLayout, product: int) -> tuple[int, int]:
-    """Origins with 5 weeks of history in every series and 13 planned weeks after them."""
-    history = read_product_table(layout, product, "history")
-    futurex = read_product_table(layout, product, "futurex")
-    first_weeks = history.groupby(["sku", "store"])["week"].min()
-    return int(first_weeks.max()) + N_LAGS - 1, int(futurex["week"].max()) - HORIZON
+def package_manifest(layout: StorageLayout, model_version: str) -> tuple[PackageManifest, str]:
+    """The model package's manifest, checked, and its sha256; refused when the worker environment
+    lacks an R package it depends on (before any pool exists)."""
+    try:
+        raw_manifest, manifest_sha256 = read_manifest(layout, model_version)
+        manifest = parse_manifest(raw_manifest, layout.model_file(model_version, MANIFEST_FILE))
+    except ScoringError as error:
+        raise PlanError(str(error)) from error
+    missing = missing_r_dependencies(manifest.r_dependencies, worker_r_packages())
+    if missing:
+        raise PlanError(
+            f"{manifest.source}: the worker environment cannot run model package {model_version}: "
+            f"{'; '.join(missing)} (the worker image's R packages: worker_image/retail_scoring/worker_r_packages.txt)"
+        )
+    return manifest, manifest_sha256
 
 
-def catalogue_origin_range(layout: StorageLayout, products: list[int]) -> tuple[int, int]:
+def origin_range(layout: StorageLayout, product: int, manifest: PackageManifest) -> tuple[int, int]:
+    """Origins with the package's weeks of history in every series and its horizon of planned weeks
+    after them. A table the package's input contract does not fit fails the plan: every product's
+    would."""
+    tables = {}
+    for table in ("history", "futurex"):
+        url, raw = read_raw_product_table(layout, product, table)
+        tables[table] = check_table(raw, table, url)
+        mismatch = manifest.input.mismatch(tables[table], url, manifest.version)
+        if mismatch:
+            raise PlanError(mismatch)
+    first_weeks = tables["history"].groupby(["sku", "store"])["week"].min()
+    last_origin = int(tables["futurex"]["week"].max()) - manifest.output.horizon
+    return int(first_weeks.max()) + manifest.input.history_weeks - 1, last_origin
+
+
+def catalogue_origin_range(layout: StorageLayout, products: list[int], manifest: PackageManifest) -> tuple[int, int]:
     """The origin range of the first product whose tables read; a broken product is the scoring
     task's to report (naming it), not a reason to refuse the whole run."""
     problems = []
     for product in products:
         try:
-            return origin_range(layout, product)
+            return origin_range(layout, product, manifest)
         except InputDataError as error:
             problems.append(str(error))
     raise PlanError("no product's tables could be read: " + "; ".join(problems[:5]))
@@ -117,20 +142,10 @@ def plan_run(
     if not 1 <= pool_size <= MAX_POOL_SIZE:
         raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
     products = select_products(available_products(layout), requested_products(params.get("products")))
-    origin = run_origin(params, run_date, settings.week0_monday)
-    check_origin(origin, *catalogue_origin_range(layout, products))
     model_version = param(params, "model_version", settings.model_version)
-    try:
-        raw_manifest, manifest_sha256 = read_manifest(layout, model_version)
-        manifest = parse_manifest(raw_manifest, layout.model_file(model_version, MANIFEST_FILE))
-    except ScoringError as error:
-        raise PlanError(str(error)) from error
-    missing = missing_r_dependencies(manifest.r_dependencies, worker_r_packages())
-    if missing:
-        raise PlanError(
-            f"{manifest.source}: the worker environment cannot run model package {model_version}: "
-            f"{'; '.join(missing)} (the worker image's R packages: worker_image/retail_scoring/worker_r_packages.txt)"
-        )
+    manifest, manifest_sha256 = package_manifest(layout, model_version)
+    origin = run_origin(params, run_date, settings.week0_monday)
+    check_origin(origin, *catalogue_origin_range(layout, products, manifest))
     run_id = storage_run_id(dag_id, airflow_run_id)
     backend = param(params, "compute_backend", settings.compute_backend)
     node_settings = {

@@ -12,7 +12,7 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.package import seal_package, upload_package
 from retail_scoring.tables import read_forecast
-from scoring_airflow.planning import PlanError
+from scoring_airflow.planning import PlanError, storage_run_id
 from scoring_airflow.run_steps import plan_run, read_current
 from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
@@ -70,3 +70,21 @@ def test_a_package_needing_an_r_package_the_workers_lack_is_refused_at_planning(
     assert task_state(dag_run, "plan") == "failed"
     assert task_state(dag_run, "create_pool") == "upstream_failed", "no pool was brought up"
     assert not storage.exists(layout.current_forecast())
+
+
+def test_a_package_whose_input_contract_the_data_breaks_is_refused_at_planning(layout, forecast_env, tmp_path):
+    package = tmp_path / "ranger-qrf-v3"
+    shutil.copytree(RANGER, package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["model_version"] = "ranger-qrf-v3"
+    manifest["input"]["exogenous"]["competitor_price"] = "number"
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    seal_package(package)
+    upload_package(package, layout)
+    refusal = (
+        r"product_001/history.parquet: column 'competitor_price' \(number\) that model package ranger-qrf-v3 "
+        r"needs is missing"
+    )
+    with pytest.raises(PlanError, match=refusal):
+        plan_run("d", "r", LATEST_WEEK, {"model_version": "ranger-qrf-v3"}, ForecastSettings())
+    assert not storage.exists(layout.run_manifest(storage_run_id("d", "r")))

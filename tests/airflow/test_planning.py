@@ -19,7 +19,7 @@ from scoring_airflow.planning import (
     select_products,
     storage_run_id,
 )
-from scoring_airflow.run_steps import origin_range, param, plan_run, planned_series
+from scoring_airflow.run_steps import origin_range, package_manifest, param, plan_run, planned_series
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path
 
@@ -93,7 +93,7 @@ def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, smal
     """The range is computed from the data: every series needs 5 weeks of sales up to the origin,
     and the 13 weeks after it must be planned (the futurex weeks end at 120)."""
     first_origin = int(small_reference.groupby(["sku", "store"])["week"].min().max()) + 5 - 1
-    assert origin_range(layout, 1) == (first_origin, 107)
+    assert origin_range(layout, 1, package_manifest(layout, "tiny-test")[0]) == (first_origin, 107)
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     for origin in (first_origin - 1, 108):
         with pytest.raises(PlanError, match=rf"origin week {origin} is outside the data: origins {first_origin}..107 "):

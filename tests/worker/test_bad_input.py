@@ -41,7 +41,11 @@ def unknown_store(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 HISTORY_CASES = {
-    "extra-column": (lambda f: f.assign(promo=1), r"unexpected: \['promo'\]"),
+    "extra-text-column": (lambda f: f.assign(promo="yes"), r"column 'promo' must be numeric, found"),
+    "extra-column-with-gaps": (
+        lambda f: f.assign(promo=np.where(f["week"] == 50, np.nan, 1.0)),
+        r"column 'promo' has missing values",
+    ),
     "wrong-dtype": (lambda f: f.assign(price1=f["price1"].astype(str)), r"column 'price1' must be numeric"),
     "duplicate-rows": (duplicated_row, r"duplicate \(sku, store, week\) rows"),
     "gap-in-weeks": (with_gap, r"store=3 has gaps in its weekly history"),

@@ -15,6 +15,7 @@ from retail_scoring.errors import ModelSetError, ScoringError
 from retail_scoring.package import seal_package, upload_package
 from retail_scoring.scoring import score_partition
 from retail_scoring.tables import read_forecast, read_product_table
+from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 
 PACKAGE = Path(__file__).parents[1] / "packages" / "naive-quantiles"
@@ -186,3 +187,58 @@ def test_packaging_refuses_a_bad_manifest_naming_the_field(tmp_path, change, ref
     with pytest.raises(ModelSetError, match=None) as raised:
         seal_package(folder)
     assert str(folder / "manifest.json") in str(raised.value) and refusal in str(raised.value)
+
+
+def with_column(layout, products, name: str, values) -> None:
+    """Add an exogenous column to the products' history and futurex, as a retailer's tables would."""
+    for product in products:
+        for table in ("history", "futurex"):
+            path = local_path(layout.product_file(product, table))
+            frame = pd.read_parquet(path)
+            frame.assign(**{name: values(frame)}).to_parquet(path, index=False)
+
+
+def needs(**exogenous):
+    return lambda manifest: manifest["input"]["exogenous"].update(exogenous)
+
+
+def test_an_extra_column_of_the_retailers_tables_reaches_the_package_that_declares_it(layout, tmp_path):
+    with_column(layout, [1, 2], "promo_depth", lambda frame: (frame["week"] % 4 == 0) * 0.25)
+    uses_it = replace(
+        "  out\n}", "  stopifnot(is.numeric(future$promo_depth), max(future$promo_depth) == 0.25)\n  out\n}"
+    )
+    naive_package(layout, tmp_path, uses_it, needs(promo_depth="number"))
+    assert score_partition(layout, [1, 2], ORIGIN, VERSION, "promo").products_scored == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("exogenous", "refusal"),
+    [
+        (
+            {"promo_depth": "number"},
+            "column 'promo_depth' (number) that model package naive-quantiles-test needs is missing",
+        ),
+        ({"price1": "integer"}, "column 'price1': model package naive-quantiles-test expects integer, found float64"),
+    ],
+    ids=["missing-column", "wrong-type"],
+)
+def test_tables_that_break_the_input_contract_are_refused_naming_file_and_column(layout, tmp_path, exogenous, refusal):
+    naive_package(layout, tmp_path, manifest_change=needs(**exogenous))
+    with pytest.raises(ScoringError, match="1 of 1 products failed: ") as raised:
+        score_partition(layout, [1], ORIGIN, VERSION, "contract-in")
+    assert "product_001/history.parquet: " + refusal in str(raised.value)
+
+
+def test_the_weeks_of_history_a_package_needs_are_checked_per_series(layout, tmp_path):
+    history = local_path(layout.product_file(2, "history"))
+    frame = pd.read_parquet(history)
+    frame[~((frame["store"] == 3) & (frame["week"] < 100))].to_parquet(history, index=False)
+    naive_package(layout, tmp_path)
+    with pytest.raises(
+        ScoringError,
+        match=r"1 of 2 products failed: .*product_002/history.parquet \(origin week 107\): "
+        r"series sku=\d+ store=3 lacks the 13 weeks of sales up to origin week 107 that model package "
+        r"naive-quantiles-test needs",
+    ):
+        score_partition(layout, [1, 2], ORIGIN, VERSION, "weeks")
+    assert storage.exists(layout.forecast_file("weeks", 1))

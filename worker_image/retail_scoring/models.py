@@ -13,8 +13,15 @@ import pandas as pd
 from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
 from retail_scoring.features import scoring_features
 from retail_scoring.layout import checked_identifier, product_label
-from retail_scoring.package import REFERENCE_OUTPUT, ChunkScores, PackageKind, PackageManifest, ProductInput
-from retail_scoring.schema import HORIZON, QUANTILE_COLUMNS, QUANTILES, ROW_KEY, model_name
+from retail_scoring.package import (
+    REFERENCE_INPUT,
+    REFERENCE_OUTPUT,
+    ChunkScores,
+    PackageKind,
+    PackageManifest,
+    ProductInput,
+)
+from retail_scoring.schema import HORIZON, N_LAGS, QUANTILE_COLUMNS, QUANTILES, ROW_KEY, model_name
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,11 @@ class GbmLagQuantiles(PackageKind):
     @classmethod
     def check(cls, manifest: PackageManifest) -> None:
         """The reference's output, a model for every (step, quantile), each among the files."""
+        if dict(manifest.input.exogenous) != dict(REFERENCE_INPUT.exogenous) or manifest.input.history_weeks != N_LAGS:
+            raise ModelSetError(
+                f"{manifest.source}: kind gbm-lag-quantiles reads the reference's columns and {N_LAGS} weeks of "
+                f"history; the manifest's input is {manifest.input.to_dict()}"
+            )
         if manifest.output != REFERENCE_OUTPUT:
             raise ModelSetError(
                 f"{manifest.source}: kind gbm-lag-quantiles forecasts {HORIZON} weeks at quantiles {list(QUANTILES)}; "

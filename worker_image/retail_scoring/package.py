@@ -23,7 +23,7 @@ import pandas as pd
 from retail_scoring import storage
 from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
 from retail_scoring.layout import StorageLayout, checked_identifier
-from retail_scoring.schema import HORIZON, QUANTILES, quantile_column
+from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, QUANTILES, SERIES_KEY, quantile_column
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,62 @@ class OutputContract:
 
 REFERENCE_OUTPUT = OutputContract()  # the reference architecture's: 13 weeks, quantiles 5/25/50/75/95
 
+# How the product tables identify rows; a package's input contract must say the same, so a package
+# written for other tables is refused when it is packaged, not when it runs.
+TABLE_LAYOUT = {"series_key": list(SERIES_KEY), "time": "week", "target": "sales"}
+COLUMN_TYPES = {"integer": "iu", "number": "iuf"}  # contract type -> numpy dtype kinds it accepts
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a package reads from the product tables: exogenous columns with their types (in the
+    history and the planned weeks), and how many weeks of sales every series needs up to the origin."""
+
+    exogenous: tuple[tuple[str, str], ...]
+    history_weeks: int
+
+    def to_dict(self) -> dict:
+        return {**TABLE_LAYOUT, "exogenous": dict(self.exogenous), "history_weeks": self.history_weeks}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str) -> "InputContract":
+        for field_name, expected in TABLE_LAYOUT.items():
+            if data.get(field_name) != expected:
+                raise ModelSetError(
+                    f"{source}: input {field_name} is {data.get(field_name)!r}; the product tables have {expected!r}"
+                )
+        exogenous = tuple((str(column), str(kind)) for column, kind in data["exogenous"].items())
+        unknown = [f"{column}: {kind}" for column, kind in exogenous if kind not in COLUMN_TYPES]
+        if unknown:
+            raise ModelSetError(f"{source}: input exogenous types must be integer or number, found {unknown}")
+        history_weeks = int(data["history_weeks"])
+        if history_weeks < 1:
+            raise ModelSetError(f"{source}: input history_weeks must be at least 1")
+        return cls(exogenous, history_weeks)
+
+    def mismatch(self, frame: pd.DataFrame, source: str, package: str) -> str | None:
+        """The first way the table `frame` (read from `source`) breaks the contract, or None."""
+        for column, kind in self.exogenous:
+            if column not in frame.columns:
+                return f"{source}: column '{column}' ({kind}) that model package {package} needs is missing"
+            if frame[column].dtype.kind not in COLUMN_TYPES[kind]:
+                return (
+                    f"{source}: column '{column}': model package {package} expects {kind}, found {frame[column].dtype}"
+                )
+        return None
+
+
+REFERENCE_INPUT = InputContract(
+    (("base_sku", "integer"), ("deal", "integer"), ("feat", "integer"), *((p, "number") for p in PRICE_COLUMNS)),
+    history_weeks=N_LAGS,
+)
+
 
 @dataclass(frozen=True)
 class PackageManifest:
     version: str
     kind: str
+    input: InputContract
     output: OutputContract
     r_dependencies: dict[str, str]  # R package -> lowest version it works with ("" for any)
     files: dict[str, str]  # file name -> sha256
@@ -95,15 +146,18 @@ def parse_manifest(manifest: dict, source: str) -> PackageManifest:
     try:
         kind = manifest["kind"]
         contract = OutputContract.from_dict(manifest["output"])
+        input_contract = InputContract.from_dict(manifest["input"], source)
         files = {checked_identifier("file name", name): str(digest) for name, digest in manifest["files"].items()}
         dependencies = {str(name): str(version) for name, version in manifest.get("r_dependencies", {}).items()}
-        parsed = PackageManifest(manifest["model_version"], kind, contract, dependencies, files, manifest, source)
+        parsed = PackageManifest(
+            manifest["model_version"], kind, input_contract, contract, dependencies, files, manifest, source
+        )
+    except UnsafeIdentifierError as error:
+        raise ModelSetError(f"{source}: {error}") from error
     except KeyError as error:
         raise ModelSetError(f"{source}: manifest lacks field {error}") from error
     except (TypeError, ValueError, AttributeError) as error:
         raise ModelSetError(f"{source}: manifest field has the wrong type ({error})") from error
-    except UnsafeIdentifierError as error:
-        raise ModelSetError(f"{source}: {error}") from error
     if kind not in KINDS:
         raise ModelSetError(f"{source}: unknown package kind {kind!r}; known kinds: {', '.join(KINDS)}")
     if MANIFEST_FILE in files:
@@ -125,6 +179,7 @@ def _with_legacy_defaults(manifest: dict) -> dict:
     files = {m.get("file"): m.get("sha256") for m in models if isinstance(m, dict)}
     return {
         "kind": "gbm-lag-quantiles",
+        "input": REFERENCE_INPUT.to_dict(),
         "output": REFERENCE_OUTPUT.to_dict(),
         "r_dependencies": {"gbm": ""},
         "files": files,

@@ -13,9 +13,9 @@ import pandas as pd
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.features import series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.package import PackageKind, ProductInput, load_package
+from retail_scoring.package import PackageKind, PackageManifest, ProductInput, load_package
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
-from retail_scoring.tables import read_product_table, write_table
+from retail_scoring.tables import check_table, read_raw_product_table, write_table
 from retail_scoring.validation import check_forecast
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,40 @@ class PartitionTimings:
         )
 
 
-def product_input(layout: StorageLayout, product: int, origin: int) -> ProductInput:
-    """One product's tables as of `origin`: history is cut there, later weeks are only plans."""
-    history = read_product_table(layout, product, "history")
-    futurex = read_product_table(layout, product, "futurex")
+def product_input(layout: StorageLayout, product: int, origin: int, manifest: PackageManifest) -> ProductInput:
+    """One product's tables as of `origin`, checked against the package's input contract: history is
+    cut there, later weeks are only plans."""
+    tables = {}
+    for table in ("history", "futurex"):
+        url, raw = read_raw_product_table(layout, product, table)
+        tables[table] = check_table(raw, table, url)
+        mismatch = manifest.input.mismatch(tables[table], url, manifest.version)
+        if mismatch:
+            raise InputDataError(mismatch)
+    history, futurex = tables["history"], tables["futurex"]
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
     both_tables = f"{layout.product_file(product, 'history')} and {layout.product_file(product, 'futurex')}"
     check_base_sku_per_sku(history, futurex, both_tables)
     visible = history[history["week"] <= origin]
     plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
     source = f"{layout.product_file(product, 'history')} (origin week {origin})"
+    check_history_reaches_origin(visible, origin, manifest.input.history_weeks, source, manifest.version)
     return ProductInput(product, visible, plans, source)
+
+
+def check_history_reaches_origin(visible: pd.DataFrame, origin: int, weeks: int, source: str, package: str) -> None:
+    """Every series has sales in the origin week and at least `weeks` weeks of them, as the
+    package's input contract says it needs."""
+    ordered = sorted_by_series(visible)
+    starts, ends = series_bounds(ordered)
+    week = ordered["week"].to_numpy()
+    short = (week[ends] != origin) | (ends - starts + 1 < weeks)
+    if short.any():
+        first = starts[short.argmax()]
+        raise InputDataError(
+            f"{source}: series sku={ordered['sku'].iloc[first]} store={ordered['store'].iloc[first]} lacks the "
+            f"{weeks} weeks of sales up to origin week {origin} that model package {package} needs"
+        )
 
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
@@ -175,7 +198,7 @@ def _score_chunk(
     for product in products:
         started = time.perf_counter()
         try:
-            inputs.append(product_input(layout, product, origin))
+            inputs.append(product_input(layout, product, origin, package.manifest))
         except InputDataError as error:
             failures.append(str(error))
             log.error("%s: skipped: %s", product_label(product), error)

@@ -52,21 +52,23 @@ def _read_csv(url: str, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
-    """Return `frame` cast to the table's schema, or raise naming the file, column and row at fault."""
+    """Return `frame` cast to the table's schema, or raise naming the file, column and row at fault.
+    Product tables may carry extra numeric columns after the schema's (exogenous data a model
+    package declares in its input contract); they get the same checks as the schema's numbers."""
     schema = TABLES[table]
     expected = list(schema.names)
     missing = [c for c in expected if c not in frame.columns]
     extra = [c for c in frame.columns if c not in expected]
-    if missing or extra:
+    if missing or (extra and table not in PRODUCT_TABLES_WITH_EXTRAS):
         raise InputDataError(
             f"{source}: columns do not match the {table} schema "
             f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
         )
     if frame.empty:
         raise InputDataError(f"{source}: has no rows")
-    if list(frame.columns) != expected:
-        frame = frame[expected]
-    numeric = [f.name for f in schema if not pa.types.is_string(f.type)]
+    if list(frame.columns) != expected + extra:
+        frame = frame[expected + extra]
+    numeric = [f.name for f in schema if not pa.types.is_string(f.type)] + extra
     not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]
     if not_numeric:
         raise InputDataError(
@@ -117,6 +119,9 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
         if duplicated.any():
             raise InputDataError(f"{source}: duplicate (sku, store, week) rows, first at {_row(frame, duplicated)}")
     return frame
+
+
+PRODUCT_TABLES_WITH_EXTRAS = ("history", "futurex")
 
 
 def is_sorted_by_row_key(frame: pd.DataFrame) -> bool:

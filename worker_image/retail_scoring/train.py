@@ -14,7 +14,7 @@ import pandas as pd
 from retail_scoring import rsession
 from retail_scoring.features import training_features
 from retail_scoring.models import model_columns
-from retail_scoring.package import MANIFEST_FILE, REFERENCE_OUTPUT, sha256_hex
+from retail_scoring.package import MANIFEST_FILE, REFERENCE_INPUT, REFERENCE_OUTPUT, sha256_hex
 from retail_scoring.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ def train_model_set(
     manifest = {
         "model_version": model_version,
         "kind": "gbm-lag-quantiles",
+        "input": REFERENCE_INPUT.to_dict(),
         "output": REFERENCE_OUTPUT.to_dict(),
         "r_dependencies": {"gbm": provenance["gbm_version"]},
         **provenance,
