@@ -1,5 +1,5 @@
-"""Benchmark: score one partition of N products with a committed model set and print where the
-time goes. Seeds a scratch storage first (data + models), so it runs on a fresh checkout.
+"""Benchmark: score one partition of N products with a committed model package and print where the
+time goes. Seeds a scratch storage first (data + package), so it runs on a fresh checkout.
 
   .venv/bin/python benchmarks/score_partition.py [--products 10] [--model-version gbm-1250x6-v1]
       [--models-dir include/models]
@@ -42,6 +42,8 @@ def main() -> None:
     print(f"scoring operations:         {timings.scoring_operations}")
     print(f"scoring operations/second:  {timings.scoring_operations / wall:.0f} (wall {wall:.2f} s)")
     print(f"features+conversion+write:  {100 * overhead / timings.predict_s:.1f}% of R predict time (target < 10%)")
+    print("  (for an r-script package, R predict seconds are its own score() calls, feature seconds reading and")
+    print("   checking the tables, write seconds checking its results and writing them: the worker's overhead)")
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
         "spot_nodes",
         "task_slots_per_node",
         "force",
+        "publish",
     }
     assert params["force"] is False
+    assert params["publish"] is True
     assert params["partitioning"] == "per_node"
 
 
@@ -53,7 +55,7 @@ def test_the_ui_explains_the_dag_and_every_param(airflow_db):
         assert len(param.description or "") > 20, f"{name} has no description"
         sections.setdefault(param.schema["section"], []).append(name)
     assert sections == {
-        "Run scope": ["products", "origin_week", "model_version", "force"],
+        "Run scope": ["products", "origin_week", "model_version", "publish", "force"],
         "Compute": ["compute_backend", "pool_size", "partitioning", "task_slots_per_node"],
         "Azure Batch": ["vm_size", "spot_nodes"],
     }

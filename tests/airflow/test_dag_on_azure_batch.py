@@ -125,7 +125,11 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
     environment = batch_env.task_environments["partition_000"]
     grants = json.loads(environment["FORECAST_WRITE_SAS"])
     forecast_url = LAYOUT.forecast_file(run_id, 1)
-    assert set(grants) == {forecast_url, LAYOUT.task_timings(run_id, "partition_000")}
+    assert set(grants) == {
+        forecast_url,
+        LAYOUT.task_timings(run_id, "partition_000"),
+        LAYOUT.task_progress(run_id, "partition_000"),
+    }
 
     reader = BlobServiceClient.from_connection_string(environment["AZURE_STORAGE_CONNECTION_STRING"])
     container = reader.get_container_client("forecasts")

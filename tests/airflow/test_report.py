@@ -8,6 +8,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
 from retail_scoring.layout import StorageLayout
+from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
 from scoring_airflow.report import (
     BAND_50_COLOUR,
     BAND_90_COLOUR,
@@ -55,7 +56,7 @@ def band_limits(collection: PolyCollection) -> tuple[float, float]:
 
 def test_figure_shows_four_skus_with_history_median_and_both_bands():
     history, forecast = frames()
-    figure = forecast_figure(history, forecast, store=2, skus=[1, 2, 3, 4])
+    figure = forecast_figure(history, forecast, store=2, skus=[1, 2, 3, 4], output=REFERENCE_OUTPUT)
     axes = figure.axes
     assert len(axes) == 4
     for axis, sku in zip(axes, [1, 2, 3, 4], strict=True):
@@ -98,3 +99,13 @@ def test_a_rerun_replaces_its_accuracy_record_and_keeps_the_other_runs(tmp_path)
     for table in (history, accuracy_history(layout)):
         rows = table[["run_id", "rows", "mape_q50"]].values.tolist()
         assert rows == [["backfill-56", 8, 0.2], ["weekly-107", 12, 0.3]]
+
+
+def test_figure_of_a_package_with_other_quantiles_draws_its_own_band_and_median():
+    history, forecast = frames()
+    forecast = forecast.rename(columns={"q5": "q10", "q95": "q90"}).drop(columns=["q25", "q75"])
+    output = OutputContract(horizon=13, quantiles=(0.1, 0.5, 0.9))
+    axis = forecast_figure(history, forecast, store=2, skus=[1, 2, 3, 4], output=output).axes[0]
+    (band,) = [c for c in axis.collections if isinstance(c, PolyCollection)]
+    assert band.get_label() == "10-90%" and band_limits(band) == (10.0, 50.0)
+    assert axis.get_lines()[1].get_linestyle() == "--", "the median"

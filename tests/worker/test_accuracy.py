@@ -44,3 +44,12 @@ def test_no_overlapping_actuals_gives_zero_rows():
     )
     actuals = pd.DataFrame({"sku": [1], "store": [1], "week": [4], "sales": [1.0]})
     assert accuracy_metrics(forecast, actuals) == {"rows": 0}
+
+
+def test_metrics_follow_the_quantiles_a_package_forecasts():
+    forecast = pd.DataFrame({"sku": [1, 1], "store": [1, 1], "week": [5, 6], "q10": [8.0, 8.0], "q90": [12.0, 12.0]})
+    actuals = pd.DataFrame({"sku": [1, 1], "store": [1, 1], "week": [5, 6], "sales": [10.0, 13.0]})
+    metrics = accuracy_metrics(forecast, actuals, quantiles=(0.1, 0.9))
+    assert metrics["pinball_q10"] == pytest.approx((0.1 * 2 + 0.1 * 5) / 2)
+    assert metrics["pinball_q90"] == pytest.approx((0.1 * 2 + 0.9 * 1) / 2)
+    assert not {"coverage_50", "coverage_90", "mape_q50"} & set(metrics), "no such quantiles forecast"
