@@ -25,6 +25,7 @@ from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask
 from scoring_airflow.planning import batch_id, storage_run_id
 from tests.airflow.conftest import run_dag
+from tests.airflow.test_model_packages import RANGER
 from tests.batch_endpoint import BatchTestEndpoint
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
@@ -295,3 +296,19 @@ def test_our_pools_past_their_lifetime_are_deleted_by_the_next_run_and_no_one_el
     assert batch_env.deleted_pools == ["pool-orphaned"]
     expires_at = {m["name"]: m["value"] for m in batch_env.pools_created["pool-next"]["metadata"]}["expires_at"]
     assert timedelta(hours=5, minutes=59) < datetime.fromisoformat(expires_at) - datetime.now(UTC) <= timedelta(hours=6)
+
+
+def test_an_r_script_package_runs_on_batch_with_blob_storage(batch_env):
+    """The committed ranger package (its own R code, files verified from blob storage by the task)."""
+    connect_storage()
+    upload_package(RANGER, LAYOUT)
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "ranger-qrf-v1"})
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    for product in (1, 2):
+        forecast = read_forecast(LAYOUT.forecast_file(run_id, product))
+        assert len(forecast) == 66 * 13 and (forecast["model_version"] == "ranger-qrf-v1").all()
+    assert json.loads(read_blob(LAYOUT.validation_report(run_id)))["valid"]
+    assert "model package ranger-qrf-v1 (r-script) loaded" in read_blob(
+        LAYOUT.task_log(run_id, "partition_000", "stdout")
+    )
