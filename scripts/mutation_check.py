@@ -146,8 +146,8 @@ MUTATIONS = [
     ),
     Mutation(
         "checksum-not-verified",
-        "worker_image/retail_scoring/models.py",
-        "if digest != entry.sha256:",
+        "worker_image/retail_scoring/package.py",
+        "if sha256_hex(data) != digest:",
         "if False:",
         ("tests/worker/test_committed_models.py",),
     ),
@@ -161,16 +161,54 @@ MUTATIONS = [
             ("tests/worker/test_validation.py",),
         )  # fmt: skip
         for name, check in [
-            ("row-count", "if len(frame) != n_series * HORIZON:"),
+            ("row-count", "if len(frame) != n_series * horizon:"),
             ("duplicates", "if frame.duplicated(list(ROW_KEY)).any():"),
             ("weeks", "if wrong_weeks:"),
-            ("series", "if (weeks_per_series != HORIZON).any() or len(weeks_per_series) != n_series:"),
+            ("series", "if (weeks_per_series != horizon).any() or len(weeks_per_series) != n_series:"),
             ("nan", "if np.isnan(quantiles).any():"),
-            ("negative", "if (quantiles < 0).any():"),
+            ("negative", "if output.non_negative and (quantiles < 0).any():"),
             ("crossing", "if (np.diff(quantiles, axis=1) < 0).any():"),
             ("origin", 'if not (frame["forecast_origin"] == origin).all():'),
             ("model-version", 'if not (frame["model_version"] == model_version).all():'),
         ]
+    ),
+    # model packages: contracts, dependencies, R errors
+    Mutation(
+        "package-result-unchecked",
+        "worker_image/retail_scoring/scoring.py",
+        "return frame, check_forecast(frame, len(planned), origin, package.version, planned=planned, output=output)",
+        "return frame, []",
+        ("tests/worker/test_r_script_packages.py",),
+    ),
+    Mutation(
+        "quantiles-not-sorted",
+        "worker_image/retail_scoring/scoring.py",
+        'quantiles = np.sort(scored[list(output.columns)].to_numpy(dtype="float64"), axis=1)',
+        'quantiles = scored[list(output.columns)].to_numpy(dtype="float64")',
+        (
+            "tests/worker/test_r_script_packages.py::test_crossing_quantiles_from_a_package_are_sorted_so_they_never_cross",
+        ),
+    ),
+    Mutation(
+        "input-contract-unchecked",
+        "worker_image/retail_scoring/package.py",
+        "            if column not in frame.columns:",
+        "            if False:",
+        ("tests/worker/test_r_script_packages.py", "tests/airflow/test_model_packages.py"),
+    ),
+    Mutation(
+        "r-dependencies-unchecked",
+        "worker_image/retail_scoring/package.py",
+        "        if version is None:",
+        "        if False:",
+        ("tests/worker/test_r_script_packages.py", "tests/airflow/test_model_packages.py"),
+    ),
+    Mutation(
+        "r-error-not-reported",
+        "worker_image/retail_scoring/rscript.py",
+        '    if "error" in list(result.names):\n            message',
+        "    if False:\n            message",
+        ("tests/worker/test_r_script_packages.py",),
     ),
     # hardening: identifiers, pins, params, inputs, validation, grants, healing
     Mutation(
@@ -210,14 +248,14 @@ MUTATIONS = [
     ),
     Mutation(
         "model-pin-ignored",
-        "worker_image/retail_scoring/models.py",
+        "worker_image/retail_scoring/package.py",
         "if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:",
         "if False:",
         ("tests/worker/test_cli_errors.py::test_a_model_set_changed_since_the_run_was_planned_is_refused",),
     ),
     Mutation(
         "upload-replaces-silently",
-        "worker_image/retail_scoring/models.py",
+        "worker_image/retail_scoring/package.py",
         "storage.read_bytes(manifest_url) != manifest_bytes and not replace:",
         "storage.read_bytes(manifest_url) != manifest_bytes and False:",
         ("tests/worker/test_cli_errors.py::test_a_stored_model_set_is_replaced_only_when_asked",),

@@ -88,3 +88,25 @@ def test_a_package_whose_input_contract_the_data_breaks_is_refused_at_planning(l
     with pytest.raises(PlanError, match=refusal):
         plan_run("d", "r", LATEST_WEEK, {"model_version": "ranger-qrf-v3"}, ForecastSettings())
     assert not storage.exists(layout.run_manifest(storage_run_id("d", "r")))
+
+
+def test_a_package_whose_r_code_fails_fails_the_run_at_once_and_publishes_nothing(
+    airflow_db, layout, forecast_env, tmp_path
+):
+    package = tmp_path / "broken-r-v1"
+    shutil.copytree(RANGER, package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    (package / "manifest.json").write_text(json.dumps({**manifest, "model_version": "broken-r-v1"}))
+    score_r = package / "score.R"
+    score_r.write_text(
+        score_r.read_text().replace("  rows <- models", '  stop("price table for store 2 is empty")\n  rows <- models')
+    )
+    seal_package(package)
+    upload_package(package, layout)
+    dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "broken-r-v1"})
+    assert dag_run.state == "failed" and task_state(dag_run, "score") == "failed"
+    assert task_state(dag_run, "publish") == "upstream_failed"
+    assert not storage.exists(layout.current_forecast())
+    run_id = run_id_of(dag_run)
+    stderr = storage.read_bytes(layout.task_log(run_id, "partition_000", "stderr")).decode()
+    assert "model package broken-r-v1: score.R: score() failed: price table for store 2 is empty" in stderr

@@ -242,3 +242,11 @@ def test_the_weeks_of_history_a_package_needs_are_checked_per_series(layout, tmp
     ):
         score_partition(layout, [1, 2], ORIGIN, VERSION, "weeks")
     assert storage.exists(layout.forecast_file("weeks", 1))
+
+
+def test_crossing_quantiles_from_a_package_are_sorted_so_they_never_cross(layout, tmp_path):
+    naive_package(layout, tmp_path, replace('"q75", "q95")', '"q95", "q75")'))  # q75 and q95 swapped
+    score_partition(layout, [1], ORIGIN, VERSION, "crossing")
+    forecast = read_forecast(layout.forecast_file("crossing", 1))
+    expected = expected_naive_quantiles(layout, 1).reindex(pd.MultiIndex.from_frame(forecast[["sku", "store"]]))
+    assert np.allclose(forecast[["q75", "q95"]].to_numpy(), expected[["q75", "q95"]].to_numpy(), rtol=1e-12)

@@ -19,6 +19,21 @@ def test_dockerfile_builds_its_environment_with_the_shared_install_script():
     assert "USER scorer" in dockerfile
 
 
+def test_the_images_r_packages_are_the_list_planning_checks_and_this_machine_has():
+    """The image installs worker_r_packages.txt (pinned Debian packages), planning reads the same
+    list, and setup.sh installed it here: the R versions it names are the ones R loads."""
+    from retail_scoring import rsession
+    from retail_scoring.package import worker_r_packages
+
+    dockerfile = (WORKER_IMAGE / "Dockerfile").read_text()
+    assert (
+        "COPY retail_scoring/worker_r_packages.txt" in dockerfile and "$(cat /tmp/worker_r_packages.txt)" in dockerfile
+    )
+    listed = worker_r_packages()
+    assert {"gbm", "ranger", "dplyr"} <= set(listed)
+    assert rsession.installed_packages(listed) == listed
+
+
 def pins(path: Path) -> dict[str, str]:
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     return {name.lower(): version for name, version in (line.split("==") for line in lines)}
