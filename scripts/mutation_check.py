@@ -210,6 +210,13 @@ MUTATIONS = [
         "    if False:\n            message",
         ("tests/worker/test_r_script_packages.py",),
     ),
+    Mutation(
+        "validation-fast-path-trusts-row-count",
+        "worker_image/retail_scoring/validation.py",
+        "return all(np.array_equal(frame[column].to_numpy(), values) for column, values in expected.items())",
+        "return True",
+        ("tests/worker/test_validation.py",),
+    ),
     # hardening: identifiers, pins, params, inputs, validation, grants, healing
     Mutation(
         "identifier-allows-separators",

@@ -8,6 +8,7 @@ from retail_scoring.validation import check_forecast
 
 ORIGIN = 107
 QUANTILES = ["q5", "q25", "q50", "q75", "q95"]
+PLANNED = pd.DataFrame({"sku": [1, 2, 3], "store": [1, 1, 1]})
 
 
 def good_forecast(n_series: int = 3) -> pd.DataFrame:
@@ -66,9 +67,16 @@ def test_a_good_forecast_has_no_problems():
         "schema",
     ],
 )
-def test_garbage_is_caught(garble, expected):
-    problems = check_forecast(garble(good_forecast()).reset_index(drop=True), 3, ORIGIN, "v1")
+@pytest.mark.parametrize("planned", [None, PLANNED], ids=["unplanned", "planned"])
+def test_garbage_is_caught(garble, expected, planned):
+    """With the planned series given, well-formed rows take a fast path: garbage must not."""
+    problems = check_forecast(garble(good_forecast()).reset_index(drop=True), 3, ORIGIN, "v1", planned=planned)
     assert any(expected in problem for problem in problems), problems
+
+
+def test_rows_in_another_order_are_still_valid():
+    shuffled = good_forecast().sample(frac=1.0, random_state=1).reset_index(drop=True)
+    assert check_forecast(shuffled, 3, ORIGIN, "v1", planned=PLANNED) == []
 
 
 def test_quantiles_are_never_reported_crossing_when_equal():
@@ -77,7 +85,7 @@ def test_quantiles_are_never_reported_crossing_when_equal():
 
 
 def test_series_must_be_exactly_the_planned_ones():
-    planned = pd.DataFrame({"sku": [1, 2, 3], "store": [1, 1, 1]})
+    planned = PLANNED
     assert check_forecast(good_forecast(), 3, ORIGIN, "v1", planned=planned) == []
     foreign = good_forecast().assign(sku=lambda f: f["sku"] + 11)  # another product's SKUs
     problems = check_forecast(foreign, 3, ORIGIN, "v1", planned=planned)
