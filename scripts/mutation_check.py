@@ -206,8 +206,8 @@ MUTATIONS = [
     Mutation(
         "r-error-not-reported",
         "worker_image/retail_scoring/rscript.py",
-        '    if "error" in list(result.names):\n            message',
-        "    if False:\n            message",
+        'if "error" not in list(result.names):',
+        "if True:",
         ("tests/worker/test_r_script_packages.py",),
     ),
     Mutation(

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.errors import InputDataError, ScoringError
+from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label, product_of_folder
 from retail_scoring.package import (
     MANIFEST_FILE,
@@ -18,7 +18,8 @@ from retail_scoring.package import (
     read_manifest,
     worker_r_packages,
 )
-from retail_scoring.tables import check_table, read_raw_product_table
+from retail_scoring.scoring import product_tables
+from retail_scoring.tables import read_raw_product_table
 from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import backend_for
 from scoring_airflow.operators import plan_expectations
@@ -76,15 +77,12 @@ def origin_range(layout: StorageLayout, product: int, manifest: PackageManifest)
     """Origins with the package's weeks of history in every series and its horizon of planned weeks
     after them. A table the package's input contract does not fit fails the plan: every product's
     would."""
-    tables = {}
-    for table in ("history", "futurex"):
-        url, raw = read_raw_product_table(layout, product, table)
-        tables[table] = check_table(raw, table, url)
-        mismatch = manifest.input.mismatch(tables[table], url, manifest.version)
-        if mismatch:
-            raise PlanError(mismatch)
-    first_weeks = tables["history"].groupby(["sku", "store"])["week"].min()
-    last_origin = int(tables["futurex"]["week"].max()) - manifest.output.horizon
+    try:
+        history, futurex = product_tables(layout, product, manifest)
+    except ContractMismatchError as error:
+        raise PlanError(str(error)) from error
+    first_weeks = history.groupby(["sku", "store"])["week"].min()
+    last_origin = int(futurex["week"].max()) - manifest.output.horizon
     return int(first_weeks.max()) + manifest.input.history_weeks - 1, last_origin
 
 

@@ -22,6 +22,21 @@ from tests.conftest import TINY_MODELS
 RANGER = Path(__file__).resolve().parents[2] / "include" / "models" / "ranger-qrf-v1"
 
 
+def ranger_variant(layout, tmp_path: Path, version: str, manifest_change=None, script_change=None) -> None:
+    """The committed ranger package as `version`, its manifest and score.R changed, sealed, uploaded."""
+    package = tmp_path / version
+    shutil.copytree(RANGER, package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["model_version"] = version
+    if manifest_change:
+        manifest_change(manifest)
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    if script_change:
+        (package / "score.R").write_text(script_change((package / "score.R").read_text()))
+    seal_package(package)
+    upload_package(package, layout)
+
+
 def test_an_r_script_challenger_runs_end_to_end_and_the_report_compares_it_with_the_champion(
     airflow_db, layout, forecast_env
 ):
@@ -52,13 +67,7 @@ def test_an_r_script_challenger_runs_end_to_end_and_the_report_compares_it_with_
 def test_a_package_needing_an_r_package_the_workers_lack_is_refused_at_planning(
     airflow_db, layout, forecast_env, tmp_path
 ):
-    package = tmp_path / "ranger-qrf-v2"
-    shutil.copytree(RANGER, package)
-    manifest = json.loads((package / "manifest.json").read_text())
-    manifest.update(model_version="ranger-qrf-v2", r_dependencies={**manifest["r_dependencies"], "forecastX": "8.21"})
-    (package / "manifest.json").write_text(json.dumps(manifest))
-    seal_package(package)
-    upload_package(package, layout)
+    ranger_variant(layout, tmp_path, "ranger-qrf-v2", lambda m: m["r_dependencies"].update(forecastX="8.21"))
     refusal = (
         r"ranger-qrf-v2/manifest.json: the worker environment cannot run model package ranger-qrf-v2: "
         r"R package 'forecastX' is not installed \(the worker image's R packages: "
@@ -73,14 +82,9 @@ def test_a_package_needing_an_r_package_the_workers_lack_is_refused_at_planning(
 
 
 def test_a_package_whose_input_contract_the_data_breaks_is_refused_at_planning(layout, forecast_env, tmp_path):
-    package = tmp_path / "ranger-qrf-v3"
-    shutil.copytree(RANGER, package)
-    manifest = json.loads((package / "manifest.json").read_text())
-    manifest["model_version"] = "ranger-qrf-v3"
-    manifest["input"]["exogenous"]["competitor_price"] = "number"
-    (package / "manifest.json").write_text(json.dumps(manifest))
-    seal_package(package)
-    upload_package(package, layout)
+    ranger_variant(
+        layout, tmp_path, "ranger-qrf-v3", lambda m: m["input"]["exogenous"].update(competitor_price="number")
+    )
     refusal = (
         r"product_001/history.parquet: column 'competitor_price' \(number\) that model package ranger-qrf-v3 "
         r"needs is missing"
@@ -93,16 +97,10 @@ def test_a_package_whose_input_contract_the_data_breaks_is_refused_at_planning(l
 def test_a_package_whose_r_code_fails_fails_the_run_at_once_and_publishes_nothing(
     airflow_db, layout, forecast_env, tmp_path
 ):
-    package = tmp_path / "broken-r-v1"
-    shutil.copytree(RANGER, package)
-    manifest = json.loads((package / "manifest.json").read_text())
-    (package / "manifest.json").write_text(json.dumps({**manifest, "model_version": "broken-r-v1"}))
-    score_r = package / "score.R"
-    score_r.write_text(
-        score_r.read_text().replace("  rows <- models", '  stop("price table for store 2 is empty")\n  rows <- models')
+    failing = '  stop("price table for store 2 is empty")\n  rows <- models'
+    ranger_variant(
+        layout, tmp_path, "broken-r-v1", script_change=lambda script: script.replace("  rows <- models", failing)
     )
-    seal_package(package)
-    upload_package(package, layout)
     dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "broken-r-v1"})
     assert dag_run.state == "failed" and task_state(dag_run, "score") == "failed"
     assert task_state(dag_run, "publish") == "upstream_failed"

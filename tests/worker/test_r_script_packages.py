@@ -4,6 +4,8 @@ R's message and the R calls. Uses tests/packages/naive-quantiles, broken on purp
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +252,28 @@ def test_crossing_quantiles_from_a_package_are_sorted_so_they_never_cross(layout
     forecast = read_forecast(layout.forecast_file("crossing", 1))
     expected = expected_naive_quantiles(layout, 1).reindex(pd.MultiIndex.from_frame(forecast[["sku", "store"]]))
     assert np.allclose(forecast[["q75", "q95"]].to_numpy(), expected[["q75", "q95"]].to_numpy(), rtol=1e-12)
+
+
+def train_package(layout, folder: Path) -> subprocess.CompletedProcess:
+    command = ["train-package", "--storage", layout.root, "--product", "1", "--source", str(folder)]
+    return subprocess.run([sys.executable, "-m", "retail_scoring.cli", *command], capture_output=True, text=True)
+
+
+def test_train_package_runs_the_packages_train_r_and_seals_what_it_wrote(layout, tmp_path):
+    folder = tmp_path / "naive-quantiles"
+    shutil.copytree(PACKAGE, folder)
+    (folder / "train.R").write_text(
+        'train <- function(history, model_dir) {\n  saveRDS(list(weeks = 13L), file.path(model_dir, "settings.rds"))\n'
+        "  list(rows = nrow(history))\n}\n"
+    )
+    result = train_package(layout, folder)
+    assert result.returncode == 0, result.stderr
+    rows = len(read_product_table(layout, 1, "history"))
+    assert f"trained ({{'rows': [{rows}]}}) and sealed, 3 files" in result.stdout
+    assert set(json.loads((folder / "manifest.json").read_text())["files"]) == {"score.R", "train.R", "settings.rds"}
+
+    (folder / "train.R").write_text('train <- function(history, model_dir) stop("too few weeks to train on")\n')
+    failed = train_package(layout, folder)
+    assert failed.returncode == 2 and "train.R: train() failed: too few weeks to train on" in failed.stderr
+    (folder / "train.R").unlink()
+    assert "train.R: not found" in train_package(layout, folder).stderr

@@ -35,6 +35,25 @@ function(f, ...) {
 """
 
 
+_SOURCE_INTO_ENVIRONMENT = "function(path) { e <- new.env(); sys.source(path, envir = e); e }"
+
+
+class PackageCodeError(ModelSetError):
+    """The package's own R code failed: running again cannot help."""
+
+
+def call_package_function(function, *args, what: str):
+    """`function(*args)` in R; on an R error, PackageCodeError saying `what` failed, with R's message
+    and the R calls that led to it."""
+    from retail_scoring import rsession
+
+    result = rsession.r_eval(_CALL_WITH_TRACE)(function, *args)
+    if "error" not in list(result.names):
+        return result.rx2("value")
+    trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
+    raise PackageCodeError(f"{what} failed: {result.rx2('error')[0]}" + (f"\nR calls:\n{trace}" if trace else ""))
+
+
 def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
     """Run the package's train.R, `train(history, model_dir)`, which writes its model files into
     the folder; returns what train() returned (shown to the user)."""
@@ -45,18 +64,10 @@ def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
         raise ModelSetError(
             f"{script}: not found; a trainable r-script package defines train(history, model_dir) there"
         )
-    environment = rsession.r_eval("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(str(script))
+    environment = rsession.r_eval(_SOURCE_INTO_ENVIRONMENT)(str(script))
     train = rsession.r_eval("function(e) get('train', envir = e)")(environment)
-    result = rsession.r_eval(_CALL_WITH_TRACE)(train, rsession.pandas_to_r(history), str(folder))
-    if "error" in list(result.names):
-        trace = "\n".join(f"  {call}" for call in result.rx2("trace"))
-        raise PackageCodeError(f"{script}: train() failed: {result.rx2('error')[0]}\nR calls:\n{trace}")
-    value = result.rx2("value")
+    value = call_package_function(train, rsession.pandas_to_r(history), str(folder), what=f"{script}: train()")
     return {name: list(value.rx2(name)) for name in value.names} if value.names else {}
-
-
-class PackageCodeError(ModelSetError):
-    """The package's own R code failed: running again cannot help."""
 
 
 class RScriptPackage(PackageKind):
@@ -87,9 +98,7 @@ class RScriptPackage(PackageKind):
         script = folder / manifest.raw["script"]
         where = f"model package {manifest.version}"
         try:
-            environment = rsession.r_eval("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(
-                str(script)
-            )
+            environment = rsession.r_eval(_SOURCE_INTO_ENVIRONMENT)(str(script))
         except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
             raise PackageCodeError(f"{where}: {manifest.raw['script']} cannot be sourced: {error}") from error
         functions = {}
@@ -100,22 +109,14 @@ class RScriptPackage(PackageKind):
             if not rsession.r_eval("is.function")(found)[0]:
                 raise PackageCodeError(f"{where}: {manifest.raw['script']} does not define the function {name}()")
             functions[name] = found
-        functions["call"] = rsession.r_eval(_CALL_WITH_TRACE)
         package = cls(manifest, functions, None)
         package._models = package._call("load_models", str(folder))
         return package
 
     def _call(self, name: str, *args):
         """The package function's value, or PackageCodeError with R's message and calls."""
-        result = self._functions["call"](self._functions[name], *args)
-        if "error" in list(result.names):
-            message = str(result.rx2("error")[0])
-            trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
-            raise PackageCodeError(
-                f"model package {self.version}: {self.manifest.raw['script']}: {name}() failed: {message}"
-                + (f"\nR calls:\n{trace}" if trace else "")
-            )
-        return result.rx2("value")
+        what = f"model package {self.version}: {self.manifest.raw['script']}: {name}()"
+        return call_package_function(self._functions[name], *args, what=what)
 
     def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
         scores = ChunkScores()

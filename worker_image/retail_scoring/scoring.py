@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from retail_scoring.errors import InputDataError, ScoringError
+from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
 from retail_scoring.features import series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import PackageKind, PackageManifest, ProductInput, load_package
@@ -58,17 +58,23 @@ class PartitionTimings:
         )
 
 
+def product_tables(layout: StorageLayout, product: int, manifest: PackageManifest) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A product's history and futurex, checked against the table schema and the package's input
+    contract (a contract mismatch raises ContractMismatchError)."""
+    tables = []
+    for table in ("history", "futurex"):
+        url, raw = read_raw_product_table(layout, product, table)
+        tables.append(check_table(raw, table, url))
+        mismatch = manifest.input.mismatch(tables[-1], url, manifest.version)
+        if mismatch:
+            raise ContractMismatchError(mismatch)
+    return tables[0], tables[1]
+
+
 def product_input(layout: StorageLayout, product: int, origin: int, manifest: PackageManifest) -> ProductInput:
     """One product's tables as of `origin`, checked against the package's input contract: history is
     cut there, later weeks are only plans."""
-    tables = {}
-    for table in ("history", "futurex"):
-        url, raw = read_raw_product_table(layout, product, table)
-        tables[table] = check_table(raw, table, url)
-        mismatch = manifest.input.mismatch(tables[table], url, manifest.version)
-        if mismatch:
-            raise InputDataError(mismatch)
-    history, futurex = tables["history"], tables["futurex"]
+    history, futurex = product_tables(layout, product, manifest)
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
     both_tables = f"{layout.product_file(product, 'history')} and {layout.product_file(product, 'futurex')}"
     check_base_sku_per_sku(history, futurex, both_tables)
