@@ -40,7 +40,7 @@ node tests/ui/screenshots.mjs http://localhost:$AIRFLOW_PORT .local/screenshots
 # the reforecast the form triggered: its conf as the form sent it, and how it ended
 form_run="$(airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | awk '$2 ~ /^manual__/ {print $2; exit}')"
 wait_for_run "$form_run" 900 || true  # its conf and state are printed below either way
-airflow dags list-runs weekly_sales_forecast -o json 2>/dev/null | python3 -c '
+airflow dags list-runs weekly_sales_forecast -o json 2>/dev/null | grep '^\[' | python3 -c '
 import json, sys
 for run in json.load(sys.stdin):
     print(run["run_id"], run["state"], run.get("conf"))'
