@@ -218,14 +218,17 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
 
 def package_comparison(history: pd.DataFrame, origin: int) -> str:
     """Per model package, its newest run's accuracy at `origin`."""
-    if history.empty or "recorded_at" not in history or "coverage_90" not in history:
+    if history.empty or "pinball_q50" not in history:
         return "(no actuals yet)"
-    at_origin = history[(history["origin"] == origin) & history["recorded_at"].notna()]
-    newest = at_origin.sort_values("recorded_at").groupby("model_version", as_index=False).last()
+    at_origin = history[history["origin"] == origin]
+    if "recorded_at" in at_origin:  # records written before runs were timestamped count as older
+        at_origin = at_origin.sort_values("recorded_at", na_position="first", kind="stable")
+    newest = at_origin.groupby("model_version").tail(1)
+    if "products" in newest:  # whole numbers, blank where an older record did not count them
+        newest = newest.assign(products=[("" if pd.isna(n) else int(n)) for n in newest["products"]])
     columns = ["model_version", "run_id", "products", "rows", "pinball_q50", "mape_q50", "coverage_50", "coverage_90"]
-    return (
-        newest[[c for c in columns if c in newest]].sort_values("pinball_q50").to_markdown(index=False, floatfmt=".3f")
-    )
+    table = newest[[c for c in columns if c in newest]].sort_values("pinball_q50")
+    return table.to_markdown(index=False, floatfmt=".3f")
 
 
 def accuracy_table(history: pd.DataFrame) -> str:
