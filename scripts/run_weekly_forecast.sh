@@ -16,14 +16,19 @@ retail-scoring build-data --storage "$FORECAST_STORAGE_ROOT" --products "${FOREC
 retail-scoring upload-models --storage "$FORECAST_STORAGE_ROOT" --source "include/models/$model_version" --replace
 
 airflow db migrate >/dev/null
-logical_date="$(python -m scoring_airflow.cli latest-data-week)"
-run_id="weekly__${logical_date%%T*}__$(date -u +%Y%m%dT%H%M%S)"
+origin="$(python -m scoring_airflow.cli latest-origin)"
+# The run forecasts from the newest week of data: given as origin_week, so running this again makes a
+# new run (Airflow 3.3 allows one run per logical date) rather than colliding with the last one.
+run_id="weekly__origin-${origin}__$(date -u +%Y%m%dT%H%M%S)"
 # Only the run triggered here: the scheduler makes no scheduled runs of its own meanwhile.
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False
 echo "== starting Airflow (log: $AIRFLOW_HOME/standalone.log)"
 source scripts/airflow_standalone.sh
 airflow dags unpause weekly_sales_forecast >/dev/null 2>&1
-airflow dags trigger weekly_sales_forecast -l "$logical_date" -r "$run_id" >/dev/null 2>&1
+if ! triggered="$(airflow dags trigger weekly_sales_forecast -r "$run_id" -c "{\"origin_week\": $origin}" 2>&1)"; then
+  echo "$triggered" | tail -n 5
+  exit 1
+fi
 echo "== running $run_id (task logs: $AIRFLOW_HOME/logs/dag_id=weekly_sales_forecast/run_id=$run_id/)"
 status=0
 wait_for_run "$run_id" || status=$?

@@ -1,6 +1,6 @@
 """Small operator commands that read storage only (no Airflow server needed).
 
-python -m scoring_airflow.cli latest-data-week   the logical date whose run forecasts the newest data
+python -m scoring_airflow.cli latest-origin      the newest origin the data allows (the main job's)
 python -m scoring_airflow.cli summary            the current forecast and where its outputs are
 """
 
@@ -10,15 +10,14 @@ from collections import Counter
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
-from scoring_airflow.planning import logical_date_for_origin
 from scoring_airflow.run_steps import origin_range, package_manifest, read_current
 from scoring_airflow.settings import ForecastSettings
 
 
-def latest_data_week(settings: ForecastSettings) -> str:
+def latest_origin(settings: ForecastSettings) -> int:
+    """The newest origin the data and the default model package allow."""
     layout = StorageLayout(settings.storage_root)
-    _, last_origin = origin_range(layout, 1, package_manifest(layout, settings.model_version)[0])
-    return logical_date_for_origin(last_origin, settings.week0_monday).isoformat()
+    return origin_range(layout, 1, package_manifest(layout, settings.model_version)[0])[1]
 
 
 def summary(settings: ForecastSettings) -> str:
@@ -69,10 +68,10 @@ def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scoring_airflow.cli")
-    parser.add_argument("command", choices=["latest-data-week", "summary"])
+    parser.add_argument("command", choices=["latest-origin", "summary"])
     command = parser.parse_args().command
     settings = ForecastSettings()
-    print(latest_data_week(settings) if command == "latest-data-week" else summary(settings))
+    print(latest_origin(settings) if command == "latest-origin" else summary(settings))
 
 
 if __name__ == "__main__":

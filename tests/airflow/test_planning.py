@@ -208,3 +208,9 @@ def test_products_can_be_typed_as_numbers_and_ranges(typed, products):
 def test_a_typed_product_that_is_not_a_number_is_named():
     with pytest.raises(PlanError, match=r"products: 'x7' is neither a product number nor a range like 40-45"):
         requested_products("3, x7")
+
+
+def test_the_main_jobs_origin_is_the_newest_the_data_allows(layout, forecast_env):
+    from scoring_airflow.cli import latest_origin
+
+    assert latest_origin(ForecastSettings()) == 107
