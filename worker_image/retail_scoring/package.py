@@ -1,5 +1,6 @@
 """Model packages: a folder of files described by its manifest.json, which says the package's kind,
-what it forecasts (the output contract), which R packages it needs and the sha256 of every file.
+what it reads from the product tables (the input contract), what it forecasts (the output
+contract), which R packages it needs and the sha256 of every file.
 
 The worker loads a package once per task with `load_package` and then only calls `score` on chunks
 of products; each kind (the built-in `gbm-lag-quantiles`, the general `r-script`) implements that
