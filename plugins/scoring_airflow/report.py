@@ -16,7 +16,7 @@ from retail_scoring import storage  # noqa: E402
 from retail_scoring.accuracy import accuracy_metrics  # noqa: E402
 from retail_scoring.errors import InputDataError  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.package import REFERENCE_OUTPUT, OutputContract  # noqa: E402
+from retail_scoring.package import OutputContract, planned_output  # noqa: E402
 from retail_scoring.schema import quantile_column  # noqa: E402
 from retail_scoring.tables import read_forecast, read_product_table, read_raw_product_table  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
@@ -82,7 +82,7 @@ def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
     """Accuracy over the forecast rows that have actual sales; says how many do not."""
     products = [p for products in plan["partitions"].values() for p in products]
     forecasts = pd.concat([read_forecast(layout.forecast_file(plan["run_id"], p)) for p in products])
-    output = run_output(plan)
+    output = planned_output(plan.get("output"))
     forecast_weeks = range(plan["origin"] + 1, plan["origin"] + output.horizon + 1)
     actuals = pd.concat([actual_sales(layout, p, forecast_weeks) for p in products])
     metrics = accuracy_metrics(forecasts, actuals, output.quantiles)
@@ -95,11 +95,6 @@ def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
         **metrics,
         "rows_without_actuals": len(forecasts) - metrics["rows"],
     }
-
-
-def run_output(plan: dict) -> OutputContract:
-    """The run's output contract, as planned (the reference's for plans made before contracts)."""
-    return OutputContract.from_dict(plan["output"]) if plan.get("output") else REFERENCE_OUTPUT
 
 
 def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
@@ -158,7 +153,7 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
     skus = sorted(forecast["sku"].unique())[:4]
-    output = run_output(plan)
+    output = planned_output(plan.get("output"))
     figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus, output)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=90)

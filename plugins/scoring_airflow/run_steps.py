@@ -163,7 +163,6 @@ def plan_run(
         "model_version": model_version,
         "model_manifest_sha256": manifest_sha256,
         "package_kind": manifest.kind,
-        "package_files": manifest.files,
         "output": manifest.output.to_dict(),
         "storage_root": settings.storage_root,
         "compute_backend": backend,

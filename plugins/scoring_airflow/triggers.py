@@ -36,7 +36,7 @@ class PartitionProgress:
         return cls(data["storage_root"], data["run_id"], data["totals"])
 
     def changes(self, partitions: list[str]) -> list[str]:
-        """Read the progress of `partitions` (the running ones) and describe what moved."""
+        """Read the progress of `partitions` (those started) and describe what moved."""
         layout = StorageLayout(self.storage_root)
         lines = []
         for partition in partitions:
@@ -101,8 +101,9 @@ class ScoringJobTrigger(BaseTrigger):
                 self.log.info("%s restarted by the pool without a failed attempt (node preempted or removed)", task_id)
             statuses = [restarts.annotate(s) for s in statuses]
             if self.progress:
-                running = [s.task_id for s in statuses if s.state == "running" or s.is_final]
-                for line in await asyncio.to_thread(self.progress.changes, running):
+                # finished ones too: a partition's last chunk may land between two polls
+                started = [s.task_id for s in statuses if s.state == "running" or s.is_final]
+                for line in await asyncio.to_thread(self.progress.changes, started):
                     self.log.info("%s", line)
             finished = [s for s in statuses if s.is_final]
             for status in finished:

@@ -53,6 +53,22 @@ def series_bounds(sorted_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.r_[starts[1:], len(sku)] - 1
 
 
+def check_series_reach_origin(
+    sorted_frame: pd.DataFrame, starts: np.ndarray, ends: np.ndarray, origin: int, weeks: int, source: str, needs: str
+) -> None:
+    """Every series (rows `starts`..`ends` of a frame sorted by series) has sales in the origin week
+    and at least `weeks` weeks of them; the error names the first series that does not and who
+    `needs` them."""
+    week = sorted_frame["week"].to_numpy()
+    short = (week[ends] != origin) | (ends - starts + 1 < weeks)
+    if short.any():
+        first = starts[short.argmax()]
+        raise InputDataError(
+            f"{source}: series sku={sorted_frame['sku'].iat[first]} store={sorted_frame['store'].iat[first]} lacks "
+            f"the {weeks} weeks of sales up to origin week {origin} that {needs}"
+        )
+
+
 def scoring_features(history: pd.DataFrame, future: pd.DataFrame, origin: int, source: str) -> pd.DataFrame:
     """One row per (series, step 1..HORIZON) with every model feature, as of `origin`, in
     (sku, store, week) order: the order of the forecast file.
@@ -66,13 +82,7 @@ def scoring_features(history: pd.DataFrame, future: pd.DataFrame, origin: int, s
     log_sales = np.log(history["sales"].to_numpy())
     starts, ends = series_bounds(history)
     _check_contiguous(sku, store, week, starts, ends, source)
-    short = (week[ends] != origin) | (ends - starts + 1 < N_LAGS)
-    if short.any():
-        first = starts[short.argmax()]
-        raise InputDataError(
-            f"{source}: series sku={sku[first]} store={store[first]} lacks the {N_LAGS} weeks of sales up to "
-            f"origin week {origin} that the lag features need"
-        )
+    check_series_reach_origin(history, starts, ends, origin, N_LAGS, source, "the lag features need")
     lags = np.stack([log_sales[ends - k + 1] for k in range(1, N_LAGS + 1)], axis=1)
     per_series = {
         **dict(zip(LAG_COLUMNS, lags.T, strict=True)),

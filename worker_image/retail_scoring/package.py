@@ -66,6 +66,13 @@ class OutputContract:
 
 REFERENCE_OUTPUT = OutputContract()  # the reference architecture's: 13 weeks, quantiles 5/25/50/75/95
 
+
+def planned_output(output: dict | None) -> OutputContract:
+    """A run's output contract as its plan recorded it; the reference's for plans made before
+    packages had contracts."""
+    return OutputContract.from_dict(output) if output else REFERENCE_OUTPUT
+
+
 # How the product tables identify rows; a package's input contract must say the same, so a package
 # written for other tables is refused when it is packaged, not when it runs.
 TABLE_LAYOUT = {"series_key": list(SERIES_KEY), "time": "week", "target": "sales"}
@@ -294,8 +301,9 @@ def load_package(
             if not storage.exists(url):
                 raise ModelSetError(f"{url}: file of model package {model_version} not found")
             data = storage.read_bytes(url)
-            if sha256_hex(data) != digest:
-                raise ModelSetError(f"{url}: sha256 {sha256_hex(data)} does not match the manifest's {digest}")
+            found = sha256_hex(data)
+            if found != digest:
+                raise ModelSetError(f"{url}: sha256 {found} does not match the manifest's {digest}")
             (Path(scratch) / name).write_bytes(data)
         package = package_kind(manifest.kind).load(manifest, Path(scratch))
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))

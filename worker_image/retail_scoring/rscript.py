@@ -8,6 +8,7 @@ and the worker calls `score` once per chunk of stacked products (once per produc
 R calls that led to it."""
 
 import time
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -35,19 +36,37 @@ function(f, ...) {
 """
 
 
-_SOURCE_INTO_ENVIRONMENT = "function(path) { e <- new.env(); sys.source(path, envir = e); e }"
-
-
 class PackageCodeError(ModelSetError):
     """The package's own R code failed: running again cannot help."""
+
+
+@cache
+def _r_function(code: str):
+    """An R function defined by `code`, parsed once per process."""
+    from retail_scoring import rsession
+
+    return rsession.r_eval(code)
+
+
+def source_functions(script: Path, names: tuple[str, ...], where: str) -> dict:
+    """Source an R file into its own environment and return the functions `names` it defines; an
+    error names `where` (the package) and what is wrong with the script."""
+    try:
+        environment = _r_function("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(str(script))
+    except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
+        raise PackageCodeError(f"{where}: {script.name} cannot be sourced: {error}") from error
+    lookup = _r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
+    functions = {name: lookup(environment, name) for name in names}
+    for name, function in functions.items():
+        if not _r_function("is.function")(function)[0]:
+            raise PackageCodeError(f"{where}: {script.name} does not define the function {name}()")
+    return functions
 
 
 def call_package_function(function, *args, what: str):
     """`function(*args)` in R; on an R error, PackageCodeError saying `what` failed, with R's message
     and the R calls that led to it."""
-    from retail_scoring import rsession
-
-    result = rsession.r_eval(_CALL_WITH_TRACE)(function, *args)
+    result = _r_function(_CALL_WITH_TRACE)(function, *args)
     if "error" not in list(result.names):
         return result.rx2("value")
     trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
@@ -64,8 +83,7 @@ def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
         raise ModelSetError(
             f"{script}: not found; a trainable r-script package defines train(history, model_dir) there"
         )
-    environment = rsession.r_eval(_SOURCE_INTO_ENVIRONMENT)(str(script))
-    train = rsession.r_eval("function(e) get('train', envir = e)")(environment)
+    train = source_functions(script, ("train",), str(folder))["train"]
     value = call_package_function(train, rsession.pandas_to_r(history), str(folder), what=f"{script}: train()")
     return {name: list(value.rx2(name)) for name in value.names} if value.names else {}
 
@@ -93,30 +111,17 @@ class RScriptPackage(PackageKind):
     @classmethod
     def load(cls, manifest: PackageManifest, folder: Path) -> "RScriptPackage":
         """Source the script into its own environment and call its load_models once."""
-        from retail_scoring import rsession
+        functions = source_functions(
+            folder / manifest.raw["script"], ("load_models", "score"), f"model package {manifest.version}"
+        )
+        models = call_package_function(
+            functions["load_models"], str(folder), what=cls._function_name(manifest, "load_models")
+        )
+        return cls(manifest, functions, models)
 
-        script = folder / manifest.raw["script"]
-        where = f"model package {manifest.version}"
-        try:
-            environment = rsession.r_eval(_SOURCE_INTO_ENVIRONMENT)(str(script))
-        except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
-            raise PackageCodeError(f"{where}: {manifest.raw['script']} cannot be sourced: {error}") from error
-        functions = {}
-        for name in ("load_models", "score"):
-            found = rsession.r_eval(
-                "function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e) else NULL"
-            )(environment, name)
-            if not rsession.r_eval("is.function")(found)[0]:
-                raise PackageCodeError(f"{where}: {manifest.raw['script']} does not define the function {name}()")
-            functions[name] = found
-        package = cls(manifest, functions, None)
-        package._models = package._call("load_models", str(folder))
-        return package
-
-    def _call(self, name: str, *args):
-        """The package function's value, or PackageCodeError with R's message and calls."""
-        what = f"model package {self.version}: {self.manifest.raw['script']}: {name}()"
-        return call_package_function(self._functions[name], *args, what=what)
+    @staticmethod
+    def _function_name(manifest: PackageManifest, name: str) -> str:
+        return f"model package {manifest.version}: {manifest.raw['script']}: {name}()"
 
     def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
         scores = ChunkScores()
@@ -139,12 +144,14 @@ class RScriptPackage(PackageKind):
         arguments = (rsession.pandas_to_r(history), rsession.pandas_to_r(future.reset_index(drop=True)))
         timings.conversion_s += time.perf_counter() - started
         started = time.perf_counter()
-        value = self._call("score", self._models, *arguments, origin)
+        value = call_package_function(
+            self._functions["score"], self._models, *arguments, origin, what=self._function_name(self.manifest, "score")
+        )
         timings.predict_s += time.perf_counter() - started
         timings.predict_calls += 1
         started = time.perf_counter()
-        if not rsession.r_eval("is.data.frame")(value)[0]:
-            kind = str(rsession.r_eval("function(x) class(x)[1]")(value)[0])
+        if not _r_function("is.data.frame")(value)[0]:
+            kind = str(_r_function("function(x) class(x)[1]")(value)[0])
             raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
         result = rsession.r_to_pandas(value).reset_index(drop=True)
         timings.conversion_s += time.perf_counter() - started

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
-from retail_scoring.features import series_bounds, sorted_by_series
+from retail_scoring.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import PackageKind, PackageManifest, ProductInput, load_package
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
@@ -81,23 +81,11 @@ def product_input(layout: StorageLayout, product: int, origin: int, manifest: Pa
     visible = history[history["week"] <= origin]
     plans = pd.concat([history[history["week"] > origin].drop(columns="sales"), futurex], ignore_index=True)
     source = f"{layout.product_file(product, 'history')} (origin week {origin})"
-    check_history_reaches_origin(visible, origin, manifest.input.history_weeks, source, manifest.version)
-    return ProductInput(product, visible, plans, source)
-
-
-def check_history_reaches_origin(visible: pd.DataFrame, origin: int, weeks: int, source: str, package: str) -> None:
-    """Every series has sales in the origin week and at least `weeks` weeks of them, as the
-    package's input contract says it needs."""
     ordered = sorted_by_series(visible)
     starts, ends = series_bounds(ordered)
-    week = ordered["week"].to_numpy()
-    short = (week[ends] != origin) | (ends - starts + 1 < weeks)
-    if short.any():
-        first = starts[short.argmax()]
-        raise InputDataError(
-            f"{source}: series sku={ordered['sku'].iloc[first]} store={ordered['store'].iloc[first]} lacks the "
-            f"{weeks} weeks of sales up to origin week {origin} that model package {package} needs"
-        )
+    needs = f"model package {manifest.version} needs"
+    check_series_reach_origin(ordered, starts, ends, origin, manifest.input.history_weeks, source, needs)
+    return ProductInput(product, visible, plans, source)
 
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:

@@ -7,7 +7,7 @@ import pyarrow as pa
 from retail_scoring import storage
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
+from retail_scoring.package import REFERENCE_OUTPUT, OutputContract, planned_output
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.tables import read_forecast, read_raw_product_table
 
@@ -152,6 +152,6 @@ def forecast_problems(
         planned, peaks = planned_and_peaks(layout, product, origin)
     except InputDataError as error:
         return [f"{url}: cannot be checked against its product's tables ({error})"]
-    contract = OutputContract.from_dict(output) if output else REFERENCE_OUTPUT
+    contract = planned_output(output)
     problems = check_forecast(frame, n_series, origin, model_version, planned, peaks, max_forecast_ratio, contract)
     return [f"{url}: {problem}" for problem in problems]
