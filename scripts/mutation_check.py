@@ -147,7 +147,7 @@ MUTATIONS = [
     Mutation(
         "checksum-not-verified",
         "worker_image/retail_scoring/package.py",
-        "if sha256_hex(data) != digest:",
+        "if found != digest:",
         "if False:",
         ("tests/worker/test_committed_models.py",),
     ),
