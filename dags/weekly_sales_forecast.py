@@ -114,14 +114,16 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
             minimum=1,
             maximum=MAX_POOL_SIZE,
             section="Compute",
-            description="Local: worker processes at once. Azure Batch: nodes of the pool.",
+            description="Local: worker processes at once, at most what this machine's cores and memory hold (the "
+            "plan says the limit). Azure Batch: nodes of the pool.",
         ),
         "partitioning": Param(
             "per_node",
             enum=["per_node", "per_product"],
             section="Compute",
-            description="`per_node`: one scoring task per pool node, models loaded once per node (the reference's "
-            "advice); `per_product`: one task per product.",
+            description="`per_node`: one scoring task per task slot of the pool, models loaded once per task (the "
+            "reference's advice), and more tasks of at most FORECAST_MAX_PRODUCTS_PER_PARTITION products (200) "
+            "for big catalogues, which the pool works through in turn; `per_product`: one task per product.",
         ),
         "task_slots_per_node": Param(
             settings.task_slots_per_node,

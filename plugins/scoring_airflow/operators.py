@@ -1,6 +1,5 @@
 """The scoring operator: one job per DAG-run try, one task per partition, deferred while it runs."""
 
-import json
 import time
 from typing import Any
 
@@ -10,65 +9,49 @@ from airflow.sdk.exceptions import AirflowException
 from retail_scoring import storage
 from retail_scoring.dataset import read_sales_through
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import sha256_hex
-from retail_scoring.validation import forecast_problems
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
 from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
+from scoring_airflow.partitions import (
+    forecast_sizes,
+    partition_labels,
+    partition_problems,
+    read_summary,
+    run_partitions,
+)
 from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
 STDERR_TAIL_CHARS = 600
+PRODUCTS_NAMED = 20  # a failure message lists a partition's products up to this many
+
+
+def describe_products(products: list[int]) -> str:
+    more = len(products) - PRODUCTS_NAMED
+    return f"products {', '.join(map(str, products[:PRODUCTS_NAMED]))}" + (f" and {more} more" if more > 0 else "")
 
 
 def worker_arguments(plan: dict, partition: str) -> list[str]:
-    """The worker CLI's arguments for one partition, the same on every backend."""
-    return [
-        "score",
-        "--storage", plan["storage_root"],
-        "--products", ",".join(map(str, plan["partitions"][partition])),
-        "--origin", str(plan["origin"]),
-        "--model-version", plan["model_version"],
-        "--run-id", plan["run_id"],
-        "--partition", partition,
-    ]  # fmt: skip
+    """The worker CLI's arguments for one partition, the same on every backend and for any number of
+    products: the worker reads its products from the run manifest."""
+    return ["score", "--storage", plan["storage_root"], "--run-id", plan["run_id"], "--partition", partition]
 
 
-def partition_outputs(layout: StorageLayout, plan: dict, partition: str) -> tuple[str, ...]:
-    """Every file a partition's scoring task writes: its products' forecasts, its timings and its
+def partition_outputs(layout: StorageLayout, run_id: str, partition: str, products: list[int]) -> tuple[str, ...]:
+    """Every file a partition's scoring task writes: its products' forecasts, its summary and its
     progress."""
-    forecasts = [layout.forecast_file(plan["run_id"], product) for product in plan["partitions"][partition]]
-    return (*forecasts, layout.task_timings(plan["run_id"], partition), layout.task_progress(plan["run_id"], partition))
+    forecasts = [layout.forecast_file(run_id, product) for product in products]
+    return (*forecasts, layout.partition_summary(run_id, partition), layout.task_progress(run_id, partition))
 
 
-def plan_expectations(plan: dict, product: int) -> dict:
-    """What the plan says a product's forecast must look like, as forecast_problems() arguments."""
-    return {
-        "run_id": plan["run_id"],
-        "product": product,
-        "n_series": plan["series_per_product"][str(product)],
-        "origin": plan["origin"],
-        "model_version": plan["model_version"],
-        "max_forecast_ratio": plan["max_forecast_ratio"],
-        "output": plan.get("output"),
-    }
-
-
-def partition_is_done(layout: StorageLayout, plan: dict, partition: str) -> bool:
-    """Every product of the partition has the forecast file its scoring task wrote (the checksum
-    the task recorded) and it passes validation: a file put there by anything else is rescored."""
-    timings_url = layout.task_timings(plan["run_id"], partition)
-    if not storage.exists(timings_url):
-        return False
-    written = json.loads(storage.read_bytes(timings_url)).get("forecast_sha256", {})
-    for product in plan["partitions"][partition]:
-        url = layout.forecast_file(plan["run_id"], product)
-        if not storage.exists(url) or written.get(str(product)) != sha256_hex(storage.read_bytes(url)):
-            return False
-        if forecast_problems(layout, **plan_expectations(plan, product)):
-            return False
-    return True
+def partition_is_done(
+    layout: StorageLayout, run_id: str, partition: str, products: list[int], sizes: dict[str, int]
+) -> bool:
+    """The partition's scoring task finished and summarised every product's forecast as valid, and
+    those files are in storage as it wrote them: a rerun need not score it again."""
+    summary = read_summary(layout, run_id, partition)
+    return not partition_problems(layout, run_id, partition, products, summary, sizes)
 
 
 class ScorePartitionsOperator(BaseOperator):
@@ -93,10 +76,12 @@ class ScorePartitionsOperator(BaseOperator):
     def execute(self, context: Context) -> dict:
         plan = self.plan
         layout = StorageLayout(plan["storage_root"])
+        partitions = run_partitions(plan)
+        sizes = forecast_sizes(layout, plan["run_id"])
         tasks = []
-        for partition, products in plan["partitions"].items():
-            if not plan["force"] and partition_is_done(layout, plan, partition):
-                self.log.info("%s: valid forecasts exist for products %s, skipped", partition, products)
+        for partition, products in partitions.items():
+            if not plan["force"] and partition_is_done(layout, plan["run_id"], partition, products, sizes):
+                self.log.info("%s: valid forecasts exist for its %d products, skipped", partition, len(products))
                 continue
             tasks.append(
                 ScoringTask(
@@ -104,12 +89,12 @@ class ScorePartitionsOperator(BaseOperator):
                     arguments=worker_arguments(plan, partition),
                     stdout_url=layout.task_log(plan["run_id"], partition, "stdout"),
                     stderr_url=layout.task_log(plan["run_id"], partition, "stderr"),
-                    writes=partition_outputs(layout, plan, partition),
+                    writes=partition_outputs(layout, plan["run_id"], partition, products),
                 )
             )
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
-            return {"scored": [], "skipped": list(plan["partitions"]), "statuses": []}
+            return {"scored": [], "skipped": list(partitions), "statuses": []}
         self._job_id = job_id(plan["run_id"], context["ti"].try_number)
         self._backend().submit_job(
             plan["pool_id"], self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
@@ -122,7 +107,7 @@ class ScorePartitionsOperator(BaseOperator):
                 self._job_id,
                 self.settings.poll_interval_s,
                 progress=PartitionProgress(
-                    plan["storage_root"], plan["run_id"], {t.task_id: len(plan["partitions"][t.task_id]) for t in tasks}
+                    plan["storage_root"], plan["run_id"], {t.task_id: len(partitions[t.task_id]) for t in tasks}
                 ),
             ),
             method_name="execute_complete",
@@ -134,16 +119,17 @@ class ScorePartitionsOperator(BaseOperator):
         layout = StorageLayout(self.plan["storage_root"])
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
         if failed:
+            partitions = run_partitions(self.plan)
             raise AirflowException(
                 f"{len(failed)} of {len(event['statuses'])} partitions failed:\n"
-                + "\n".join(self._describe_failure(layout, status) for status in failed)
+                + "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
             )
         scored = [s["task_id"] for s in event["statuses"]]
         self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
-        skipped = [p for p in self.plan["partitions"] if p not in scored]
+        skipped = [p for p in partition_labels(self.plan) if p not in scored]
         return {"scored": scored, "skipped": skipped, "statuses": event["statuses"]}
 
-    def _describe_failure(self, layout: StorageLayout, status: dict) -> str:
+    def _describe_failure(self, layout: StorageLayout, status: dict, partitions: dict[str, list[int]]) -> str:
         stderr_url = layout.task_log(self.plan["run_id"], status["task_id"], "stderr")
         tail = (
             storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
@@ -151,7 +137,7 @@ class ScorePartitionsOperator(BaseOperator):
             else "(no stderr uploaded)"
         )
         return (
-            f"- {status['task_id']} (products {self.plan['partitions'][status['task_id']]}): "
+            f"- {status['task_id']} ({describe_products(partitions[status['task_id']])}): "
             f"exit code {status['exit_code']} after {status['attempts']} attempt(s), {status['detail']}; "
             f"stderr tail: {tail.strip()}"
         )

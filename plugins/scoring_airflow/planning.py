@@ -1,6 +1,7 @@
 """Pure planning logic: which week a run forecasts from, and how products become partitions."""
 
 import hashlib
+import math
 import re
 from datetime import date, datetime, timedelta
 
@@ -42,12 +43,16 @@ def check_origin(origin: int, first_origin: int, last_origin: int) -> None:
         )
 
 
-def partition_products(products: list[int], pool_size: int, partitioning: str) -> dict[str, list[int]]:
-    """One partition per pool node (the reference's advice: one model load per node), or one per product."""
+def partition_products(
+    products: list[int], task_slots: int, partitioning: str, max_products: int
+) -> dict[str, list[int]]:
+    """`per_node`: one partition per task slot of the pool (the reference's advice: models loaded
+    once per node), and more, of at most `max_products` each, when the products would not fit;
+    the pool works through them in turn. `per_product`: one per product."""
     if partitioning == "per_product":
         groups = [[product] for product in products]
     elif partitioning == "per_node":
-        count = min(pool_size, len(products))
+        count = max(min(task_slots, len(products)), math.ceil(len(products) / max_products))
         groups = [products[i::count] for i in range(count)]
     else:
         raise PlanError(f"partitioning must be 'per_node' or 'per_product', got {partitioning!r}")

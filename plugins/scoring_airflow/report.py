@@ -13,12 +13,12 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from retail_scoring import storage  # noqa: E402
-from retail_scoring.accuracy import accuracy_metrics  # noqa: E402
-from retail_scoring.errors import InputDataError  # noqa: E402
+from retail_scoring.accuracy import combine_accuracy  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.package import OutputContract, planned_output  # noqa: E402
 from retail_scoring.schema import quantile_column  # noqa: E402
-from retail_scoring.tables import read_forecast, read_product_table, read_raw_product_table  # noqa: E402
+from retail_scoring.tables import read_forecast, read_product_table  # noqa: E402
+from scoring_airflow.partitions import read_summary, run_partitions  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -58,42 +58,20 @@ def forecast_figure(
     return figure
 
 
-ACTUAL_COLUMNS = ["sku", "store", "week", "sales"]
-
-
-def actual_sales(layout: StorageLayout, product: int, weeks: range) -> pd.DataFrame:
-    """Known sales of the given weeks, from the held-back weeks or the history; none when neither
-    has them yet (normal for the newest weeks in production). Read unchecked: scoring checked
-    these tables already, and the report is no gate."""
-    known = []
-    for table in ("actuals", "history"):
-        try:
-            known.append(read_raw_product_table(layout, product, table, columns=ACTUAL_COLUMNS)[1])
-        except InputDataError:
-            continue
-    frames = [frame[ACTUAL_COLUMNS] for frame in known if set(ACTUAL_COLUMNS) <= set(frame.columns)]
-    if not frames:
-        return pd.DataFrame(columns=ACTUAL_COLUMNS)
-    actuals = pd.concat(frames, ignore_index=True).drop_duplicates(["sku", "store", "week"])
-    return actuals[actuals["week"].between(weeks.start, weeks.stop - 1)]
-
-
-def run_accuracy(layout: StorageLayout, plan: dict) -> dict:
-    """Accuracy over the forecast rows that have actual sales; says how many do not."""
-    products = [p for products in plan["partitions"].values() for p in products]
-    forecasts = pd.concat([read_forecast(layout.forecast_file(plan["run_id"], p)) for p in products])
+def run_accuracy(plan: dict, summaries: dict[str, dict | None]) -> dict:
+    """Accuracy over the forecast rows that have actual sales, added up from the partitions' sums;
+    says how many rows do not have them yet."""
     output = planned_output(plan.get("output"))
-    forecast_weeks = range(plan["origin"] + 1, plan["origin"] + output.horizon + 1)
-    actuals = pd.concat([actual_sales(layout, p, forecast_weeks) for p in products])
-    metrics = accuracy_metrics(forecasts, actuals, output.quantiles)
+    sums = [summary["accuracy"] for summary in summaries.values() if summary and summary["accuracy"]]
+    metrics = combine_accuracy(sums, output.quantiles)
     return {
         "run_id": plan["run_id"],
         "origin": plan["origin"],
         "model_version": plan["model_version"],
-        "products": len(products),
+        "products": plan["product_count"],
         "recorded_at": datetime.now(UTC).isoformat(),
         **metrics,
-        "rows_without_actuals": len(forecasts) - metrics["rows"],
+        "rows_without_actuals": sum(part["forecast_rows"] for part in sums) - metrics["rows"],
     }
 
 
@@ -114,21 +92,21 @@ def accuracy_history(layout: StorageLayout) -> pd.DataFrame:
     return pd.DataFrame(records).sort_values(["origin", "run_id"], ignore_index=True) if records else pd.DataFrame()
 
 
-def partition_timings(layout: StorageLayout, plan: dict, statuses: list[dict]) -> pd.DataFrame:
+def partition_timings(summaries: dict[str, dict | None], statuses: list[dict]) -> pd.DataFrame:
     rows = []
     for status in statuses:
-        url = layout.task_timings(plan["run_id"], status["task_id"])
-        timings = json.loads(storage.read_bytes(url)) if storage.exists(url) else {}
+        summary = summaries.get(status["task_id"]) or {}
         rows.append(
             {
                 "partition": status["task_id"],
-                "products": len(plan["partitions"][status["task_id"]]),
+                "products": len(summary.get("products", [])),
                 "attempts": status["attempts"],
                 "queue_wait_s": status["started_at"] - status["queued_at"],
                 "run_s": status["finished_at"] - status["started_at"],
-                "model_load_s": timings.get("model_load_s"),
-                "predict_s": timings.get("predict_s"),
-                "rows": timings.get("rows"),
+                "model_load_s": summary.get("model_load_s"),
+                "predict_s": summary.get("predict_s"),
+                "rows": summary.get("rows"),
+                "peak_rss_mb": summary.get("peak_rss_mb"),
             }
         )
     return pd.DataFrame(rows)
@@ -149,7 +127,9 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     """Write the figure and report.md for the run; returns the report's URL."""
     layout = StorageLayout(plan["storage_root"])
     run_id = plan["run_id"]
-    first_product = min(p for products in plan["partitions"].values() for p in products)
+    partitions = run_partitions(plan)
+    summaries = {partition: read_summary(layout, run_id, partition) for partition in partitions}
+    first_product = min(products[0] for products in partitions.values())
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
     skus = sorted(forecast["sku"].unique())[:4]
@@ -163,9 +143,9 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
 
     validation = json.loads(storage.read_bytes(layout.validation_report(run_id)))
     statuses = score_result.get("statuses", [])
-    timings = partition_timings(layout, plan, statuses)
+    timings = partition_timings(summaries, statuses)
     cost = cost_estimate(plan, statuses, settings)
-    accuracy = run_accuracy(layout, plan)
+    accuracy = run_accuracy(plan, summaries)
     accuracy_over_time = record_accuracy(layout, accuracy)
     rows = int(timings["rows"].sum()) if not timings.empty else 0
     span_s = (max(s["finished_at"] for s in statuses) - min(s["started_at"] for s in statuses)) if statuses else 0
@@ -173,7 +153,7 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
         f"# Forecast run {run_id}",
         "",
         f"Origin week {plan['origin']}, model set {plan['model_version']}, "
-        f"{validation['checked_products']} products in {len(plan['partitions'])} partitions, "
+        f"{validation['checked_products']} products in {plan['partition_count']} partitions, "
         f"pool of {plan['pool_size']} ({plan['compute_backend']}). Written {datetime.now(UTC).isoformat()}.",
         "",
         f"![store {settings.report_store}](forecast_store{settings.report_store}.png)",

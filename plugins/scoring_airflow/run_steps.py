@@ -3,13 +3,16 @@ so the DAG only wires, and testable without a scheduler."""
 
 import json
 import logging
+import os
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import psutil
 
 from retail_scoring import storage
-from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
-from retail_scoring.layout import StorageLayout, product_label, product_of_folder
+from retail_scoring.catalogue import read_catalogue
+from retail_scoring.errors import InputDataError, ScoringError
+from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import (
     MANIFEST_FILE,
     PackageManifest,
@@ -18,11 +21,14 @@ from retail_scoring.package import (
     read_manifest,
     worker_r_packages,
 )
-from retail_scoring.scoring import product_tables
-from retail_scoring.tables import read_raw_product_table
-from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import backend_for
-from scoring_airflow.operators import plan_expectations
+from scoring_airflow.partitions import (
+    forecast_sizes,
+    partition_labels,
+    partition_problems,
+    read_summary,
+    run_partitions,
+)
 from scoring_airflow.planning import (
     PlanError,
     batch_id,
@@ -44,18 +50,6 @@ class ValidationFailed(Exception):
     """The run's forecasts are incomplete or wrong; the report in storage lists every problem."""
 
 
-def available_products(layout: StorageLayout) -> list[int]:
-    """Products with a `product_NNN` folder; anything else under data/products is ignored, said once."""
-    products = []
-    for name in storage.list_names(layout.products_dir()):
-        product = product_of_folder(name)
-        if product is None:
-            log.warning("%s/%s: not a product folder (product_NNN); ignored", layout.products_dir(), name)
-        else:
-            products.append(product)
-    return sorted(products)
-
-
 def package_manifest(layout: StorageLayout, model_version: str) -> tuple[PackageManifest, str]:
     """The model package's manifest, checked, and its sha256; refused when the worker environment
     lacks an R package it depends on (before any pool exists)."""
@@ -73,56 +67,45 @@ def package_manifest(layout: StorageLayout, model_version: str) -> tuple[Package
     return manifest, manifest_sha256
 
 
-def origin_range(layout: StorageLayout, product: int, manifest: PackageManifest) -> tuple[int, int]:
-    """Origins with the package's weeks of history in every series and its horizon of planned weeks
-    after them. A table the package's input contract does not fit fails the plan: every product's
-    would."""
+def read_products(layout: StorageLayout) -> pd.DataFrame:
+    """The product catalogue, indexed by product."""
     try:
-        history, futurex = product_tables(layout, product, manifest)
-    except ContractMismatchError as error:
-        raise PlanError(str(error)) from error
-    first_weeks = history.groupby(["sku", "store"])["week"].min()
-    last_origin = int(futurex["week"].max()) - manifest.output.horizon
-    return int(first_weeks.max()) + manifest.input.history_weeks - 1, last_origin
-
-
-def catalogue_origin_range(layout: StorageLayout, products: list[int], manifest: PackageManifest) -> tuple[int, int]:
-    """The origin range of the first product whose tables read; a broken product is the scoring
-    task's to report (naming it), not a reason to refuse the whole run."""
-    problems = []
-    for product in products:
-        try:
-            return origin_range(layout, product, manifest)
-        except InputDataError as error:
-            problems.append(str(error))
-    raise PlanError("no product's tables could be read: " + "; ".join(problems[:5]))
-
-
-def planned_series(layout: StorageLayout, product: int) -> pd.DataFrame | None:
-    """The (sku, store) series a product's forecast must cover: those with planned weeks. Only the
-    keys are read; None when the product's futurex cannot be read (its scoring task names why)."""
-    try:
-        url, futurex = read_raw_product_table(layout, product, "futurex", columns=["sku", "store"])
+        return read_catalogue(layout).set_index("product", drop=False)
     except InputDataError as error:
-        log.warning("%s: %s; its partition will fail naming it, the others are scored", product_label(product), error)
-        return None
-    missing = {"sku", "store"} - set(futurex.columns)
-    if missing:
-        raise PlanError(f"{url}: lacks columns {sorted(missing)}")
-    return futurex[["sku", "store"]].drop_duplicates()
+        raise PlanError(str(error)) from error
 
 
-def check_sku_owners(series_by_product: dict[int, pd.DataFrame | None]) -> None:
+def origin_range(layout: StorageLayout, catalogue: pd.DataFrame, manifest: PackageManifest) -> tuple[int, int]:
+    """Origins with the package's weeks of history in every series of the run's products and its
+    horizon of planned weeks after them. Tables the package's input contract does not fit fail the
+    plan (naming a file), since every product with those columns would fail. Unreadable products
+    are the scoring tasks' to report, naming them; the others are scored."""
+    readable = catalogue[catalogue["problem"].isna()]
+    if readable.empty:
+        raise PlanError("no product's tables could be read: " + "; ".join(catalogue["problem"].head(5)))
+    for columns, products in readable.groupby("columns")["product"]:
+        for file_name, kinds in json.loads(columns).items():
+            source = f"{layout.products_dir()}/{product_label(int(products.iloc[0]))}/{file_name}"
+            mismatch = manifest.input.mismatch(kinds, source, manifest.version)
+            if mismatch:
+                more = f" (and {len(products) - 1} more products' tables)" if len(products) > 1 else ""
+                raise PlanError(mismatch + more)
+    first = int(readable["history_start"].max()) + manifest.input.history_weeks - 1
+    return first, int(readable["planned_through"].min()) - manifest.output.horizon
+
+
+def check_sku_owners(catalogue: pd.DataFrame) -> None:
     """A SKU belongs to one product: a product file holding another product's SKUs would publish
     two forecasts for one SKU."""
-    owner: dict[int, int] = {}
-    for product, series in series_by_product.items():
-        for sku in [] if series is None else series["sku"].unique().tolist():
-            if owner.setdefault(sku, product) != product:
-                raise PlanError(
-                    f"SKU {sku} is planned by both {product_label(owner[sku])} and {product_label(product)} "
-                    "(their futurex tables); a SKU belongs to one product"
-                )
+    owners = catalogue[["product", "skus"]].explode("skus").dropna()
+    repeated = owners[owners["skus"].duplicated(keep=False)]
+    if not repeated.empty:
+        sku = repeated["skus"].iloc[0]
+        first, second = repeated.loc[repeated["skus"] == sku, "product"].iloc[:2]
+        raise PlanError(
+            f"SKU {sku} is planned by both {product_label(int(first))} and {product_label(int(second))} "
+            "(their futurex tables, as the product catalogue lists them); a SKU belongs to one product"
+        )
 
 
 def param(params: dict, name: str, default):
@@ -134,16 +117,21 @@ def param(params: dict, name: str, default):
 def plan_run(
     dag_id: str, airflow_run_id: str, run_date: datetime | date, params: dict, settings: ForecastSettings
 ) -> dict:
-    """Resolve the run's origin, products and partitions, and write the run manifest to storage."""
+    """Resolve the run's origin, products and partitions from the product catalogue, write the run
+    manifest (with every partition's products) to storage, and return the plan: counts and ids
+    only, the same size for 90 products or 100,000."""
     layout = StorageLayout(settings.storage_root)
     pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
     if not 1 <= pool_size <= MAX_POOL_SIZE:
         raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
-    products = select_products(available_products(layout), requested_products(params.get("products")))
+    catalogue = read_products(layout)
+    products = select_products(catalogue.index.tolist(), requested_products(params.get("products")))
+    catalogue = catalogue.loc[products]
     model_version = param(params, "model_version", settings.model_version)
     manifest, manifest_sha256 = package_manifest(layout, model_version)
     origin = run_origin(params, run_date, settings.week0_monday)
-    check_origin(origin, *catalogue_origin_range(layout, products, manifest))
+    check_origin(origin, *origin_range(layout, catalogue, manifest))
+    check_sku_owners(catalogue)
     run_id = storage_run_id(dag_id, airflow_run_id)
     backend = param(params, "compute_backend", settings.compute_backend)
     node_settings = {
@@ -153,8 +141,10 @@ def plan_run(
             "task_slots_per_node", param(params, "task_slots_per_node", settings.task_slots_per_node)
         ),
     }
-    series = {product: planned_series(layout, product) for product in products}
-    check_sku_owners(series)
+    task_slots = check_capacity(backend, pool_size, node_settings, settings)
+    partitions = partition_products(
+        products, task_slots, param(params, "partitioning", "per_node"), settings.max_products_per_partition
+    )
     plan = {
         "run_id": run_id,
         "airflow_run_id": airflow_run_id,
@@ -165,6 +155,7 @@ def plan_run(
         "package_kind": manifest.kind,
         "output": manifest.output.to_dict(),
         "storage_root": settings.storage_root,
+        "run_manifest": layout.run_manifest(run_id),
         "compute_backend": backend,
         "backend_config": backend_config(backend, settings, node_settings),
         "pool_id": settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
@@ -173,21 +164,52 @@ def plan_run(
         "force": bool(params.get("force", False)),
         "publish": bool(param(params, "publish", True)),
         "max_forecast_ratio": settings.max_forecast_ratio,
-        "partitions": partition_products(products, pool_size, param(params, "partitioning", "per_node")),
-        "series_per_product": {str(p): None if s is None else len(s) for p, s in series.items()},
+        "product_count": len(products),
+        "partition_count": len(partitions),
     }
-    storage.write_bytes_atomic(layout.run_manifest(run_id), json.dumps(plan, indent=2).encode())
+    series = {str(p): None if pd.isna(n) else int(n) for p, n in catalogue["series"].items()}
+    run_manifest = {**plan, "partitions": partitions, "series_per_product": series}
+    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(run_manifest).encode())
     log.info(
         "run %s: origin week %d, model %s, %d products in %d partitions on a pool of %d (%s backend)",
         run_id,
         origin,
         model_version,
         len(products),
-        len(plan["partitions"]),
+        len(partitions),
         pool_size,
         backend,
     )
     return plan
+
+
+def check_capacity(backend: str, pool_size: int, node_settings: dict, settings: ForecastSettings) -> int:
+    """How many scoring tasks run at once, refused when the compute cannot hold them: local workers
+    beyond this machine's cores or available memory (each worker peaks at about
+    `worker_memory_mb`), or more task slots per Batch node than its VM size has cores or memory."""
+    if backend == "local":
+        cores = os.cpu_count() or 1
+        available_mb = psutil.virtual_memory().available / 2**20
+        limit = min(cores, int(available_mb // settings.worker_memory_mb))
+        if pool_size > limit:
+            raise PlanError(
+                f"pool_size {pool_size} is more local workers than this machine can run at once: at most {limit} "
+                f"({cores} cores; {available_mb / 1024:.1f} GB memory available at "
+                f"{settings.worker_memory_mb} MB per worker, FORECAST_WORKER_MEMORY_MB). "
+                "Use a smaller pool_size, or compute_backend azure_batch"
+            )
+        return pool_size
+    slots, vm_size = node_settings["task_slots_per_node"], node_settings["vm_size"]
+    shape = settings.vm_sizes.get(vm_size)
+    if shape is None:
+        log.warning("VM size %s is not in FORECAST_VM_SIZES: its task slots per node are not checked", vm_size)
+    elif slots > shape["cores"] or slots * settings.worker_memory_mb > shape["memory_gb"] * 1024:
+        raise PlanError(
+            f"task_slots_per_node {slots} is more scoring tasks than a {vm_size} node can run at once "
+            f"({shape['cores']} cores, {shape['memory_gb']} GB memory at {settings.worker_memory_mb} MB per "
+            "task); use fewer slots or a larger VM size"
+        )
+    return pool_size * slots
 
 
 def backend_config(backend: str, settings: ForecastSettings, node_settings: dict) -> dict:
@@ -231,7 +253,7 @@ def delete_pool(plan: dict) -> None:
 def collect_task_logs(plan: dict, cap_bytes: int) -> None:
     """Copy each partition's stdout/stderr into this task's log, the last `cap_bytes` of each."""
     layout = StorageLayout(plan["storage_root"])
-    for partition in plan["partitions"]:
+    for partition in partition_labels(plan):
         for stream in ("stdout", "stderr"):
             url = layout.task_log(plan["run_id"], partition, stream)
             if not storage.exists(url):
@@ -244,27 +266,31 @@ def collect_task_logs(plan: dict, cap_bytes: int) -> None:
 
 
 def validate_run(plan: dict) -> dict:
-    """Check every product's forecast, write the report, fail with a readable summary."""
+    """Check every partition's summary (its scoring task checked each forecast as it wrote it) and
+    that the forecasts it names are in storage as written; write the report, fail with a readable
+    summary. Reads P summaries and one listing, never the N forecasts."""
     layout = StorageLayout(plan["storage_root"])
-    report_partitions = {}
-    for partition, products in plan["partitions"].items():
-        problems = {str(p): forecast_problems(layout, **plan_expectations(plan, p)) for p in products}
-        report_partitions[partition] = {p: found for p, found in problems.items() if found}
+    sizes = forecast_sizes(layout, plan["run_id"])
+    report_partitions = {
+        partition: partition_problems(
+            layout, plan["run_id"], partition, products, read_summary(layout, plan["run_id"], partition), sizes
+        )
+        for partition, products in run_partitions(plan).items()
+    }
     problems = [problem for found in report_partitions.values() for lst in found.values() for problem in lst]
     report = {
         "run_id": plan["run_id"],
         "valid": not problems,
-        "checked_products": sum(len(products) for products in plan["partitions"].values()),
+        "checked_products": plan["product_count"],
         "problem_count": len(problems),
-        "partitions": report_partitions,
+        "partitions": {partition: found for partition, found in report_partitions.items() if found},
         "checked_at": datetime.now(UTC).isoformat(),
     }
     report_url = layout.validation_report(plan["run_id"])
     storage.write_bytes_atomic(report_url, json.dumps(report, indent=2).encode())
     if problems:
-        bad = [partition for partition, found in report_partitions.items() if found]
         raise ValidationFailed(
-            f"{len(problems)} problems in partitions {bad} (full report: {report_url}):\n"
+            f"{len(problems)} problems in partitions {sorted(report['partitions'])} (full report: {report_url}):\n"
             + "\n".join(f"- {problem}" for problem in problems[:20])
         )
     log.info("all %d products valid; report at %s", report["checked_products"], report_url)
@@ -286,7 +312,7 @@ def publish_run(plan: dict) -> dict:
             "model_version": plan["model_version"],
             "published_at": published_at,
         }
-        for products in plan["partitions"].values()
+        for products in run_partitions(plan).values()
         for product in products
     }
 

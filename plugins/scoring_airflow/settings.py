@@ -37,6 +37,23 @@ class ForecastSettings:
     vm_hourly_prices: dict = field(
         default_factory=lambda: json.loads(_env("VM_PRICES", '{"Standard_D2s_v3": 0.096, "Standard_F2s_v2": 0.085}'))
     )
+    # A partition holds at most this many products (more partitions than task slots when needed, which
+    # the pool works through in turn): model loading stays a small share of a task (~1-2 s against
+    # ~1.5 s per product for the gbm set), and each forecast's write grant fits a Batch task's environment.
+    max_products_per_partition: int = field(default_factory=lambda: int(_env("MAX_PRODUCTS_PER_PARTITION", "200")))
+    # Peak memory of one scoring worker (the gbm set measured ~1 GB); the local pool runs no more
+    # workers at once than the machine's cores and its available memory at this much each allow.
+    worker_memory_mb: int = field(default_factory=lambda: int(_env("WORKER_MEMORY_MB", "1200")))
+    # Cores and memory of Batch VM sizes: a pool's task slots per node are checked against them.
+    vm_sizes: dict = field(
+        default_factory=lambda: json.loads(
+            _env(
+                "VM_SIZES",
+                '{"Standard_D2s_v3": {"cores": 2, "memory_gb": 8}, "Standard_F2s_v2": {"cores": 2, "memory_gb": 4},'
+                ' "Standard_D4s_v3": {"cores": 4, "memory_gb": 16}}',
+            )
+        )
+    )
     # Azure: connection ids (credentials live in the connections), the worker image and the pool.
     wasb_conn_id: str = field(default_factory=lambda: _env("WASB_CONN_ID", ""))  # empty: adlfs' env vars
     batch_conn_id: str = field(default_factory=lambda: _env("BATCH_CONN_ID", "azure_batch_default"))

@@ -220,7 +220,7 @@ def test_an_extra_column_of_the_retailers_tables_reaches_the_package_that_declar
             {"promo_depth": "number"},
             "column 'promo_depth' (number) that model package naive-quantiles-test needs is missing",
         ),
-        ({"price1": "integer"}, "column 'price1': model package naive-quantiles-test expects integer, found float64"),
+        ({"price1": "integer"}, "column 'price1': model package naive-quantiles-test expects integer, found float"),
     ],
     ids=["missing-column", "wrong-type"],
 )

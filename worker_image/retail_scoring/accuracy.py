@@ -1,33 +1,74 @@
-"""Forecast accuracy against actual sales: pinball loss per quantile, interval coverage, MAPE."""
+"""Forecast accuracy against actual sales: pinball loss per quantile, interval coverage, MAPE.
+
+Workers sum what they scored (`accuracy_sums`, per product, where the forecasts and actuals are in
+memory); the report adds the partitions' sums up (`combine_accuracy`), so it never reads a forecast."""
 
 import numpy as np
 import pandas as pd
 
 from retail_scoring.schema import QUANTILES, ROW_KEY, quantile_column
 
+INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}
+
 
 def pinball_loss(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
     """Mean quantile loss: under-forecasts cost `quantile`, over-forecasts `1 - quantile`, per unit."""
+    return _pinball_sum(actual, predicted, quantile) / len(actual)
+
+
+def _pinball_sum(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
     error = np.asarray(actual, dtype="float64") - np.asarray(predicted, dtype="float64")
-    return float(np.mean(np.maximum(quantile * error, (quantile - 1) * error)))
+    return float(np.sum(np.maximum(quantile * error, (quantile - 1) * error)))
+
+
+def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES) -> dict:
+    """Additive sums over the forecast rows that have an actual: `rows` of them out of
+    `forecast_rows`, pinball loss per quantile, rows inside the 50% and 90% intervals and the
+    median's absolute percentage errors where the package forecasts those quantiles."""
+    joined = forecast.merge(actuals[[*ROW_KEY, "sales"]], on=list(ROW_KEY), how="inner")
+    actual = joined["sales"].to_numpy(dtype="float64")
+    sums: dict = {"forecast_rows": len(forecast), "rows": len(joined)}
+    for quantile in quantiles:
+        column = quantile_column(quantile)
+        sums[f"pinball_{column}"] = _pinball_sum(actual, joined[column].to_numpy(), quantile)
+    for name, (low, high) in INTERVALS.items():
+        if low in quantiles and high in quantiles:
+            inside = (actual >= joined[quantile_column(low)]) & (actual <= joined[quantile_column(high)])
+            sums[f"inside_{name.removeprefix('coverage_')}"] = int(np.sum(inside))
+    if 0.5 in quantiles:
+        sums["ape_q50"] = float(np.sum(np.abs(actual - joined[quantile_column(0.5)].to_numpy()) / actual))
+    return sums
+
+
+def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QUANTILES) -> dict:
+    """The metrics of all rows the partial sums cover: means of the pinball losses and percentage
+    errors, interval coverage as a share of rows; only `rows` when no row has an actual yet."""
+    rows = sum(part["rows"] for part in partial_sums)
+    if not rows:
+        return {"rows": 0}
+    metrics: dict = {"rows": rows}
+    for quantile in quantiles:
+        key = f"pinball_{quantile_column(quantile)}"
+        metrics[key] = sum(part[key] for part in partial_sums) / rows
+    for name, (low, high) in INTERVALS.items():
+        if low in quantiles and high in quantiles:
+            metrics[name] = sum(part[f"inside_{name.removeprefix('coverage_')}"] for part in partial_sums) / rows
+    if 0.5 in quantiles:
+        metrics["mape_q50"] = sum(part["ape_q50"] for part in partial_sums) / rows
+    return metrics
 
 
 def accuracy_metrics(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES) -> dict:
-    """Metrics over the forecast rows that have an actual; `rows` says how many that was. Pinball
-    loss per quantile forecast; the 50% and 90% interval coverage and the median's MAPE where the
-    package forecasts those quantiles."""
-    joined = forecast.merge(actuals[[*ROW_KEY, "sales"]], on=list(ROW_KEY), how="inner")
-    if joined.empty:
-        return {"rows": 0}
-    actual = joined["sales"].to_numpy()
-    metrics: dict = {"rows": len(joined)}
-    for quantile in quantiles:
-        column = quantile_column(quantile)
-        metrics[f"pinball_{column}"] = pinball_loss(actual, joined[column].to_numpy(), quantile)
-    for name, (low, high) in {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}.items():
-        if low in quantiles and high in quantiles:
-            inside = (actual >= joined[quantile_column(low)]) & (actual <= joined[quantile_column(high)])
-            metrics[name] = float(np.mean(inside))
-    if 0.5 in quantiles:
-        metrics["mape_q50"] = float(np.mean(np.abs(actual - joined[quantile_column(0.5)]) / actual))
-    return metrics
+    """Metrics over the forecast rows that have an actual; `rows` says how many that was."""
+    return combine_accuracy([accuracy_sums(forecast, actuals, quantiles)], quantiles)
+
+
+def known_sales(tables: list[pd.DataFrame], weeks: range) -> pd.DataFrame:
+    """Sales of `weeks` from the first of `tables` that has them (held-back actuals before the
+    history); none when none has them yet, normal for the newest weeks in production."""
+    columns = [*ROW_KEY, "sales"]
+    frames = [table[columns] for table in tables if set(columns) <= set(table.columns)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    sales = pd.concat(frames, ignore_index=True).drop_duplicates(list(ROW_KEY))
+    return sales[sales["week"].between(weeks.start, weeks.stop - 1)]

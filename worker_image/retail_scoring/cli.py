@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 from retail_scoring import storage
-from retail_scoring.errors import EXIT_BAD_INPUT, EXIT_STORAGE_UNAVAILABLE, ScoringError, StorageUnavailableError
+from retail_scoring.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_STORAGE_UNAVAILABLE,
+    ScoringError,
+    StorageUnavailableError,
+    UsageError,
+)
 from retail_scoring.layout import StorageLayout
 
 log = logging.getLogger("retail_scoring")
@@ -25,13 +31,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retail-scoring", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    score = commands.add_parser("score", help="score one partition of products")
+    score = commands.add_parser(
+        "score",
+        help="score one partition of a planned run (--partition: products, origin and model set from the run "
+        "manifest), or given products outside a run",
+    )
     score.add_argument("--storage", required=True, help="storage root URL (file:///..., abfs://container)")
-    score.add_argument("--products", required=True, type=_int_list, help="comma-separated product numbers")
-    score.add_argument("--origin", required=True, type=int, help="forecast origin: last week of visible history")
-    score.add_argument("--model-version", required=True)
-    score.add_argument("--run-id", required=True, help="the run's id; its run manifest, when there, pins the model set")
-    score.add_argument("--partition", help="partition name; its timings are written to the run's timings/")
+    score.add_argument("--run-id", required=True, help="the run's id: where its forecasts are written")
+    score.add_argument("--partition", help="a partition of the run's manifest; its summary goes to partitions/")
+    score.add_argument("--products", type=_int_list, help="without --partition: comma-separated product numbers")
+    score.add_argument("--origin", type=int, help="without --partition: the last week of visible history")
+    score.add_argument("--model-version", help="without --partition: the model package")
+
+    catalogue = commands.add_parser(
+        "catalogue", help="write the product catalogue plans read, after product data was written by others"
+    )
+    catalogue.add_argument("--storage", required=True)
 
     build = commands.add_parser("build-data", help="write the reference dataset to storage")
     build.add_argument("--storage", required=True)
@@ -84,28 +99,11 @@ def run(args: argparse.Namespace) -> None:
         return
     layout = StorageLayout(args.storage)
     if args.command == "score":
-        from retail_scoring.scoring import score_partition
+        score(layout, args)
+    elif args.command == "catalogue":
+        from retail_scoring.catalogue import build_catalogue
 
-        run_manifest_url = layout.run_manifest(args.run_id)
-        run_manifest = json.loads(storage.read_bytes(run_manifest_url)) if storage.exists(run_manifest_url) else {}
-
-        def report_progress(done: int, total: int) -> None:
-            """The run's progress file for this partition, which the scoring job's waiter reads."""
-            url = layout.task_progress(args.run_id, args.partition)
-            storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
-
-        timings = score_partition(
-            layout,
-            args.products,
-            args.origin,
-            args.model_version,
-            args.run_id,
-            run_manifest.get("model_manifest_sha256"),
-            report_progress if args.partition else None,
-        )
-        if args.partition:
-            url = layout.task_timings(args.run_id, args.partition)
-            storage.write_bytes_atomic(url, json.dumps(timings.to_dict()).encode())
+        print(f"{layout.catalogue()}: {build_catalogue(layout)} products")
     elif args.command == "build-data":
         from retail_scoring.dataset import build_dataset
 
@@ -135,6 +133,46 @@ def run(args: argparse.Namespace) -> None:
         from retail_scoring.package import upload_package
 
         upload_package(args.source, layout, replace=args.replace)
+
+
+def score(layout: StorageLayout, args: argparse.Namespace) -> None:
+    """Score a partition of a planned run as its manifest says (and write its summary), or the
+    products given on the command line."""
+    from retail_scoring.scoring import RunChecks, score_partition
+
+    if args.partition is None:
+        missing = [f"--{name}" for name in ("products", "origin", "model_version") if getattr(args, name) is None]
+        if missing:
+            raise UsageError(f"score without --partition needs {', '.join(m.replace('_', '-') for m in missing)}")
+        score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+        return
+    plan = read_run_manifest(layout, args.run_id)
+    if args.partition not in plan["partitions"]:
+        raise UsageError(f"{layout.run_manifest(args.run_id)}: the run has no partition {args.partition}")
+
+    def report_progress(done: int, total: int) -> None:
+        """The run's progress file for this partition, which the scoring job's waiter reads."""
+        url = layout.task_progress(args.run_id, args.partition)
+        storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
+
+    score_partition(
+        layout,
+        plan["partitions"][args.partition],
+        plan["origin"],
+        plan["model_version"],
+        args.run_id,
+        plan["model_manifest_sha256"],
+        report_progress,
+        RunChecks(plan["model_version"], plan["max_forecast_ratio"], plan["series_per_product"]),
+        layout.partition_summary(args.run_id, args.partition),
+    )
+
+
+def read_run_manifest(layout: StorageLayout, run_id: str) -> dict:
+    url = layout.run_manifest(run_id)
+    if not storage.exists(url):
+        raise UsageError(f"{url}: no run manifest; plan the run first")
+    return json.loads(storage.read_bytes(url))
 
 
 def main(argv: list[str] | None = None) -> int:

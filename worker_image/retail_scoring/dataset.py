@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
+from retail_scoring.catalogue import Table, catalogue_entry, write_catalogue
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout, product_of_folder
 from retail_scoring.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
@@ -84,11 +85,18 @@ def build_dataset(layout: StorageLayout, n_products: int) -> None:
 
 
 def write_products(layout: StorageLayout, reference: pd.DataFrame, n_products: int) -> None:
+    """Every product's tables, then the catalogue, then the sales_through marker."""
     storage.create_root(layout.root)
+    entries = []
     for product in range(1, n_products + 1):
-        for table, frame in product_tables(reference, product).items():
+        tables = product_tables(reference, product)
+        for table, frame in tables.items():
             write_table(layout.product_file(product, table), frame, table)
+        entries.append(
+            catalogue_entry(product, *_planning_tables(layout, product, tables["history"], tables["futurex"]))
+        )
         log.info("product %d of %d written", product, n_products)
+    write_catalogue(layout, entries)
     record_sales_through(layout, int(reference["week"].max()) - HORIZON)
 
 
@@ -115,11 +123,13 @@ def ingest_next_week(layout: StorageLayout) -> int:
         raise InputDataError(f"{layout.sales_through()}: not found; build the data first (build-data)")
     week = current + 1
     products = [p for p in map(product_of_folder, storage.list_names(layout.products_dir())) if p is not None]
+    entries = []
     for product in sorted(products):
         history = read_product_table(layout, product, "history")
-        if history["week"].max() >= week:
-            continue  # landed by an earlier, interrupted ingest
         futurex = read_product_table(layout, product, "futurex")
+        if history["week"].max() >= week:  # landed by an earlier, interrupted ingest
+            entries.append(catalogue_entry(product, *_planning_tables(layout, product, history, futurex)))
+            continue
         actuals = read_product_table(layout, product, "actuals")
         landed = futurex[futurex["week"] == week].merge(actuals[actuals["week"] == week], on=["sku", "store", "week"])
         if landed.empty:
@@ -129,6 +139,13 @@ def ingest_next_week(layout: StorageLayout) -> int:
         write_table(layout.product_file(product, "futurex"), futurex.sort_values(["sku", "store", "week"]), "futurex")
         history = pd.concat([history, landed[list(TABLES["history"].names)]]).sort_values(["sku", "store", "week"])
         write_table(layout.product_file(product, "history"), history, "history")
+        entries.append(catalogue_entry(product, *_planning_tables(layout, product, history, futurex)))
+    write_catalogue(layout, entries)
     record_sales_through(layout, week)
     log.info("sales of week %d landed for %d products", week, len(products))
     return week
+
+
+def _planning_tables(layout: StorageLayout, product: int, history: pd.DataFrame, futurex: pd.DataFrame) -> list[Table]:
+    """A product's history and futurex as the catalogue takes them, with the files they are written to."""
+    return [(layout.product_file(product, "history"), history), (layout.product_file(product, "futurex"), futurex)]

@@ -28,3 +28,7 @@ class StorageUnavailableError(ScoringError):
 class UnsafeIdentifierError(ScoringError, ValueError):
     """A name that would become a storage path or a cloud id (model version, file name in a
     manifest, run id, partition) does not fit the allowed pattern."""
+
+
+class UsageError(ScoringError):
+    """The worker was called without what it needs (a partition the run's manifest lacks, say)."""

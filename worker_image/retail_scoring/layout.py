@@ -3,11 +3,13 @@ becomes part of one (model version, model file name, run id, partition) is check
 
 {root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
 {root}/data/sales_through.json                     the newest week whose sales every product's history holds
+{root}/data/catalogue.parquet                      per product: series, SKUs, weeks, columns (what plans read)
 {root}/models/{model_version}/manifest.json + one .rds per model
-{root}/runs/{run_id}/manifest.json                 the run's plan
+{root}/runs/{run_id}/manifest.json                 the run's plan, with every partition's products
 {root}/runs/{run_id}/forecasts/product_007.parquet
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
-{root}/runs/{run_id}/timings/{partition}.json      where a scoring task's seconds went
+{root}/runs/{run_id}/partitions/{partition}.json   a scoring task's summary: products, validation
+                                                   problems, accuracy sums, timings, files written
 {root}/runs/{run_id}/report/report.md + figure     the planners' and on-call's report
 {root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales (one
                                                    record per run; read together for the history)
@@ -75,6 +77,9 @@ class StorageLayout:
     def products_dir(self) -> str:
         return self._join("data", "products")
 
+    def catalogue(self) -> str:
+        return self._join("data", "catalogue.parquet")
+
     def sales_through(self) -> str:
         return self._join("data", "sales_through.json")
 
@@ -106,8 +111,8 @@ class StorageLayout:
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
 
-    def task_timings(self, run_id: str, partition: str) -> str:
-        return f"{self.run_dir(run_id)}/timings/{checked_identifier('partition', partition)}.json"
+    def partition_summary(self, run_id: str, partition: str) -> str:
+        return f"{self.run_dir(run_id)}/partitions/{checked_identifier('partition', partition)}.json"
 
     def task_progress(self, run_id: str, partition: str) -> str:
         return f"{self.run_dir(run_id)}/progress/{checked_identifier('partition', partition)}.json"

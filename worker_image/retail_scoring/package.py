@@ -77,6 +77,7 @@ def planned_output(output: dict | None) -> OutputContract:
 # written for other tables is refused when it is packaged, not when it runs.
 TABLE_LAYOUT = {"series_key": list(SERIES_KEY), "time": "week", "target": "sales"}
 COLUMN_TYPES = {"integer": "iu", "number": "iuf"}  # contract type -> numpy dtype kinds it accepts
+DTYPE_KIND_NAMES = {"i": "integer", "u": "unsigned integer", "f": "float", "b": "boolean", "O": "text", "M": "datetime"}
 
 
 @dataclass(frozen=True)
@@ -106,15 +107,15 @@ class InputContract:
             raise ModelSetError(f"{source}: input history_weeks must be at least 1")
         return cls(exogenous, history_weeks)
 
-    def mismatch(self, frame: pd.DataFrame, source: str, package: str) -> str | None:
-        """The first way the table `frame` (read from `source`) breaks the contract, or None."""
+    def mismatch(self, column_kinds: dict[str, str], source: str, package: str) -> str | None:
+        """The first way a table with these columns (column -> numpy dtype kind, read from `source`)
+        breaks the contract, or None."""
         for column, kind in self.exogenous:
-            if column not in frame.columns:
+            if column not in column_kinds:
                 return f"{source}: column '{column}' ({kind}) that model package {package} needs is missing"
-            if frame[column].dtype.kind not in COLUMN_TYPES[kind]:
-                return (
-                    f"{source}: column '{column}': model package {package} expects {kind}, found {frame[column].dtype}"
-                )
+            if column_kinds[column] not in COLUMN_TYPES[kind]:
+                found = DTYPE_KIND_NAMES.get(column_kinds[column], column_kinds[column])
+                return f"{source}: column '{column}': model package {package} expects {kind}, found {found}"
         return None
 
 

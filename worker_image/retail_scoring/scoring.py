@@ -2,7 +2,9 @@
 let the package score the chunk, check each product's forecast against the package's output
 contract and write it."""
 
+import json
 import logging
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -10,13 +12,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from retail_scoring import storage
+from retail_scoring.accuracy import accuracy_sums, known_sales
+from retail_scoring.catalogue import column_kinds
 from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
 from retail_scoring.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.package import PackageKind, PackageManifest, ProductInput, load_package
+from retail_scoring.package import OutputContract, PackageKind, PackageManifest, ProductInput, load_package
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.tables import check_table, read_raw_product_table, write_table
-from retail_scoring.validation import check_forecast
+from retail_scoring.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
+
+ACTUAL_COLUMNS = (*ROW_KEY, "sales")
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +33,25 @@ log = logging.getLogger(__name__)
 PRODUCTS_PER_CHUNK = 15
 
 
-@dataclass
-class PartitionTimings:
-    """Where a scoring task's seconds went; the benchmark and the task log print these."""
+@dataclass(frozen=True)
+class RunChecks:
+    """What the run's plan says each forecast must be, checked by the worker as it writes them (the
+    checks the validate task relies on): the run's model version, no quantile above
+    `max_forecast_ratio` times its series' highest weekly sales, and the plan's series count per
+    product (None: each product's own planned series, for scoring outside a run)."""
 
+    model_version: str
+    max_forecast_ratio: float = DEFAULT_MAX_FORECAST_RATIO
+    series_per_product: dict[str, int | None] | None = None
+
+
+@dataclass
+class PartitionSummary:
+    """What a scoring task did, written once as the partition's summary: the products it was given,
+    the forecasts it wrote (with their sizes), every product's problems, accuracy sums, and where
+    the seconds and memory went. Airflow's tasks read this, never the forecasts."""
+
+    products: list[int] = field(default_factory=list)
     model_load_s: float = 0.0
     features_s: float = 0.0
     conversion_s: float = 0.0
@@ -38,8 +60,12 @@ class PartitionTimings:
     predict_calls: int = 0
     rows: int = 0
     quantile_count: int = 0
+    peak_rss_mb: float = 0.0
     products_scored: list[int] = field(default_factory=list)
-    forecast_sha256: dict[str, str] = field(default_factory=dict)  # product -> its forecast file's
+    forecast_bytes: dict[str, int] = field(default_factory=dict)  # product -> its forecast file's size
+    failures: list[str] = field(default_factory=list)  # products not scored, and why
+    problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
+    accuracy: dict = field(default_factory=dict)  # accuracy_sums over the partition's forecasts
 
     @property
     def scoring_operations(self) -> int:
@@ -48,13 +74,17 @@ class PartitionTimings:
     def to_dict(self) -> dict:
         return {**asdict(self), "scoring_operations": self.scoring_operations}
 
+    def add_accuracy(self, sums: dict) -> None:
+        self.accuracy = {key: self.accuracy.get(key, 0) + value for key, value in sums.items()}
+
     def summary(self) -> str:
         total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s
         return (
             f"model_load_s={self.model_load_s:.3f} features_s={self.features_s:.3f} "
             f"conversion_s={self.conversion_s:.3f} predict_s={self.predict_s:.3f} write_s={self.write_s:.3f} "
             f"predict_calls={self.predict_calls} rows={self.rows} "
-            f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f}"
+            f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f} "
+            f"peak_rss_mb={self.peak_rss_mb:.0f}"
         )
 
 
@@ -65,15 +95,18 @@ def product_tables(layout: StorageLayout, product: int, manifest: PackageManifes
     for table in ("history", "futurex"):
         url, raw = read_raw_product_table(layout, product, table)
         tables.append(check_table(raw, table, url))
-        mismatch = manifest.input.mismatch(tables[-1], url, manifest.version)
+        mismatch = manifest.input.mismatch(column_kinds(tables[-1]), url, manifest.version)
         if mismatch:
             raise ContractMismatchError(mismatch)
     return tables[0], tables[1]
 
 
-def product_input(layout: StorageLayout, product: int, origin: int, manifest: PackageManifest) -> ProductInput:
+def product_input(
+    layout: StorageLayout, product: int, origin: int, manifest: PackageManifest
+) -> tuple[ProductInput, pd.DataFrame]:
     """One product's tables as of `origin`, checked against the package's input contract: history is
-    cut there, later weeks are only plans."""
+    cut there, later weeks are only plans. Also the sales known after the origin (held-back
+    actuals, later history), kept from the package and used only to measure its accuracy."""
     history, futurex = product_tables(layout, product, manifest)
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
     both_tables = f"{layout.product_file(product, 'history')} and {layout.product_file(product, 'futurex')}"
@@ -85,7 +118,13 @@ def product_input(layout: StorageLayout, product: int, origin: int, manifest: Pa
     starts, ends = series_bounds(ordered)
     needs = f"model package {manifest.version} needs"
     check_series_reach_origin(ordered, starts, ends, origin, manifest.input.history_weeks, source, needs)
-    return ProductInput(product, visible, plans, source)
+    later_sales = [history[history["week"] > origin]]
+    try:  # unchecked: accuracy is measured, never a reason to refuse a product
+        later_sales.insert(0, read_raw_product_table(layout, product, "actuals", columns=list(ACTUAL_COLUMNS))[1])
+    except InputDataError:
+        pass
+    forecast_weeks = range(origin + 1, origin + manifest.output.horizon + 1)
+    return ProductInput(product, visible, plans, source), known_sales(later_sales, forecast_weeks)
 
 
 def check_futurex_follows_history(history: pd.DataFrame, futurex: pd.DataFrame, source: str) -> None:
@@ -135,27 +174,40 @@ def score_partition(
     run_id: str,
     pinned_manifest_sha256: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> PartitionTimings:
-    """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time, calling
-    `on_progress(products done, products)` after each chunk. Products with bad input or a forecast
-    the package's contract refuses are reported together at the end, after every good product's
+    checks: RunChecks | None = None,
+    summary_url: str | None = None,
+) -> PartitionSummary:
+    """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time (so memory holds
+    one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
+    each chunk. Every written forecast is checked against `checks` (the run's), its problems kept in
+    the summary, written to `summary_url` when given. Products with bad input or a forecast the
+    package's contract refuses are reported together at the end, after every good product's
     forecast is written. With a pinned manifest checksum (the run's), a package changed since the
     run was planned is refused."""
-    timings = PartitionTimings()
+    summary = PartitionSummary(products=list(products))
+    checks = checks or RunChecks(model_version)
     started = time.perf_counter()
-    failures: list[str] = []
-    with load_package(layout, model_version, pinned_manifest_sha256) as package:
-        timings.model_load_s = time.perf_counter() - started
-        timings.quantile_count = len(package.manifest.output.quantiles)
-        for start in range(0, len(products), PRODUCTS_PER_CHUNK):
-            chunk = products[start : start + PRODUCTS_PER_CHUNK]
-            failures += _score_chunk(layout, chunk, origin, package, run_id, timings)
-            if on_progress:
-                on_progress(start + len(chunk), len(products))
-    log.info("partition done: %s", timings.summary())
-    if failures:
-        raise ScoringError(f"{len(failures)} of {len(products)} products failed: " + "; ".join(failures))
-    return timings
+    try:
+        with load_package(layout, model_version, pinned_manifest_sha256) as package:
+            summary.model_load_s = time.perf_counter() - started
+            summary.quantile_count = len(package.manifest.output.quantiles)
+            for start in range(0, len(products), PRODUCTS_PER_CHUNK):
+                chunk = products[start : start + PRODUCTS_PER_CHUNK]
+                summary.failures += _score_chunk(layout, chunk, origin, package, run_id, checks, summary)
+                if on_progress:
+                    on_progress(start + len(chunk), len(products))
+    except ScoringError as error:
+        summary.failures.append(str(error))
+        raise
+    finally:
+        summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if summary_url:
+            storage.write_bytes_atomic(summary_url, json.dumps(summary.to_dict()).encode())
+    log.info("partition done: %s", summary.summary())
+    if summary.failures:
+        failed = f"{len(summary.failures)} of {len(products)} products failed: "
+        raise ScoringError(failed + "; ".join(summary.failures))
+    return summary
 
 
 def as_forecast(
@@ -184,23 +236,31 @@ def as_forecast(
 
 
 def _score_chunk(
-    layout: StorageLayout, products: list[int], origin: int, package: PackageKind, run_id: str, timings
+    layout: StorageLayout,
+    products: list[int],
+    origin: int,
+    package: PackageKind,
+    run_id: str,
+    checks: RunChecks,
+    summary: PartitionSummary,
 ) -> list[str]:
     """Read, score, check and write a chunk of products; returns the messages of the products
     that could not be scored."""
-    inputs, failures = [], []
+    inputs, later_sales, failures = [], {}, []
     for product in products:
         started = time.perf_counter()
         try:
-            inputs.append(product_input(layout, product, origin, package.manifest))
+            product_data, later_sales[product] = product_input(layout, product, origin, package.manifest)
+            inputs.append(product_data)
         except InputDataError as error:
             failures.append(str(error))
             log.error("%s: skipped: %s", product_label(product), error)
-        timings.features_s += time.perf_counter() - started
+        summary.features_s += time.perf_counter() - started
     if not inputs:
         return failures
-    scores = package.score(inputs, origin, timings)
-    schema = forecast_schema(package.manifest.output.columns)
+    scores = package.score(inputs, origin, summary)
+    output = package.manifest.output
+    schema = forecast_schema(output.columns)
     for product in inputs:
         label = product_label(product.product)
         if product.product in scores.failures:
@@ -216,11 +276,28 @@ def _score_chunk(
             failures.append(f"{label}: model package {package.version} returned a forecast it may not: {refused}")
             log.error("%s: refused: %s", label, problems)
             continue
-        sha256 = write_table(layout.forecast_file(run_id, product.product), frame, schema)
-        timings.forecast_sha256[str(product.product)] = sha256
+        url = layout.forecast_file(run_id, product.product)
+        summary.forecast_bytes[str(product.product)] = write_table(url, frame, schema)
+        problems = _run_problems(frame, product, origin, checks, output)
+        if problems:
+            summary.problems[str(product.product)] = [f"{url}: {problem}" for problem in problems]
+        summary.add_accuracy(accuracy_sums(frame, later_sales[product.product], output.quantiles))
         seconds = time.perf_counter() - started
-        timings.write_s += seconds
-        timings.rows += len(frame)
-        timings.products_scored.append(product.product)
+        summary.write_s += seconds
+        summary.rows += len(frame)
+        summary.products_scored.append(product.product)
         log.info("%s: %d rows scored, written in %.3f s", label, len(frame), seconds)
     return failures
+
+
+def _run_problems(
+    frame: pd.DataFrame, product: ProductInput, origin: int, checks: RunChecks, output: OutputContract
+) -> list[str]:
+    """What a written forecast breaks of the run's plan (its model version, the plan's series,
+    plausible magnitudes): kept for validation, which fails the run on them."""
+    planned = product.plans[list(SERIES_KEY)].drop_duplicates()
+    n_series = len(planned) if checks.series_per_product is None else checks.series_per_product[str(product.product)]
+    peaks = product.history.groupby(list(SERIES_KEY))["sales"].max()
+    return check_forecast(
+        frame, n_series, origin, checks.model_version, planned, peaks, checks.max_forecast_ratio, output
+    )

@@ -111,6 +111,15 @@ def list_names(url: str) -> list[str]:
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
 
 
+@names_url_when_unavailable
+def list_sizes(url: str) -> dict[str, int]:
+    """Base names in a folder with their sizes in bytes, in one listing; empty when there is no folder."""
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return {}
+    return {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(path, detail=True)}
+
+
 JsonChange = Callable[[dict | None], dict]
 
 

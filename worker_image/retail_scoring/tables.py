@@ -1,6 +1,5 @@
 """Reading and writing the product and forecast tables, with the checks that keep garbage out."""
 
-import hashlib
 import io
 
 import numpy as np
@@ -140,9 +139,9 @@ def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     return f"sku={first['sku']} store={first['store']} week={first['week']}"
 
 
-def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> str:
+def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> int:
     """Write `frame` as Parquet with the table's schema (a name in TABLES, or the schema itself),
-    atomically; returns the file's sha256, which a run records to recognise its own files later."""
+    atomically; returns the file's size, which a run records to recognise its own files in a listing."""
     schema = TABLES[table] if isinstance(table, str) else table
     arrow_table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     buffer = io.BytesIO()
@@ -150,7 +149,7 @@ def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> str:
     dictionary_columns = [c for c in schema.names if not QUANTILE_COLUMN.fullmatch(c)]
     pq.write_table(arrow_table, buffer, use_dictionary=dictionary_columns)
     storage.write_bytes_atomic(url, buffer.getvalue())
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
+    return len(buffer.getvalue())
 
 
 def read_forecast(url: str) -> pd.DataFrame:

@@ -2,14 +2,9 @@
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from retail_scoring import storage
-from retail_scoring.errors import InputDataError
-from retail_scoring.layout import StorageLayout
-from retail_scoring.package import REFERENCE_OUTPUT, OutputContract, planned_output
+from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
-from retail_scoring.tables import read_forecast, read_raw_product_table
 
 DEFAULT_MAX_FORECAST_RATIO = 100.0
 
@@ -116,42 +111,3 @@ def _magnitude_problems(frame: pd.DataFrame, history_peak: pd.Series, max_ratio:
         f"sku={first['sku']} store={first['store']} week={first['week']} ({highest} {first[highest]:.4g}, "
         f"history peak {peaks[int(absurd.argmax())]:.4g})"
     ]
-
-
-def planned_and_peaks(layout: StorageLayout, product: int, origin: int) -> tuple[pd.DataFrame, pd.Series]:
-    """A product's planned series and each series' highest weekly sales up to the origin, read
-    (keys and sales only) from its own tables."""
-    _, futurex = read_raw_product_table(layout, product, "futurex", columns=list(SERIES_KEY))
-    _, history = read_raw_product_table(layout, product, "history", columns=[*ROW_KEY, "sales"])
-    visible = history[history["week"] <= origin]
-    return futurex[list(SERIES_KEY)].drop_duplicates(), visible.groupby(list(SERIES_KEY))["sales"].max()
-
-
-def forecast_problems(
-    layout: StorageLayout,
-    run_id: str,
-    product: int,
-    n_series: int | None,
-    origin: int,
-    model_version: str,
-    max_forecast_ratio: float = DEFAULT_MAX_FORECAST_RATIO,
-    output: dict | None = None,
-) -> list[str]:
-    """Problems of a forecast file; `output` is the run's output contract (the plan's), the
-    reference's when the plan predates contracts."""
-    url = layout.forecast_file(run_id, product)
-    if not storage.exists(url):
-        return [f"{url}: missing"]
-    if n_series is None:
-        return [f"{url}: the product's planned weeks could not be read when the run was planned"]
-    try:
-        frame = read_forecast(url)
-    except (pa.ArrowException, OSError) as error:
-        return [f"{url}: unreadable ({error})"]
-    try:
-        planned, peaks = planned_and_peaks(layout, product, origin)
-    except InputDataError as error:
-        return [f"{url}: cannot be checked against its product's tables ({error})"]
-    contract = planned_output(output)
-    problems = check_forecast(frame, n_series, origin, model_version, planned, peaks, max_forecast_ratio, contract)
-    return [f"{url}: {problem}" for problem in problems]
