@@ -73,9 +73,14 @@ class CuttableProxy:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def cut(self) -> None:
-        self.listener.close()
-        for connection in self.connections:
-            connection.close()
+        """Shut down, then close: close() alone does not wake a thread blocked in accept() or
+        recv() on Linux, which would let one more connection through and keep open ones alive."""
+        for sock in (self.listener, *self.connections):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its pump
+            sock.close()
         self.connections.clear()
 
     def _accept(self, listener: socket.socket) -> None:

@@ -1,14 +1,17 @@
 """Shared fixtures: a small slice of the real reference data and a tiny model set trained on it."""
 
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from retail_scoring import storage
+from retail_scoring.catalogue import read_catalogue
 from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
+from retail_scoring.package import read_manifest, upload_package
 from retail_scoring.train import Hyperparameters, train_model_set
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
@@ -49,3 +52,26 @@ def layout(tmp_path: Path, small_reference: pd.DataFrame, tiny_model_dir: Path) 
 
 def local_path(url: str) -> Path:
     return Path(url.removeprefix("file://"))
+
+
+def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) -> dict:
+    """A plan as `plan` makes it for these partitions (origin 107, the tiny model set), with its run
+    manifest in storage, for tests that drive the operator or the workers without planning."""
+    products = [product for group in partitions.values() for product in group]
+    plan = {
+        "run_id": run_id,
+        "storage_root": layout.root,
+        "origin": 107,
+        "model_version": TINY_MODELS,
+        "model_manifest_sha256": read_manifest(layout, TINY_MODELS)[1],
+        "max_forecast_ratio": 100.0,
+        "run_manifest": layout.run_manifest(run_id),
+        "product_count": len(products),
+        "partition_count": len(partitions),
+        "force": False,
+        **fields,
+    }
+    series = read_catalogue(layout).set_index("product")["series"]
+    manifest = {**plan, "partitions": partitions, "series_per_product": {str(p): int(series[p]) for p in products}}
+    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
+    return plan

@@ -10,14 +10,14 @@ from collections import Counter
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
-from scoring_airflow.run_steps import origin_range, package_manifest, read_current
+from scoring_airflow.run_steps import origin_range, package_manifest, read_current, read_products
 from scoring_airflow.settings import ForecastSettings
 
 
 def latest_origin(settings: ForecastSettings) -> int:
     """The newest origin the data and the default model package allow."""
     layout = StorageLayout(settings.storage_root)
-    return origin_range(layout, 1, package_manifest(layout, settings.model_version)[0])[1]
+    return origin_range(layout, read_products(layout), package_manifest(layout, settings.model_version)[0])[1]
 
 
 def summary(settings: ForecastSettings) -> str:

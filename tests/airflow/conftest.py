@@ -55,3 +55,16 @@ def load_dag():
 def run_dag(logical_date: datetime, conf: dict | None = None):
     """One DAG run through dag.test(); the same logical date reruns the same DAG run."""
     return load_dag().test(logical_date=logical_date, run_after=logical_date, run_conf=conf or {})
+
+
+def plan_problems(layout, plan: dict) -> dict[str, dict[str, list[str]]]:
+    """What validation finds in each partition of the plan (empty lists: valid)."""
+    from scoring_airflow.partitions import forecast_sizes, partition_problems, read_summary, run_partitions
+
+    sizes = forecast_sizes(layout, plan["run_id"])
+    return {
+        partition: partition_problems(
+            layout, plan["run_id"], partition, products, read_summary(layout, plan["run_id"], partition), sizes
+        )
+        for partition, products in run_partitions(plan).items()
+    }

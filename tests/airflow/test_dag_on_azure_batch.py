@@ -128,7 +128,7 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
     forecast_url = LAYOUT.forecast_file(run_id, 1)
     assert set(grants) == {
         forecast_url,
-        LAYOUT.task_timings(run_id, "partition_000"),
+        LAYOUT.partition_summary(run_id, "partition_000"),
         LAYOUT.task_progress(run_id, "partition_000"),
     }
 
@@ -161,10 +161,14 @@ def test_per_product_partitions_vm_size_and_task_slots_reach_the_pool_and_the_re
     pool = batch_env.pools_created[pool_id_of(dag_run)]
     assert (pool["vmSize"], pool["taskSlotsPerNode"], pool["targetDedicatedNodes"]) == ("Standard_F2s_v2", 2, 1)
     assert pool["targetLowPriorityNodes"] == 0
-    for partition, product in (("partition_000", "1"), ("partition_001", "2")):
-        arguments = shlex.split(batch_env.tasks_added[partition]["commandLine"])
-        assert arguments[arguments.index("--products") + 1] == product
     run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    for partition in ("partition_000", "partition_001"):
+        arguments = shlex.split(batch_env.tasks_added[partition]["commandLine"])
+        assert arguments[arguments.index("--partition") + 1] == partition
+    assert json.loads(read_blob(LAYOUT.run_manifest(run_id)))["partitions"] == {
+        "partition_000": [1],
+        "partition_001": [2],
+    }
     assert "node-hours of Standard_F2s_v2 = " in read_blob(LAYOUT.report_file(run_id, "report.md"))
 
 
@@ -178,7 +182,7 @@ def test_failing_partition_is_named_and_the_pool_still_deleted(batch_env, capsys
     assert dag_run.get_task_instance("score").state == "failed"
     assert dag_run.get_task_instance("delete_pool").state == "success"
     assert pool_id_of(dag_run) in batch_env.deleted_pools
-    failure = "1 of 2 partitions failed:\n- partition_001 (products [2]): exit code 2 after 3 attempt(s)"
+    failure = "1 of 2 partitions failed:\n- partition_001 (products 2): exit code 2 after 3 attempt(s)"
     task_logs = capsys.readouterr().out
     assert failure in task_logs
     assert "product_002/history.parquet: file not found" in task_logs

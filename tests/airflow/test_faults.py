@@ -23,14 +23,14 @@ from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
-from retail_scoring.validation import forecast_problems
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
 from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import ScoringJobTrigger
+from tests.airflow.conftest import plan_problems
 from tests.airflow.test_local_backend import STAND_IN_WORKER, task, wait_until_final
-from tests.conftest import TINY_MODELS, local_path
+from tests.conftest import local_path, write_plan
 
 
 async def first_events(trigger: ScoringJobTrigger, timeout_s: float):
@@ -68,13 +68,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_never_leaves_a_partial_for
 ):
     products = list(range(1, 31))
     write_products(layout, small_reference, len(products))
-    plan = {
-        "storage_root": layout.root,
-        "partitions": {"partition_000": products},
-        "origin": 107,
-        "model_version": TINY_MODELS,
-        "run_id": "kill",
-    }
+    plan = write_plan(layout, "kill", {"partition_000": products})
     backend = LocalBackend(str(tmp_path / "pools"))
     backend.create_pool("pool-k", 1)
     try:
@@ -110,8 +104,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_never_leaves_a_partial_for
         backend.delete_pool("pool-k")
     assert written_when_killed < len(products), "the kill landed mid-partition"
     assert (status["state"], status["attempts"]) == ("succeeded", 2)
-    for product in products:
-        assert not forecast_problems(layout, "kill", product, 66, 107, TINY_MODELS)
+    assert plan_problems(layout, plan) == {"partition_000": {}}, "the retry's forecasts and summary are whole"
 
 
 def test_a_backfill_and_the_weekly_run_at_the_same_time_share_nothing(airflow_db, layout, forecast_env):
@@ -144,19 +137,9 @@ def test_a_backfill_and_the_weekly_run_at_the_same_time_share_nothing(airflow_db
     assert not any(forecast_env.iterdir()), "both pools were deleted"
 
 
-def local_plan(layout, tmp_path, run_id: str) -> dict:
-    return {
-        "run_id": run_id,
-        "storage_root": layout.root,
-        "partitions": {"partition_000": [1], "partition_001": [2]},
-        "series_per_product": {"1": 66, "2": 66},
-        "origin": 107,
-        "model_version": TINY_MODELS,
-        "compute_backend": "local",
-        "backend_config": {},
-        "pool_id": f"pool-{run_id}",
-        "force": False,
-    }
+def local_plan(layout, run_id: str) -> dict:
+    partitions = {"partition_000": [1], "partition_001": [2]}
+    return write_plan(layout, run_id, partitions, compute_backend="local", backend_config={}, pool_id=f"pool-{run_id}")
 
 
 @contextmanager
@@ -177,7 +160,7 @@ def deferred_submit(plan: dict) -> tuple[ScorePartitionsOperator, TaskDeferred]:
 
 
 def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(layout, tmp_path):
-    plan = local_plan(layout, tmp_path, "resume")
+    plan = local_plan(layout, "resume")
     with local_pool_of(plan):
         _, deferred = deferred_submit(plan)
         # The triggerer that took the job restarts: a new one rebuilds the trigger from its kwargs.
@@ -190,12 +173,11 @@ def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(la
     assert result["scored"] == ["partition_000", "partition_001"]
     assert [s["attempts"] for s in result["statuses"]] == [1, 1]
     assert jobs == ["resume-try1"], "one job, submitted once"
-    for product in (1, 2):
-        assert not forecast_problems(layout, "resume", product, 66, 107, TINY_MODELS)
+    assert plan_problems(layout, plan) == {"partition_000": {}, "partition_001": {}}
 
 
 def test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers(layout, tmp_path):
-    plan = local_plan(layout, tmp_path, "killed")
+    plan = local_plan(layout, "killed")
     with local_pool_of(plan) as backend:
         operator, _ = deferred_submit(plan)
         job = tmp_path / "pools" / plan["pool_id"] / "jobs" / "killed-try1"
@@ -223,8 +205,7 @@ def score_through_a_fault(layout: StorageLayout, tmp_path: Path, heal: Callable[
     """Score product 1 on a local pool with one retry while the fault is there; heal it as soon as
     the first attempt has ended. The task's streams go to local files, so the first attempt's
     stderr is readable whatever the fault did to the storage root."""
-    plan = {"storage_root": layout.root, "partitions": {"partition_000": [1]}, "origin": 107,
-            "model_version": TINY_MODELS, "run_id": "fault"}  # fmt: skip
+    plan = {"storage_root": layout.root, "run_id": "fault"}  # its run manifest was written before the fault
     logs = f"file://{tmp_path}/logs"
     backend = LocalBackend(str(tmp_path / "pools"))
     backend.create_pool("pool-f", 1)
@@ -259,6 +240,7 @@ def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
     layout = StorageLayout("abfs://outage")
     write_products(layout, small_reference, 1)
     upload_package(tiny_model_dir, layout)
+    write_plan(layout, "fault", {"partition_000": [1]})
     flaky_azurite.cut()
     retried = score_through_a_fault(layout, tmp_path, heal=flaky_azurite.restore)
     assert_exit_3_then_retried(retried, r"^error: abfs://outage/\S+: storage unavailable after retries")
@@ -293,6 +275,7 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
     layout = StorageLayout(f"file://{small_disk}/storage")
     write_products(layout, small_reference, 1)
     upload_package(tiny_model_dir, layout)
+    write_plan(layout, "fault", {"partition_000": [1]})
     filler = fill(small_disk)
     leftovers = []
 
@@ -303,4 +286,6 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
     retried = score_through_a_fault(layout, tmp_path, heal=free_space)
     assert_exit_3_then_retried(retried, r"^error: \S+: storage unavailable \(No space left on device\)$")
     assert leftovers == []
-    assert not forecast_problems(layout, "fault", 1, 66, 107, TINY_MODELS)
+    assert plan_problems(layout, {"run_manifest": layout.run_manifest("fault"), "run_id": "fault"}) == {
+        "partition_000": {}
+    }

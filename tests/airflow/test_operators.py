@@ -1,62 +1,69 @@
-"""The rerun skip: a partition counts as done only when every product's forecast is the file its
-scoring task wrote (the checksum it recorded) and validates, not when files merely exist."""
+"""The rerun skip: a partition counts as done only when its scoring task's summary says every
+product's forecast was written and valid, and those files are in storage as it wrote them, not
+when files merely exist."""
 
 import json
 
-import numpy as np
+import pytest
 
 from retail_scoring import storage
-from retail_scoring.tables import read_raw_product_table, write_table
+from retail_scoring.errors import ScoringError
+from retail_scoring.scoring import RunChecks, score_partition
+from retail_scoring.tables import read_forecast, write_table
 from scoring_airflow.operators import partition_is_done
+from scoring_airflow.partitions import forecast_sizes
 from tests.conftest import TINY_MODELS
 
-PLAN = {
-    "run_id": "rerun",
-    "origin": 107,
-    "model_version": TINY_MODELS,
-    "series_per_product": {"1": 66, "2": 66},
-    "partitions": {"partition_000": [1, 2]},
-    "max_forecast_ratio": 100.0,
-}
+RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]
 
 
-def write_forecast(layout, product: int, change=lambda frame: frame) -> str:
-    keys = read_raw_product_table(layout, product, "futurex", columns=["sku", "store", "week"])[1]
-    frame = keys.sort_values(["sku", "store", "week"]).assign(
-        q5=1.0, q25=2.0, q50=3.0, q75=4.0, q95=5.0, forecast_origin=107, model_version=TINY_MODELS
+def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS) -> None:
+    """What the partition's scoring task does: write the forecasts and the summary."""
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url)
+
+
+def is_done(layout) -> bool:
+    return partition_is_done(layout, RUN, PARTITION, PRODUCTS, forecast_sizes(layout, RUN))
+
+
+def test_a_partition_is_done_when_its_task_summarised_every_forecast_as_written_and_valid(layout):
+    assert not is_done(layout), "nothing written"
+    score(layout)
+    assert is_done(layout)
+    storage.filesystem(layout.partition_summary(RUN, PARTITION))[0].rm_file(
+        storage.filesystem(layout.partition_summary(RUN, PARTITION))[1]
     )
-    return write_table(layout.forecast_file("rerun", product), change(frame).reset_index(drop=True), "forecast")
+    assert not is_done(layout), "files there, but no summary of the task that wrote them"
 
 
-def record_written(layout, checksums: dict[int, str]) -> None:
-    """What the partition's scoring task records when it is done."""
-    timings = {"forecast_sha256": {str(product): sha for product, sha in checksums.items()}}
-    storage.write_bytes_atomic(layout.task_timings("rerun", "partition_000"), json.dumps(timings).encode())
+def test_a_forecast_file_the_task_did_not_write_or_a_missing_one_is_rescored(layout):
+    score(layout)
+    url = layout.forecast_file(RUN, 2)
+    before = len(storage.read_bytes(url))
+    frame = read_forecast(url)
+    assert write_table(url, frame.assign(q50=frame["q50"] * 1.01), "forecast") != before
+    assert not is_done(layout), "a valid-looking file of another size: not the task's"
+    storage.filesystem(url)[0].rm_file(storage.filesystem(url)[1])
+    assert not is_done(layout), "a forecast deleted since"
 
 
-def test_a_partition_is_done_when_its_task_recorded_every_forecast_and_they_validate(layout):
-    assert not partition_is_done(layout, PLAN, "partition_000"), "nothing written"
-    checksums = {product: write_forecast(layout, product) for product in (1, 2)}
-    assert not partition_is_done(layout, PLAN, "partition_000"), "files there, but no task recorded them"
-    record_written(layout, checksums)
-    assert partition_is_done(layout, PLAN, "partition_000")
+def test_a_partition_whose_forecasts_broke_the_run_checks_is_rescored(layout):
+    score(layout, RunChecks(TINY_MODELS, max_forecast_ratio=1e-9))
+    summary = json.loads(storage.read_bytes(layout.partition_summary(RUN, PARTITION)))
+    assert "forecast more than 1e-09x their series' highest weekly sales" in summary["problems"]["1"][0]
+    assert not is_done(layout)
+    score(layout, RunChecks("another-version"))
+    summary = json.loads(storage.read_bytes(layout.partition_summary(RUN, PARTITION)))
+    assert "model_version differs from the run's another-version" in summary["problems"]["2"][0]
+    assert not is_done(layout)
 
 
-def test_a_forecast_file_the_task_did_not_write_is_rescored(layout):
-    checksums = {product: write_forecast(layout, product) for product in (1, 2)}
-    record_written(layout, checksums)
-    write_forecast(layout, 2, lambda frame: frame.assign(q50=3.5))  # valid-looking, but not the task's
-    assert not partition_is_done(layout, PLAN, "partition_000")
-
-
-def test_a_recorded_forecast_that_fails_validation_is_rescored(layout):
-    garbage = {
-        "nan": lambda frame: frame.assign(q50=np.where(frame.index == 5, np.nan, 3.0)),
-        "inf": lambda frame: frame.assign(q95=np.where(frame.index == 5, np.inf, 5.0)),
-        "row-missing": lambda frame: frame.iloc[:-1],
-        "absurd": lambda frame: frame.assign(q95=1e12),
-        "foreign-skus": lambda frame: frame.assign(sku=frame["sku"] + 11),
-    }
-    for name, change in garbage.items():
-        record_written(layout, {1: write_forecast(layout, 1), 2: write_forecast(layout, 2, change)})
-        assert not partition_is_done(layout, PLAN, "partition_000"), name
+def test_a_summary_of_other_products_or_with_failed_products_is_not_done(layout):
+    score(layout, products=[1])
+    assert not is_done(layout), "the summary covers product 1 only"
+    with pytest.raises(ScoringError, match="product_009"):
+        score(layout, products=[1, 2, 9])
+    summary = json.loads(storage.read_bytes(layout.partition_summary(RUN, PARTITION)))
+    assert summary["products_scored"] == [1, 2] and "product_009" in summary["failures"][0]
+    assert not partition_is_done(layout, RUN, PARTITION, [1, 2, 9], forecast_sizes(layout, RUN))

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shutil
 from datetime import date, datetime
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.catalogue import build_catalogue
 from retail_scoring.schema import SKUS_PER_PRODUCT
 from scoring_airflow.planning import (
     PlanError,
@@ -19,7 +21,7 @@ from scoring_airflow.planning import (
     select_products,
     storage_run_id,
 )
-from scoring_airflow.run_steps import origin_range, package_manifest, param, plan_run, planned_series
+from scoring_airflow.run_steps import check_capacity, origin_range, package_manifest, param, plan_run, read_products
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path
 
@@ -38,18 +40,26 @@ def test_origin_outside_the_data_is_refused_with_the_valid_range():
         check_origin(108, 31, 107)
 
 
-def test_per_node_partitioning_makes_one_balanced_partition_per_node():
-    partitions = partition_products(list(range(1, 11)), pool_size=4, partitioning="per_node")
+def test_per_node_partitioning_makes_one_balanced_partition_per_task_slot():
+    partitions = partition_products(list(range(1, 11)), 4, "per_node", max_products=200)
     assert list(partitions) == ["partition_000", "partition_001", "partition_002", "partition_003"]
     assert sorted(p for products in partitions.values() for p in products) == list(range(1, 11))
     assert sorted(len(products) for products in partitions.values()) == [2, 2, 3, 3]
 
 
+def test_a_big_catalogue_gets_more_partitions_than_slots_none_above_the_maximum():
+    partitions = partition_products(list(range(1, 1001)), 2, "per_node", max_products=200)
+    assert len(partitions) == 5
+    assert [len(products) for products in partitions.values()] == [200] * 5
+    assert sorted(p for products in partitions.values() for p in products) == list(range(1, 1001))
+    assert len(partition_products(list(range(1, 202)), 2, "per_node", max_products=200)) == 2
+
+
 def test_per_product_partitioning_and_more_nodes_than_products():
-    assert len(partition_products([1, 2, 3], 2, "per_product")) == 3
-    assert len(partition_products([1, 2], 8, "per_node")) == 2
+    assert len(partition_products([1, 2, 3], 2, "per_product", 200)) == 3
+    assert len(partition_products([1, 2], 8, "per_node", 200)) == 2
     with pytest.raises(PlanError, match="partitioning must be"):
-        partition_products([1], 1, "per_store")
+        partition_products([1], 1, "per_store", 200)
 
 
 def test_unknown_products_are_named():
@@ -66,17 +76,19 @@ def test_run_ids_differ_per_run_and_are_safe_in_paths():
     assert all(c.isalnum() or c in "_-" for c in first)
 
 
-def test_planned_series_reads_the_planned_series_from_parquet_or_csv(layout):
+def test_the_catalogue_reads_planned_series_from_parquet_or_csv(layout):
     futurex = local_path(layout.product_file(1, "futurex"))
-    parquet_count = len(planned_series(layout, 1))
-    assert parquet_count == TEST_STORES * SKUS_PER_PRODUCT
+    assert read_products(layout).loc[1, "series"] == TEST_STORES * SKUS_PER_PRODUCT
     pd.read_parquet(futurex).to_csv(futurex.with_suffix(".csv"), index=False)
     futurex.unlink()
-    assert len(planned_series(layout, 1)) == parquet_count
+    build_catalogue(layout)
+    catalogue = read_products(layout)
+    assert catalogue.loc[1, "series"] == TEST_STORES * SKUS_PER_PRODUCT
+    assert "futurex.csv" in json.loads(catalogue.loc[1, "columns"])
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
-def test_planned_series_names_the_file_without_series_keys(layout, suffix):
+def test_the_catalogue_names_the_file_without_series_keys(layout, suffix):
     futurex = local_path(layout.product_file(1, "futurex"))
     frame = pd.read_parquet(futurex).drop(columns="store")
     futurex.unlink()
@@ -85,15 +97,70 @@ def test_planned_series_names_the_file_without_series_keys(layout, suffix):
         frame.to_parquet(target)
     else:
         frame.to_csv(target, index=False)
-    with pytest.raises(PlanError, match=rf"product_001/futurex.{suffix}: lacks columns \['store'\]"):
-        planned_series(layout, 1)
+    build_catalogue(layout)
+    problem = read_products(layout).loc[1, "problem"]
+    assert re.search(
+        rf"product_001/futurex.{suffix}: columns do not match the futurex schema \(missing: \['store'\]", problem
+    )
+
+
+def test_a_run_cannot_be_planned_without_a_catalogue_and_is_told_how_to_write_one(layout):
+    local_path(layout.catalogue()).unlink()
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(
+        PlanError, match=r"data/catalogue.parquet: no product catalogue; write it with `retail-scoring catalogue"
+    ):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
+
+
+def test_the_plan_in_xcom_has_counts_only_and_the_run_manifest_the_partitions(layout):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    one = plan_run("weekly", "manual__one", date(2026, 11, 23), {"products": [1]}, settings)
+    three = plan_run("weekly", "manual__three", date(2026, 11, 23), {}, settings)
+    assert one.keys() == three.keys() and not any(isinstance(v, list) for v in three.values())
+    assert (three["product_count"], three["partition_count"]) == (3, 1)
+    manifest = json.loads(storage.read_bytes(three["run_manifest"]))
+    assert manifest["partitions"] == {"partition_000": [1, 2, 3]}
+    assert manifest["series_per_product"] == {"1": 66, "2": 66, "3": 66}
+
+
+def test_more_local_workers_than_the_machine_holds_are_refused_saying_its_limit(layout):
+    cores = os.cpu_count()
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(
+        PlanError,
+        match=rf"pool_size {cores + 1} is more local workers than this machine can run at once: at most \d+ "
+        rf"\({cores} cores; [\d.]+ GB memory available at 1200 MB per worker",
+    ):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": cores + 1}, settings)
+    greedy = ForecastSettings(storage_root=layout.root, model_version="tiny-test", worker_memory_mb=10**9)
+    with pytest.raises(
+        PlanError, match=r"pool_size 1 is more local workers than this machine can run at once: at most 0"
+    ):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": 1}, greedy)
+    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": cores}, settings)["pool_size"] == cores
+
+
+def test_more_task_slots_than_a_batch_vm_size_has_cores_are_refused(layout):
+    settings = ForecastSettings(storage_root="abfs://forecasts", model_version="tiny-test")
+    check = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0}
+    with pytest.raises(
+        PlanError,
+        match=r"task_slots_per_node 3 is more scoring tasks than a Standard_D2s_v3 node can run at once "
+        r"\(2 cores, 8 GB",
+    ):
+        check_capacity("azure_batch", 4, {**check, "task_slots_per_node": 3}, settings)
+    assert check_capacity("azure_batch", 4, {**check, "task_slots_per_node": 2}, settings) == 8
+    assert (
+        check_capacity("azure_batch", 4, {**check, "vm_size": "Standard_X", "task_slots_per_node": 3}, settings) == 12
+    )
 
 
 def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, small_reference):
     """The range is computed from the data: every series needs 5 weeks of sales up to the origin,
     and the 13 weeks after it must be planned (the futurex weeks end at 120)."""
     first_origin = int(small_reference.groupby(["sku", "store"])["week"].min().max()) + 5 - 1
-    assert origin_range(layout, 1, package_manifest(layout, "tiny-test")[0]) == (first_origin, 107)
+    assert origin_range(layout, read_products(layout), package_manifest(layout, "tiny-test")[0]) == (first_origin, 107)
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     for origin in (first_origin - 1, 108):
         with pytest.raises(PlanError, match=rf"origin week {origin} is outside the data: origins {first_origin}..107 "):
@@ -110,8 +177,10 @@ def test_run_ids_that_fold_to_the_same_characters_stay_apart(layout):
     second = plan_run("weekly", dashes, date(2026, 11, 23), {"products": [2]}, settings)
     assert first["run_id"] != second["run_id"] and first["pool_id"] != second["pool_id"]
     assert storage_run_id("weekly", dashes) == f"weekly__{dashes}", "ids that need no folding stay as they are"
-    for plan in (first, second):
-        assert json.loads(storage.read_bytes(layout.run_manifest(plan["run_id"])))["partitions"] == plan["partitions"]
+    for plan, products in ((first, [1]), (second, [2])):
+        assert json.loads(storage.read_bytes(layout.run_manifest(plan["run_id"])))["partitions"] == {
+            "partition_000": products
+        }
 
 
 def test_teardown_matches_exactly_the_runs_own_job_ids():
@@ -166,10 +235,12 @@ def test_a_manifest_naming_a_file_outside_its_model_set_is_refused_at_plan_time(
 def test_a_stray_folder_is_ignored_and_a_product_without_plans_does_not_stop_the_others(layout, caplog):
     local_path(f"{layout.products_dir()}/product_002.bak").mkdir()
     local_path(layout.product_file(3, "futurex")).unlink()
+    build_catalogue(layout)
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
-    assert sorted(p for products in plan["partitions"].values() for p in products) == [1, 2, 3]
-    assert plan["series_per_product"] == {"1": 66, "2": 66, "3": None}
+    manifest = json.loads(storage.read_bytes(plan["run_manifest"]))
+    assert sorted(p for products in manifest["partitions"].values() for p in products) == [1, 2, 3]
+    assert manifest["series_per_product"] == {"1": 66, "2": 66, "3": None}
     assert "product_002.bak: not a product folder (product_NNN); ignored" in caplog.text
     assert "product_003: " in caplog.text and "futurex.parquet: file not found" in caplog.text
 
@@ -177,6 +248,7 @@ def test_a_stray_folder_is_ignored_and_a_product_without_plans_does_not_stop_the
 def test_a_sku_planned_by_two_products_is_refused_naming_both(layout):
     futurex = local_path(layout.product_file(2, "futurex"))
     shutil.copy(local_path(layout.product_file(1, "futurex")), futurex)
+    build_catalogue(layout)
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     with pytest.raises(PlanError, match=r"SKU 1 is planned by both product_001 and product_002"):
         plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)

@@ -63,13 +63,17 @@ def test_a_reforecast_replaces_its_products_and_a_backfill_leaves_the_current_fo
 
 
 def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> dict:
-    return {
+    """A plan in XCom and its run manifest (what publishing reads the products from)."""
+    plan = {
         "storage_root": root,
         "run_id": run_id,
         "origin": origin,
         "model_version": "m",
-        "partitions": {"partition_000": products},
+        "run_manifest": StorageLayout(root).run_manifest(run_id),
     }
+    manifest = {**plan, "partitions": {"partition_000": products}}
+    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
+    return plan
 
 
 @pytest.mark.parametrize("storage_kind", ["local", "azurite"])

@@ -1,7 +1,9 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from retail_scoring.accuracy import accuracy_metrics, pinball_loss
+from retail_scoring.accuracy import accuracy_metrics, accuracy_sums, combine_accuracy, pinball_loss
+from retail_scoring.schema import QUANTILE_COLUMNS
 
 
 def test_pinball_loss_weights_under_and_over_forecasts_by_the_quantile():
@@ -53,3 +55,20 @@ def test_metrics_follow_the_quantiles_a_package_forecasts():
     assert metrics["pinball_q10"] == pytest.approx((0.1 * 2 + 0.1 * 5) / 2)
     assert metrics["pinball_q90"] == pytest.approx((0.1 * 2 + 0.9 * 1) / 2)
     assert not {"coverage_50", "coverage_90", "mape_q50"} & set(metrics), "no such quantiles forecast"
+
+
+def test_partial_sums_added_up_give_the_metrics_of_all_rows_at_once():
+    """Workers sum per product, the report adds the sums: the same metrics as over all rows (equal
+    to the last bits of a float, since the additions happen in another order)."""
+    rng = np.random.default_rng(7)
+    weeks = np.arange(1, 41)
+    actuals = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, "sales": rng.uniform(10, 200, len(weeks))})
+    levels = np.sort(rng.uniform(0, 250, (len(weeks), 5)), axis=1)
+    forecast = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, **dict(zip(QUANTILE_COLUMNS, levels.T, strict=True))})
+    parts = [accuracy_sums(forecast.iloc[start : start + 7], actuals) for start in range(0, len(weeks), 7)]
+    whole, combined = accuracy_metrics(forecast, actuals), combine_accuracy(parts)
+    assert combined.keys() == whole.keys() and combined["rows"] == whole["rows"] == 40
+    assert (combined["coverage_50"], combined["coverage_90"]) == (whole["coverage_50"], whole["coverage_90"])
+    for key in ("pinball_q5", "pinball_q50", "pinball_q95", "mape_q50"):
+        assert combined[key] == pytest.approx(whole[key], rel=1e-14, abs=0)
+    assert sum(part["forecast_rows"] for part in parts) == 40

@@ -12,7 +12,7 @@ from retail_scoring import storage
 from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.package import read_manifest, sha256_hex, upload_package
-from tests.conftest import TINY_MODELS, local_path
+from tests.conftest import TINY_MODELS, local_path, write_plan
 
 
 def score(
@@ -156,14 +156,51 @@ def test_manifest_missing_a_step_quantile_is_named(layout):
     assert "manifest has no model for gbm_t4_q75 (step 4, quantile 0.75)" in result.stderr
 
 
+def score_partition_of_run(layout: StorageLayout, run_id: str, partition: str = "partition_000"):
+    return subprocess.run(
+        [sys.executable, "-m", "retail_scoring.cli", "score", "--storage", layout.root, "--run-id", run_id,
+         "--partition", partition],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
 def test_a_model_set_changed_since_the_run_was_planned_is_refused(layout):
     """The run manifest pins the model set's manifest: a retry never scores with a re-uploaded set."""
-    storage.write_bytes_atomic(layout.run_manifest("run-1"), json.dumps({"model_manifest_sha256": "0" * 64}).encode())
-    result = score(layout, "1")
+    write_plan(layout, "run-1", {"partition_000": [1]}, model_manifest_sha256="0" * 64)
+    result = score_partition_of_run(layout, "run-1")
     assert result.returncode == 2
     assert f"model package {TINY_MODELS} changed since the run was planned" in result.stderr
     assert f"the run recorded {'0' * 64}" in result.stderr
     assert not storage.exists(layout.forecast_file("run-1", 1))
+    summary = json.loads(storage.read_bytes(layout.partition_summary("run-1", "partition_000")))
+    assert "changed since the run was planned" in summary["failures"][0], "the failure is summarised too"
+
+
+def test_a_partition_reads_its_products_from_the_run_manifest(layout):
+    write_plan(layout, "run-2", {"partition_000": [2], "partition_001": [1, 3]})
+    result = score_partition_of_run(layout, "run-2", "partition_001")
+    assert result.returncode == 0, result.stderr
+    assert [storage.exists(layout.forecast_file("run-2", p)) for p in (1, 2, 3)] == [True, False, True]
+
+
+def test_a_partition_the_run_lacks_or_a_run_without_manifest_is_refused(layout):
+    write_plan(layout, "run-3", {"partition_000": [1]})
+    result = score_partition_of_run(layout, "run-3", "partition_007")
+    assert result.returncode == 2
+    assert f"{layout.run_manifest('run-3')}: the run has no partition partition_007" in result.stderr
+    result = score_partition_of_run(layout, "never-planned")
+    assert result.returncode == 2
+    assert f"{layout.run_manifest('never-planned')}: no run manifest; plan the run first" in result.stderr
+
+
+def test_scoring_outside_a_run_needs_products_origin_and_model_version(layout):
+    result = subprocess.run(
+        [sys.executable, "-m", "retail_scoring.cli", "score", "--storage", layout.root, "--run-id", "x",
+         "--products", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "score without --partition needs --origin, --model-version" in result.stderr
 
 
 @pytest.mark.parametrize("file_name", ["/tmp/evil.rds", "../../x.rds"])

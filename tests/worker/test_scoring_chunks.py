@@ -8,19 +8,25 @@ from retail_scoring.errors import ScoringError
 from tests.conftest import TINY_MODELS, local_path
 
 
-def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> list[tuple[int, int]]:
+def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> tuple[list, dict]:
     monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", products_per_chunk)
     progress: list[tuple[int, int]] = []
-    scoring.score_partition(layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p))
-    return progress
+    summary = scoring.score_partition(
+        layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p)
+    )
+    return progress, summary.to_dict()
 
 
-def test_chunks_write_the_same_forecasts_and_report_progress_after_each(layout, monkeypatch):
-    assert score_with_chunks(layout, monkeypatch, 2, "chunked") == [(2, 3), (3, 3)]
-    assert score_with_chunks(layout, monkeypatch, 3, "stacked") == [(3, 3)]
+def test_a_partition_larger_than_a_chunk_writes_the_same_forecasts_and_summary(layout, monkeypatch):
+    chunked_progress, chunked = score_with_chunks(layout, monkeypatch, 2, "chunked")
+    stacked_progress, stacked = score_with_chunks(layout, monkeypatch, 3, "stacked")
+    assert (chunked_progress, stacked_progress) == ([(2, 3), (3, 3)], [(3, 3)]), "progress after each chunk"
     for product in (1, 2, 3):
-        chunked = storage.read_bytes(layout.forecast_file("chunked", product))
-        assert chunked == storage.read_bytes(layout.forecast_file("stacked", product))
+        chunked_bytes = storage.read_bytes(layout.forecast_file("chunked", product))
+        assert chunked_bytes == storage.read_bytes(layout.forecast_file("stacked", product))
+    for figure in ("products_scored", "rows", "forecast_bytes", "problems", "failures", "accuracy"):
+        assert chunked[figure] == stacked[figure], figure
+    assert chunked["accuracy"]["rows"] == chunked["accuracy"]["forecast_rows"] == 3 * 858, "held-back actuals"
 
 
 def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):

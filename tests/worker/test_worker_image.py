@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retail_scoring import storage
-from tests.conftest import TINY_MODELS
+from tests.conftest import write_plan
 
 WORKER_IMAGE = Path(__file__).resolve().parents[2] / "worker_image"
 
@@ -70,27 +70,15 @@ def test_worker_environment_has_no_airflow(worker_env):
 
 
 def test_worker_cli_from_the_image_environment_scores_a_partition(worker_env, layout):
+    write_plan(layout, "image", {"partition_000": [1]})
     result = subprocess.run(
-        [
-            str(worker_env / "bin/retail-scoring"),
-            "score",
-            "--storage",
-            layout.root,
-            "--products",
-            "1",
-            "--origin",
-            "107",
-            "--model-version",
-            TINY_MODELS,
-            "--run-id",
-            "image",
-            "--partition",
-            "partition_000",
-        ],
+        [str(worker_env / "bin/retail-scoring"), "score", "--storage", layout.root, "--run-id", "image",
+         "--partition", "partition_000"],
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "product_001: 858 rows scored" in result.stdout
-    timings = json.loads(storage.read_bytes(layout.task_timings("image", "partition_000")))
-    assert (timings["rows"], timings["products_scored"], timings["predict_calls"]) == (858, [1], 35)
+    summary = json.loads(storage.read_bytes(layout.partition_summary("image", "partition_000")))
+    assert (summary["rows"], summary["products_scored"], summary["predict_calls"]) == (858, [1], 35)
+    assert summary["problems"] == {} and summary["failures"] == [] and summary["accuracy"]["forecast_rows"] == 858

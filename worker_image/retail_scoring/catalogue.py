@@ -81,8 +81,14 @@ def write_catalogue(layout: StorageLayout, entries: list[dict]) -> None:
 
 def build_catalogue(layout: StorageLayout) -> int:
     """Scan every product folder and write the catalogue; returns how many products it lists."""
-    products = sorted(p for p in map(product_of_folder, storage.list_names(layout.products_dir())) if p is not None)
-    write_catalogue(layout, [scan_product(layout, product) for product in products])
+    products = []
+    for name in storage.list_names(layout.products_dir()):
+        product = product_of_folder(name)
+        if product is None:
+            log.warning("%s/%s: not a product folder (product_NNN); ignored", layout.products_dir(), name)
+        else:
+            products.append(product)
+    write_catalogue(layout, [scan_product(layout, product) for product in sorted(products)])
     return len(products)
 
 

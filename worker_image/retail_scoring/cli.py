@@ -170,9 +170,10 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
 
 def read_run_manifest(layout: StorageLayout, run_id: str) -> dict:
     url = layout.run_manifest(run_id)
-    if not storage.exists(url):
-        raise UsageError(f"{url}: no run manifest; plan the run first")
-    return json.loads(storage.read_bytes(url))
+    try:  # read, not exists() first: adlfs' exists() answers False when storage does not answer
+        return json.loads(storage.read_bytes(url))
+    except FileNotFoundError as error:
+        raise UsageError(f"{url}: no run manifest; plan the run first") from error
 
 
 def main(argv: list[str] | None = None) -> int:
