@@ -7,13 +7,17 @@ ORM: ~4-5 s here), which a deployed Airflow has done before any weekly run. So a
 2 products for the week before comes first; its seconds are printed, not counted. `--cold`
 skips it, to measure a run that pays Airflow's start-up too (as `airflow dags test` does).
 
+With `--engine r compiled` the same run is made with each engine (`--repeats` times, alternating)
+and the wall times are printed side by side.
+
   .venv/bin/python benchmarks/dag_full_workload.py [--products 90] [--model-version gbm-1250x6-v1]
-      [--models-dir include/models] [--cold]
+      [--models-dir include/models] [--cold] [--engine auto|r|compiled ...] [--repeats 1]
 """
 
 import argparse
+import json
 import os
-import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +35,8 @@ def main() -> None:
     parser.add_argument("--model-version", default="gbm-1250x6-v1")
     parser.add_argument("--models-dir", type=Path, default=PROJECT / "include" / "models", help="folder of model sets")
     parser.add_argument("--cold", action="store_true", help="no warm-up run: count Airflow's start-up")
+    parser.add_argument("--engine", nargs="+", default=["auto"], choices=["auto", "r", "compiled"])
+    parser.add_argument("--repeats", type=int, default=1, help="runs per engine, alternating")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="dag-bench-"))
@@ -77,7 +83,6 @@ def main() -> None:
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from retail_scoring import storage
     from retail_scoring.layout import StorageLayout
     from scoring_airflow.planning import storage_run_id
 
@@ -94,26 +99,46 @@ def main() -> None:
         if warm_up.state != "success":
             sys.exit(f"the warm-up run ended {warm_up.state}")
         warm_up_s = time.perf_counter() - started
-    dag = weekly_dag()
-    started = time.perf_counter()
-    dag_run = dag.test(logical_date=LATEST_WEEK, run_after=datetime.now(UTC))
-    wall = time.perf_counter() - started
-    if dag_run.state != "success":
-        sys.exit(f"the run ended {dag_run.state}")
     layout = StorageLayout(os.environ["FORECAST_STORAGE_ROOT"])
-    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
-    partitions = storage.list_names(f"{layout.run_dir(run_id)}/logs")
-    predict_s = 0.0
-    for partition in partitions:
-        stdout = storage.read_bytes(layout.task_log(run_id, partition, "stdout")).decode()
-        predict_s += float(re.search(r"predict_s=([\d.]+)", stdout).group(1))
+    results: dict[str, list[tuple[float, float, str]]] = {engine: [] for engine in args.engine}
+    for repeat in range(args.repeats):
+        for index, engine in enumerate(args.engine):
+            logical_date = LATEST_WEEK + timedelta(hours=repeat * len(args.engine) + index)  # one run per date
+            dag = weekly_dag()
+            started = time.perf_counter()
+            dag_run = dag.test(
+                logical_date=logical_date, run_after=datetime.now(UTC), run_conf={"origin_week": 107, "engine": engine}
+            )
+            wall = time.perf_counter() - started
+            if dag_run.state != "success":
+                sys.exit(f"the run with engine {engine} ended {dag_run.state}")
+            run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+            predict_s = sum(summary["predict_s"] for summary in summaries(layout, run_id))
+            tasks = ", ".join(f"{ti.task_id} {ti.duration:.1f}" for ti in dag_run.get_task_instances())
+            results[engine].append((wall, predict_s, tasks))
+            print(
+                f"engine {engine}, run {repeat + 1}: wall {wall:.1f} s, predict {predict_s:.1f} s ({tasks})", flush=True
+            )
     if warm_up_s is not None:
         print(f"warm-up run (Airflow start-up + 2 products, not counted): {warm_up_s:.1f} s")
-    print(f"products: {args.products}, partitions: {len(partitions)}, cores (pool slots): {cores}")
-    print(f"wall seconds (whole DAG run{', Airflow start-up included' if args.cold else ''}): {wall:.1f}")
-    print(f"R predict seconds, sum over tasks:   {predict_s:.1f}")
-    print(f"wall / (predict seconds / cores):    {wall / (predict_s / cores):.2f} (target < 1.25)")
-    print("seconds per DAG task:", ", ".join(f"{ti.task_id} {ti.duration:.1f}" for ti in dag_run.get_task_instances()))
+    print(f"products: {args.products}, cores (pool slots): {cores}; wall seconds of the whole DAG run"
+          f"{', Airflow start-up included' if args.cold else ''}, min / median")  # fmt: skip
+    first = min(wall for wall, _, _ in results[args.engine[0]])
+    for engine, runs in results.items():
+        walls = [wall for wall, _, _ in runs]
+        predict = min(predict_s for _, predict_s, _ in runs)
+        print(
+            f"  {engine:9s} wall {min(walls):6.1f} / {statistics.median(walls):6.1f}   predict seconds (sum over "
+            f"tasks) {predict:6.1f}   wall / (predict / cores) {min(walls) / (predict / cores):5.2f}   "
+            f"{args.engine[0]} min / this min {first / min(walls):5.2f}"
+        )
+
+
+def summaries(layout, run_id: str) -> list[dict]:
+    from retail_scoring import storage
+
+    folder = f"{layout.run_dir(run_id)}/partitions"
+    return [json.loads(storage.read_bytes(f"{folder}/{name}")) for name in storage.list_names(folder)]
 
 
 if __name__ == "__main__":

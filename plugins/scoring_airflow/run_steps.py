@@ -14,6 +14,7 @@ from retail_scoring.catalogue import read_catalogue
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import (
+    ENGINES,
     MANIFEST_FILE,
     PackageManifest,
     missing_r_dependencies,
@@ -142,6 +143,14 @@ def plan_run(
         ),
     }
     task_slots = check_capacity(backend, pool_size, node_settings, settings)
+    engine = param(params, "engine", settings.engine)
+    if engine not in ENGINES:
+        raise PlanError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "compiled" and "compiled_engine" not in manifest.raw:
+        raise PlanError(
+            f"{manifest.source}: model package {model_version} has no compiled engine; run with engine auto or r, "
+            "or package it with `retail-scoring package --compile`"
+        )
     partitions = partition_products(
         products, task_slots, param(params, "partitioning", "per_node"), settings.max_products_per_partition
     )
@@ -164,6 +173,8 @@ def plan_run(
         "force": bool(params.get("force", False)),
         "publish": bool(param(params, "publish", True)),
         "max_forecast_ratio": settings.max_forecast_ratio,
+        "engine": engine,
+        "engine_threads": engine_threads(backend, pool_size, node_settings, settings),
         "product_count": len(products),
         "partition_count": len(partitions),
     }
@@ -210,6 +221,15 @@ def check_capacity(backend: str, pool_size: int, node_settings: dict, settings: 
             "task); use fewer slots or a larger VM size"
         )
     return pool_size * slots
+
+
+def engine_threads(backend: str, pool_size: int, node_settings: dict, settings: ForecastSettings) -> int:
+    """Threads the compiled engine of each scoring task uses: the cores of its machine shared
+    among the tasks running there at once (1 where the VM size is unknown)."""
+    if backend == "local":
+        return max(1, (os.cpu_count() or 1) // pool_size)
+    shape = settings.vm_sizes.get(node_settings["vm_size"])
+    return max(1, shape["cores"] // node_settings["task_slots_per_node"]) if shape else 1
 
 
 def backend_config(backend: str, settings: ForecastSettings, node_settings: dict) -> dict:

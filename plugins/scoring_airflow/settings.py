@@ -19,6 +19,8 @@ class ForecastSettings:
     storage_root: str = field(default_factory=lambda: _env("STORAGE_ROOT", f"file://{PROJECT_DIR}/.local/storage"))
     model_version: str = field(default_factory=lambda: _env("MODEL_VERSION", "gbm-1250x6-v1"))
     compute_backend: str = field(default_factory=lambda: _env("COMPUTE_BACKEND", "local"))
+    # How gbm packages are scored: auto (their compiled engine where packaged with one, else R), r, compiled.
+    engine: str = field(default_factory=lambda: _env("ENGINE", "auto"))
     pool_size: int = field(default_factory=lambda: int(_env("POOL_SIZE", str(os.cpu_count() or 1))))
     task_retries: int = field(default_factory=lambda: int(_env("TASK_RETRIES", "2")))
     task_timeout_s: int = field(default_factory=lambda: int(_env("TASK_TIMEOUT_S", "3600")))

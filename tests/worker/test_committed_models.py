@@ -5,9 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from retail_scoring import storage
+from retail_scoring.dataset import write_products
 from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.package import load_package, upload_package
+from retail_scoring.scoring import score_partition
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
 
@@ -63,3 +66,23 @@ def test_a_swapped_model_file_is_refused_by_its_checksum(tmp_path, model_dir):
     refusal = r"gbm_t1_q25.rds: sha256 \w+ does not match the manifest's \w+"
     with pytest.raises(ModelSetError, match=refusal), load_package(layout, version):
         pass
+
+
+def test_the_committed_gbm_packages_compiled_engine_scores_the_reference_run_bit_identical_to_r(
+    tmp_path, reference_series
+):
+    """The whole 90-product reference run at origin 107, once with R's predict and once with the
+    compiled engine: every forecast file byte for byte the same (about two minutes of R)."""
+    layout = StorageLayout(f"file://{tmp_path}")
+    write_products(layout, reference_series, 90)
+    version = upload_package(MODELS / "gbm-1250x6-v1", layout)
+    products = list(range(1, 91))
+    score_partition(layout, products, 107, version, "engine-r", engine="r")
+    score_partition(layout, products, 107, version, "engine-compiled", engine="compiled")
+    differing = [
+        product
+        for product in products
+        if storage.read_bytes(layout.forecast_file("engine-r", product))
+        != storage.read_bytes(layout.forecast_file("engine-compiled", product))
+    ]
+    assert differing == []

@@ -7,6 +7,7 @@ Exit codes: 0 done, 2 bad input or model set (message names the culprit), 3 stor
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from retail_scoring.errors import (
     UsageError,
 )
 from retail_scoring.layout import StorageLayout
+from retail_scoring.package import ENGINES
 
 log = logging.getLogger("retail_scoring")
 
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--products", type=_int_list, help="without --partition: comma-separated product numbers")
     score.add_argument("--origin", type=int, help="without --partition: the last week of visible history")
     score.add_argument("--model-version", help="without --partition: the model package")
+    score.add_argument("--engine", choices=ENGINES, help="without --partition: auto (default), r or compiled")
 
     catalogue = commands.add_parser(
         "catalogue", help="write the product catalogue plans read, after product data was written by others"
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         "package", help="fill in a model package's file checksums in its manifest and check the manifest"
     )
     package.add_argument("--source", required=True, type=Path, help="the package folder (manifest.json + files)")
+    package.add_argument(
+        "--compile",
+        action="store_true",
+        help="gbm packages: also compile the models (tl2cgen, gcc) and keep the engine if it passes the parity gate",
+    )
 
     train_package = commands.add_parser(
         "train-package", help="train an r-script package with its train.R on one product's history, then seal it"
@@ -95,6 +103,11 @@ def run(args: argparse.Namespace) -> None:
         from retail_scoring.package import seal_package
 
         manifest = seal_package(args.source)
+        if args.compile:
+            from retail_scoring.models import compile_package
+
+            compile_package(args.source, manifest)
+            manifest = seal_package(args.source)
         print(f"{manifest.source}: {manifest.kind} package {manifest.version}, {len(manifest.files)} files sealed")
         return
     layout = StorageLayout(args.storage)
@@ -144,11 +157,14 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         missing = [f"--{name}" for name in ("products", "origin", "model_version") if getattr(args, name) is None]
         if missing:
             raise UsageError(f"score without --partition needs {', '.join(m.replace('_', '-') for m in missing)}")
-        score_partition(layout, args.products, args.origin, args.model_version, args.run_id)
+        engine = args.engine or "auto"
+        score_partition(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine)
         return
     plan = read_run_manifest(layout, args.run_id)
     if args.partition not in plan["partitions"]:
         raise UsageError(f"{layout.run_manifest(args.run_id)}: the run has no partition {args.partition}")
+    if plan.get("engine_threads"):  # the node's cores shared among the tasks the plan runs on it at once
+        os.environ["FORECAST_ENGINE_THREADS"] = str(plan["engine_threads"])
 
     def report_progress(done: int, total: int) -> None:
         """The run's progress file for this partition, which the scoring job's waiter reads."""
@@ -165,6 +181,7 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         report_progress,
         RunChecks(plan["model_version"], plan["max_forecast_ratio"], plan["series_per_product"]),
         layout.partition_summary(args.run_id, args.partition),
+        plan.get("engine", "auto"),
     )
 
 

@@ -1,6 +1,7 @@
 """The built-in package kind `gbm-lag-quantiles`: one gbm .rds per (step group, quantile), listed in
 the manifest's `models`, scored on the reference's lag features."""
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -10,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retail_scoring.compiled import CompiledModel, compile_models, engine_platform, engine_threads
 from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
 from retail_scoring.features import scoring_features
 from retail_scoring.layout import checked_identifier, product_label
 from retail_scoring.package import (
+    MANIFEST_FILE,
     REFERENCE_INPUT,
     REFERENCE_OUTPUT,
     ChunkScores,
@@ -73,16 +76,19 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
 
 
 class GbmLagQuantiles(PackageKind):
-    """The built-in kind: the reference's lag features computed in pandas, one R gbm per (step
-    group, quantile), predicted by R's own predict.gbm on stacked rows."""
+    """The built-in kind: the reference's lag features computed in pandas, one gbm per (step group,
+    quantile), predicted on stacked rows by R's own predict.gbm or, when the package carries one,
+    by its compiled engine (bit-identical; see compiled.py)."""
 
-    def __init__(self, manifest: PackageManifest, entries: list[ModelEntry], r_models: dict):
-        from retail_scoring import rsession
-
+    def __init__(self, manifest: PackageManifest, entries: list[ModelEntry], predictors: dict):
         super().__init__(manifest)
         self.entries = entries
-        self._r_models = r_models
-        self._r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
+        self._predictors = predictors  # model name -> R gbm or CompiledModel
+        self.engine = "compiled" if isinstance(next(iter(predictors.values())), CompiledModel) else "r"
+        if self.engine == "r":
+            from retail_scoring import rsession
+
+            self._r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
 
     @classmethod
     def check(cls, manifest: PackageManifest) -> None:
@@ -98,16 +104,53 @@ class GbmLagQuantiles(PackageKind):
                 f"the manifest's output is {manifest.output.to_dict()}"
             )
         entries = manifest_entries(manifest.raw, manifest.source)
-        unlisted = sorted({entry.file for entry in entries} - set(manifest.files))
+        compiled = manifest.raw.get("compiled_engine", {}).get("models", {})
+        files = [entry.file for entry in entries] + [compiled[e.name] for e in entries if e.name in compiled]
+        unlisted = sorted(set(files) - set(manifest.files))
         if unlisted:
             raise ModelSetError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
+        if compiled:
+            compiled_from = manifest.raw["compiled_engine"].get("compiled_from", {})
+            stale = [e.name for e in entries if compiled_from.get(e.name) != manifest.files.get(e.file)]
+            if set(compiled) != {entry.name for entry in entries} or stale:
+                raise ModelSetError(
+                    f"{manifest.source}: the compiled engine was not compiled from these model files "
+                    f"({', '.join(stale[:3]) or 'models missing'}); package again with --compile"
+                )
 
     @classmethod
-    def load(cls, manifest: PackageManifest, folder: Path) -> "GbmLagQuantiles":
+    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "GbmLagQuantiles":
+        entries = manifest_entries(manifest.raw, manifest.source)
+        if cls._uses_compiled_engine(manifest, engine):
+            section = manifest.raw["compiled_engine"]
+            threads = engine_threads()
+            predictors = {e.name: CompiledModel(folder / section["models"][e.name], e.name, threads) for e in entries}
+            log.info("model package %s: compiled engine, %d threads", manifest.version, threads)
+            return cls(manifest, entries, predictors)
+        return cls(manifest, entries, cls._load_r_models(manifest, folder, entries))
+
+    @staticmethod
+    def _uses_compiled_engine(manifest: PackageManifest, engine: str) -> bool:
+        section = manifest.raw.get("compiled_engine")
+        if engine == "r":
+            return False
+        if section is None or section["platform"] != engine_platform():
+            why = (
+                "has no compiled engine (package it with `retail-scoring package --compile`)"
+                if section is None
+                else f"was compiled for {section['platform']}, this worker is {engine_platform()}"
+            )
+            if engine == "compiled":
+                raise ModelSetError(f"{manifest.source}: model package {manifest.version} {why}")
+            log.info("model package %s %s: scoring with R", manifest.version, why)
+            return False
+        return True
+
+    @staticmethod
+    def _load_r_models(manifest: PackageManifest, folder: Path, entries: list[ModelEntry]) -> dict:
         """readRDS each model once, checking it is a gbm trained on the features the manifest says."""
         from retail_scoring import rsession
 
-        entries = manifest_entries(manifest.raw, manifest.source)
         rsession.r_eval("invisible(requireNamespace('gbm', quietly = TRUE))")  # registers predict.gbm
         load_model = rsession.r_eval(
             "function(path) { m <- readRDS(path); list(model = m, class = class(m)[1],"
@@ -129,13 +172,7 @@ class GbmLagQuantiles(PackageKind):
                     f"{where}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
                 )
             r_models[entry.name] = loaded.rx2("model")
-        return cls(manifest, entries, r_models)
-
-    def predict(self, entry: ModelEntry, newdata) -> np.ndarray:
-        """R's predict(model, newdata, n.trees = model$n.trees) on an R data.frame."""
-        from retail_scoring import rsession
-
-        return rsession.r_vector_to_numpy(self._r_predict(self._r_models[entry.name], newdata))
+        return r_models
 
     def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
         """Features per product, then one R predict call per model for the whole chunk."""
@@ -162,10 +199,9 @@ class GbmLagQuantiles(PackageKind):
         return scores
 
     def predict_quantiles(self, rows: pd.DataFrame, timings) -> np.ndarray:
-        """Sales quantiles for stacked rows: one R data.frame per step group and one predict call
-        per model, whatever the number of products."""
-        from retail_scoring import rsession
-
+        """Sales quantiles for stacked rows: per step group one table of its rows (an R data.frame
+        or a matrix for the compiled engine) and one predict call per model, whatever the number
+        of products."""
         log_sales = np.full((len(rows), len(QUANTILES)), np.nan)
         started = time.perf_counter()
         step_groups = sorted({(entry.steps, entry.features) for entry in self.entries})
@@ -177,20 +213,47 @@ class GbmLagQuantiles(PackageKind):
             selected = np.flatnonzero(np.isin(row_steps, steps))
             if not len(selected):
                 continue
-            newdata = rsession.numeric_columns_to_r(
-                {name: values[selected] for name, values in columns[features].items()}
-            )
+            newdata = self._model_input({name: values[selected] for name, values in columns[features].items()})
             timings.conversion_s += time.perf_counter() - started
             for entry in self.entries:
                 if (entry.steps, entry.features) != (steps, features):
                     continue
                 started = time.perf_counter()
-                log_sales[selected, QUANTILES.index(entry.quantile)] = self.predict(entry, newdata)
+                log_sales[selected, QUANTILES.index(entry.quantile)] = self._predict(entry, newdata)
                 timings.predict_s += time.perf_counter() - started
                 timings.predict_calls += 1
         return np.exp(log_sales)
+
+    def _model_input(self, columns: dict[str, np.ndarray]):
+        if self.engine == "compiled":
+            return np.column_stack(list(columns.values()))
+        from retail_scoring import rsession
+
+        return rsession.numeric_columns_to_r(columns)
+
+    def _predict(self, entry: ModelEntry, newdata) -> np.ndarray:
+        """One model's predictions (link scale) for the step group's rows."""
+        if self.engine == "compiled":
+            return self._predictors[entry.name].predict(newdata)
+        from retail_scoring import rsession
+
+        return rsession.r_vector_to_numpy(self._r_predict(self._predictors[entry.name], newdata))
 
 
 def model_columns(rows: pd.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The columns a model expects, named as in training (the model's `sku` is our base_sku)."""
     return {name: rows["base_sku" if name == "sku" else name].to_numpy(dtype="float64") for name in features}
+
+
+def compile_package(folder: Path, manifest: PackageManifest) -> None:
+    """Give a sealed gbm package folder its compiled engine: compile every model, pass the parity
+    gate, and record the engine (its libraries and the model files they were compiled from) in
+    the manifest. Seal the folder again afterwards, so the libraries get their checksums."""
+    if manifest.kind != "gbm-lag-quantiles":
+        raise ModelSetError(f"{manifest.source}: kind {manifest.kind} has no compiled engine")
+    entries = manifest_entries(manifest.raw, manifest.source)
+    r_models = GbmLagQuantiles._load_r_models(manifest, folder, entries)
+    section = compile_models(folder, r_models, {entry.name: list(entry.features) for entry in entries})
+    section["compiled_from"] = {entry.name: manifest.files[entry.file] for entry in entries}
+    manifest_path = folder / MANIFEST_FILE
+    manifest_path.write_text(json.dumps({**manifest.raw, "compiled_engine": section}, indent=2) + "\n")

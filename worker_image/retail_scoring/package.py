@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 # kind -> the class implementing it, imported only when a package of that kind is loaded
+# How a package's models are scored: R itself, the compiled engine (gbm kind, when packaged with
+# one), or `auto`: compiled where the package has an engine that runs here, else R.
+ENGINES = ("auto", "r", "compiled")
 KINDS = {
     "gbm-lag-quantiles": "retail_scoring.models:GbmLagQuantiles",
     "r-script": "retail_scoring.rscript:RScriptPackage",
@@ -214,8 +217,10 @@ class PackageKind(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, manifest: PackageManifest, folder: Path) -> "PackageKind":
-        """Load the package from `folder`, which holds its verified files."""
+    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "PackageKind":
+        """Load the package from `folder`, which holds its verified files, to score with `engine`
+        (one of ENGINES: `auto` picks the package's fastest that runs here); a kind without the
+        engine asked for refuses, naming it."""
 
     @abstractmethod
     def score(self, chunk: list["ProductInput"], origin: int, timings) -> "ChunkScores":
@@ -278,11 +283,11 @@ def _r_version(text: str) -> tuple[int, ...]:
 
 @contextmanager
 def load_package(
-    layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None
+    layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None, engine: str = "auto"
 ) -> Iterator[PackageKind]:
-    """The package, loaded: its manifest checked against the run's pin (when the run recorded one),
-    every file checked against the manifest's sha256 and copied to a scratch folder that lives
-    as long as the package, and its R dependencies checked in this worker's R."""
+    """The package, loaded for `engine`: its manifest checked against the run's pin (when the run
+    recorded one), every file checked against the manifest's sha256 and copied to a scratch folder
+    that lives as long as the package, and its R dependencies checked in this worker's R."""
     from retail_scoring import rsession
 
     raw, manifest_sha256 = read_manifest(layout, model_version)
@@ -306,7 +311,7 @@ def load_package(
             if found != digest:
                 raise ModelSetError(f"{url}: sha256 {found} does not match the manifest's {digest}")
             (Path(scratch) / name).write_bytes(data)
-        package = package_kind(manifest.kind).load(manifest, Path(scratch))
+        package = package_kind(manifest.kind).load(manifest, Path(scratch), engine)
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
         yield package
 

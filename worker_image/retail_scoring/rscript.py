@@ -109,8 +109,10 @@ class RScriptPackage(PackageKind):
             raise ModelSetError(f"{manifest.source}: `per_product` must be true or false")
 
     @classmethod
-    def load(cls, manifest: PackageManifest, folder: Path) -> "RScriptPackage":
+    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "RScriptPackage":
         """Source the script into its own environment and call its load_models once."""
+        if engine == "compiled":
+            raise ModelSetError(f"{manifest.source}: kind r-script has no compiled engine; use engine auto or r")
         functions = source_functions(
             folder / manifest.raw["script"], ("load_models", "score"), f"model package {manifest.version}"
         )

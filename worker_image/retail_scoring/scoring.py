@@ -176,6 +176,7 @@ def score_partition(
     on_progress: Callable[[int, int], None] | None = None,
     checks: RunChecks | None = None,
     summary_url: str | None = None,
+    engine: str = "auto",
 ) -> PartitionSummary:
     """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time (so memory holds
     one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
@@ -183,12 +184,12 @@ def score_partition(
     the summary, written to `summary_url` when given. Products with bad input or a forecast the
     package's contract refuses are reported together at the end, after every good product's
     forecast is written. With a pinned manifest checksum (the run's), a package changed since the
-    run was planned is refused."""
+    run was planned is refused. `engine` says how the package scores (package.ENGINES)."""
     summary = PartitionSummary(products=list(products))
     checks = checks or RunChecks(model_version)
     started = time.perf_counter()
     try:
-        with load_package(layout, model_version, pinned_manifest_sha256) as package:
+        with load_package(layout, model_version, pinned_manifest_sha256, engine) as package:
             summary.model_load_s = time.perf_counter() - started
             summary.quantile_count = len(package.manifest.output.quantiles)
             for start in range(0, len(products), PRODUCTS_PER_CHUNK):

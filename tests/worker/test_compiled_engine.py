@@ -1,0 +1,121 @@
+"""The compiled gbm engine: packaged behind a parity gate, scoring bit-identical to R's predict,
+chosen by `engine` (auto | r | compiled), refusing what it cannot score exactly."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retail_scoring import storage
+from retail_scoring.cli import main
+from retail_scoring.compiled import CompiledModel, check_parity, export_trees
+from retail_scoring.errors import InputDataError, ModelSetError
+from retail_scoring.layout import StorageLayout
+from retail_scoring.models import GbmLagQuantiles, manifest_entries
+from retail_scoring.package import load_package, parse_manifest, upload_package
+from retail_scoring.scoring import score_partition
+from tests.conftest import TINY_MODELS
+
+MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
+
+
+@pytest.fixture(scope="session")
+def compiled_tiny(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model set packaged with its compiled engine, as `retail-scoring package --compile` does."""
+    folder = tmp_path_factory.mktemp("compiled") / TINY_MODELS
+    shutil.copytree(tiny_model_dir, folder)
+    assert main(["package", "--source", str(folder), "--compile"]) == 0
+    return folder
+
+
+def manifest_of(folder: Path):
+    return parse_manifest(json.loads((folder / "manifest.json").read_text()), str(folder / "manifest.json"))
+
+
+def test_packaging_compiles_every_model_and_seals_the_libraries(compiled_tiny):
+    manifest = manifest_of(compiled_tiny)
+    section = manifest.raw["compiled_engine"]
+    assert set(section["models"]) == {entry.name for entry in manifest_entries(manifest.raw, "")}
+    for library in [*section["models"].values(), section["parity_rows"]]:
+        assert library in manifest.files, "every library and the parity rows carry their sha256"
+    assert section["compiled_from"]["gbm_t1_q5"] == manifest.files["gbm_t1_q5.rds"]
+
+
+def test_the_compiled_engine_writes_the_same_forecast_bytes_as_r(layout, compiled_tiny):
+    upload_package(compiled_tiny, layout, replace=True)
+    for run_id, engine in (("with-r", "r"), ("compiled", "compiled")):
+        score_partition(layout, [1, 2, 3], 107, TINY_MODELS, run_id, engine=engine)
+    for product in (1, 2, 3):
+        r_bytes = storage.read_bytes(layout.forecast_file("with-r", product))
+        assert storage.read_bytes(layout.forecast_file("compiled", product)) == r_bytes
+    score_partition(layout, [1], 60, TINY_MODELS, "old-r", engine="r")  # an older origin: other rows
+    score_partition(layout, [1], 60, TINY_MODELS, "old-compiled", engine="compiled")
+    old_r = storage.read_bytes(layout.forecast_file("old-r", 1))
+    assert storage.read_bytes(layout.forecast_file("old-compiled", 1)) == old_r
+
+
+def test_auto_takes_the_compiled_engine_where_packaged_and_r_elsewhere(layout, compiled_tiny):
+    with load_package(layout, TINY_MODELS, engine="auto") as package:
+        assert package.engine == "r", "the uploaded tiny set has no compiled engine"
+    with pytest.raises(ModelSetError, match=f"model package {TINY_MODELS} has no compiled engine"):
+        with load_package(layout, TINY_MODELS, engine="compiled"):
+            pass
+    upload_package(compiled_tiny, layout, replace=True)
+    with load_package(layout, TINY_MODELS, engine="auto") as package:
+        assert package.engine == "compiled"
+    with load_package(layout, TINY_MODELS, engine="r") as package:
+        assert package.engine == "r"
+
+
+def test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit(compiled_tiny, tmp_path):
+    folder = tmp_path / "swapped"
+    shutil.copytree(compiled_tiny, folder)
+    manifest = manifest_of(folder)
+    section = manifest.raw["compiled_engine"]
+    section["models"]["gbm_t1_q5"] = section["models"]["gbm_t1_q25"]  # another model's library
+    entries = manifest_entries(manifest.raw, "")
+    r_models = GbmLagQuantiles._load_r_models(manifest, folder, entries)
+    with pytest.raises(ModelSetError, match=r"gbm_t1_q5: the compiled engine differs from R's predict on \d+ of"):
+        check_parity(folder, section, r_models, {e.name: list(e.features) for e in entries})
+
+
+def test_a_compiled_engine_left_from_other_model_files_is_refused(compiled_tiny, tmp_path):
+    folder = tmp_path / "stale"
+    shutil.copytree(compiled_tiny, folder)
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["compiled_engine"]["compiled_from"]["gbm_t3_q50"] = "0" * 64  # as if gbm_t3_q50.rds were retrained
+    with pytest.raises(ModelSetError, match=r"not compiled from these model files \(gbm_t3_q50\); package again"):
+        parse_manifest(raw, "stale/manifest.json")
+
+
+def test_categorical_splits_make_packaging_say_the_model_is_not_supported():
+    from retail_scoring import rsession
+
+    model = rsession.r_eval(
+        "suppressMessages(library(gbm)); set.seed(1);"
+        " d <- data.frame(y = rnorm(200), f = factor(sample(c('a', 'b', 'c'), 200, TRUE)), x = runif(200));"
+        " d$y <- d$y + (d$f == 'b') * 3;"
+        " gbm(y ~ f + x, data = d, distribution = 'gaussian', n.trees = 20, interaction.depth = 2, bag.fraction = 1)"
+    )
+    with pytest.raises(ModelSetError, match=r"toy: splits on categorical features \['f'\] are not supported"):
+        export_trees(model, "toy")
+
+
+def test_the_compiled_engine_refuses_rows_with_missing_values(compiled_tiny):
+    section = manifest_of(compiled_tiny).raw["compiled_engine"]
+    model = CompiledModel(compiled_tiny / section["models"]["gbm_t1_q50"], "gbm_t1_q50", threads=1)
+    rows = np.ones((3, 19))
+    assert model.predict(rows).shape == (3,)
+    rows[1, 4] = np.nan
+    with pytest.raises(InputDataError, match="gbm_t1_q50: the compiled engine refuses rows with missing values"):
+        model.predict(rows)
+
+
+def test_an_r_script_package_has_no_compiled_engine(tmp_path):
+    layout = StorageLayout(f"file://{tmp_path}/storage")
+    upload_package(MODELS / "ranger-qrf-v1", layout)
+    with pytest.raises(ModelSetError, match="kind r-script has no compiled engine; use engine auto or r"):
+        with load_package(layout, "ranger-qrf-v1", engine="compiled"):
+            pass

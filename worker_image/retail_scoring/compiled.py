@@ -1,0 +1,235 @@
+"""The compiled engine of `gbm-lag-quantiles` packages: each gbm's trees exported from the R object,
+rebuilt with treelite's model builder and compiled to a shared library by tl2cgen, scored without
+R and bit for bit as R's `predict.gbm`.
+
+Bit-identity rests on three things gbm's own C code does: a row goes left when `x < split`, a
+leaf adds its `SplitCodePred`, and the sum starts at `initF` and adds the trees in order. The
+engine builds `initF` as a first one-leaf tree, so tl2cgen's sum (in double precision, trees in
+order) is gbm's. gbm sends a missing value down a third, "missing" branch, which treelite cannot
+express: the engine refuses rows with NaN (the worker rejects NaN features before scoring anyway).
+Categorical splits are not supported: packaging says so, and the package keeps its R engine.
+
+Packaging compiles every model and keeps the engine only when the package's parity rows (values
+at, just below and just above every split of every tree, and random rows in between) give exactly
+R's predictions, every bit."""
+
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retail_scoring.errors import InputDataError, ModelSetError
+
+log = logging.getLogger(__name__)
+
+PARITY_ROWS_FILE = "parity_rows.parquet"
+RANDOM_PARITY_ROWS = 2000
+TREE_FIELDS = ("split_var", "split_code", "left", "right")
+
+
+def engine_platform() -> str:
+    """What a compiled library runs on: a package compiled elsewhere falls back to R here."""
+    return f"{platform.system().lower()}-{platform.machine()}"
+
+
+def engine_threads() -> int:
+    """Cores this process may use (FORECAST_ENGINE_THREADS when the node runs several tasks)."""
+    return int(os.environ.get("FORECAST_ENGINE_THREADS") or len(os.sched_getaffinity(0)))
+
+
+@dataclass(frozen=True)
+class GbmTrees:
+    """A gbm's trees as flat arrays (gbm's own node numbering within each tree)."""
+
+    init_f: float
+    n_features: int
+    tree_sizes: np.ndarray
+    split_var: np.ndarray  # -1 at a leaf
+    split_code: np.ndarray  # the split value, or the leaf's value
+    left: np.ndarray
+    right: np.ndarray
+
+
+def export_trees(r_model, name: str) -> GbmTrees:
+    """The trees of an R gbm object; categorical splits refused naming the model and feature."""
+    from retail_scoring import rsession
+
+    export = rsession.r_eval(
+        "function(m) { t <- m$trees[seq_len(m$n.trees)]; list(initF = m$initF, var_type = m$var.type,"
+        " var_names = m$var.names, sizes = vapply(t, function(x) length(x[[1]]), 1L),"
+        " split_var = unlist(lapply(t, `[[`, 1)), split_code = unlist(lapply(t, `[[`, 2)),"
+        " left = unlist(lapply(t, `[[`, 3)), right = unlist(lapply(t, `[[`, 4))) }"
+    )(r_model)
+    fields = {key: rsession.r_vector_to_numpy(export.rx2(key)) for key in ("sizes", *TREE_FIELDS)}
+    var_type = rsession.r_vector_to_numpy(export.rx2("var_type"))
+    var_names = [str(v) for v in export.rx2("var_names")]
+    split_var = fields["split_var"].astype(np.int64)
+    used = np.unique(split_var[split_var >= 0])
+    categorical = [var_names[i] for i in used if var_type[i] != 0]
+    if categorical:
+        raise ModelSetError(
+            f"{name}: splits on categorical features {categorical} are not supported by the compiled engine; "
+            "package without --compile to score it with R"
+        )
+    return GbmTrees(
+        init_f=float(rsession.r_vector_to_numpy(export.rx2("initF"))[0]),
+        n_features=len(var_names),
+        tree_sizes=fields["sizes"].astype(np.int64),
+        split_var=split_var,
+        split_code=fields["split_code"].astype(np.float64),
+        left=fields["left"].astype(np.int64),
+        right=fields["right"].astype(np.int64),
+    )
+
+
+def treelite_model(trees: GbmTrees):
+    """The trees as a treelite model: initF first, as a one-leaf tree, then gbm's trees in order,
+    each test `x < split` (True: left) in double precision."""
+    from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, TreeAnnotation
+
+    n_trees = len(trees.tree_sizes) + 1
+    builder = ModelBuilder(
+        threshold_type="float64",
+        leaf_output_type="float64",
+        metadata=Metadata(
+            num_feature=trees.n_features,
+            task_type="kRegressor",
+            average_tree_output=False,
+            num_target=1,
+            num_class=[1],
+            leaf_vector_shape=(1, 1),
+        ),
+        tree_annotation=TreeAnnotation(num_tree=n_trees, target_id=[0] * n_trees, class_id=[0] * n_trees),
+        postprocessor=PostProcessorFunc(name="identity"),
+        base_scores=[0.0],
+    )
+    builder.start_tree()
+    builder.start_node(0)
+    builder.leaf(trees.init_f)
+    builder.end_node()
+    builder.end_tree()
+    starts = np.r_[0, np.cumsum(trees.tree_sizes)[:-1]]
+    for start in starts:
+        builder.start_tree()
+        pending = [0]
+        while pending:  # only nodes reachable through left/right: gbm's missing branches are left out
+            node = pending.pop()
+            at = start + node
+            builder.start_node(node)
+            if trees.split_var[at] < 0:
+                builder.leaf(float(trees.split_code[at]))
+            else:
+                left, right = int(trees.left[at]), int(trees.right[at])
+                builder.numerical_test(
+                    int(trees.split_var[at]),
+                    float(trees.split_code[at]),
+                    default_left=True,
+                    opname="<",
+                    left_child_key=left,
+                    right_child_key=right,
+                )
+                pending += [left, right]
+            builder.end_node()
+        builder.end_tree()
+    return builder.commit()
+
+
+def parity_rows(all_trees: list[GbmTrees], features: list[str], seed: int = 0) -> pd.DataFrame:
+    """Rows that exercise every split of every tree at its boundary: per feature, each split value,
+    the doubles just below and above it, and random rows between the feature's smallest and
+    largest split."""
+    rng = np.random.default_rng(seed)
+    values: list[np.ndarray] = []
+    for index in range(len(features)):
+        splits = np.unique(np.concatenate([t.split_code[(t.split_var == index)] for t in all_trees] or [np.zeros(0)]))
+        if not len(splits):
+            splits = np.zeros(1)
+        values.append(np.unique(np.concatenate([splits, np.nextafter(splits, -np.inf), np.nextafter(splits, np.inf)])))
+    n_rows = max(max(len(v) for v in values), RANDOM_PARITY_ROWS)
+    columns = {}
+    for name, candidates in zip(features, values, strict=True):
+        boundary = np.resize(rng.permutation(candidates), n_rows)  # every boundary value at least once
+        spread = rng.uniform(candidates.min(), candidates.max(), RANDOM_PARITY_ROWS)
+        columns[name] = np.concatenate([boundary, spread])
+    return pd.DataFrame(columns)
+
+
+class CompiledModel:
+    """One compiled gbm, loaded: predictions on the link scale, as R's predict.gbm gives them."""
+
+    def __init__(self, library: Path, name: str, threads: int):
+        import tl2cgen
+
+        self.name = name
+        try:
+            self._predictor = tl2cgen.Predictor(str(library), nthread=threads)
+        except Exception as error:  # tl2cgen raises its own error for a library it cannot load
+            raise ModelSetError(f"{library}: compiled engine of {name} cannot be loaded ({error})") from error
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        import tl2cgen
+
+        if np.isnan(features).any():
+            raise InputDataError(f"{self.name}: the compiled engine refuses rows with missing values")
+        matrix = tl2cgen.DMatrix(np.ascontiguousarray(features, dtype=np.float64), dtype="float64")
+        return self._predictor.predict(matrix).reshape(-1)
+
+
+def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]]) -> dict:
+    """Compile each of `r_models` (model name -> R gbm) into `folder`, write the parity rows and
+    check the compiled predictions against R's, bit for bit. Returns the manifest's
+    `compiled_engine` section; on any difference (or failure) removes what it wrote and raises."""
+    import tl2cgen
+
+    written: list[Path] = []
+    try:
+        exported = {name: export_trees(model, name) for name, model in r_models.items()}
+        libraries = {}
+        for name, trees in exported.items():
+            library = folder / f"{name}.so"
+            written.append(library)
+            tl2cgen.export_lib(treelite_model(trees), toolchain="gcc", libpath=str(library), params={})
+            libraries[name] = library.name
+            log.info("%s: %d trees compiled to %s", name, len(trees.tree_sizes), library.name)
+        every_feature = sorted({f for names in features.values() for f in names})
+        rows = parity_rows(list(exported.values()), every_feature)
+        written.append(folder / PARITY_ROWS_FILE)
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), folder / PARITY_ROWS_FILE)
+        section = {
+            "library": f"tl2cgen {tl2cgen.__version__}",
+            "platform": engine_platform(),
+            "models": libraries,
+            "parity_rows": PARITY_ROWS_FILE,
+        }
+        check_parity(folder, section, r_models, features)
+        return section
+    except Exception:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def check_parity(folder: Path, section: dict, r_models: dict, features: dict[str, list[str]]) -> None:
+    """The parity gate: every compiled model predicts the parity rows exactly as R does."""
+    from retail_scoring import rsession
+
+    rows = pq.read_table(folder / section["parity_rows"]).to_pandas()
+    r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
+    for name, library in section["models"].items():
+        columns = {feature: rows[feature].to_numpy() for feature in features[name]}
+        expected = rsession.r_vector_to_numpy(r_predict(r_models[name], rsession.numeric_columns_to_r(columns)))
+        found = CompiledModel(folder / library, name, threads=1).predict(np.column_stack(list(columns.values())))
+        differs = expected.view(np.uint64) != found.view(np.uint64)
+        if differs.any():
+            row = int(differs.argmax())
+            raise ModelSetError(
+                f"{name}: the compiled engine differs from R's predict on {int(differs.sum())} of {len(rows)} "
+                f"parity rows, first row {row}: R {expected[row]!r}, compiled {found[row]!r}; not packaged"
+            )
+    log.info("parity gate: %d compiled models equal R's predictions on %d rows, every bit", len(r_models), len(rows))
