@@ -10,7 +10,7 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.cli import main
-from retail_scoring.compiled import CompiledModel, check_parity, export_trees
+from retail_scoring.compiled import CompiledModel, check_parity, export_trees, parity_rows
 from retail_scoring.errors import InputDataError, ModelSetError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import GbmLagQuantiles, manifest_entries
@@ -38,8 +38,9 @@ def test_packaging_compiles_every_model_and_seals_the_libraries(compiled_tiny):
     manifest = manifest_of(compiled_tiny)
     section = manifest.raw["compiled_engine"]
     assert set(section["models"]) == {entry.name for entry in manifest_entries(manifest.raw, "")}
-    for library in [*section["models"].values(), section["parity_rows"]]:
-        assert library in manifest.files, "every library and the parity rows carry their sha256"
+    for library in section["models"].values():
+        assert library in manifest.files, "every library carries its sha256"
+    assert section["parity_rows_checked"] > 2000
     assert section["compiled_from"]["gbm_t1_q5"] == manifest.files["gbm_t1_q5.rds"]
 
 
@@ -73,12 +74,16 @@ def test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit(compiled
     folder = tmp_path / "swapped"
     shutil.copytree(compiled_tiny, folder)
     manifest = manifest_of(folder)
-    section = manifest.raw["compiled_engine"]
-    section["models"]["gbm_t1_q5"] = section["models"]["gbm_t1_q25"]  # another model's library
+    libraries = dict(manifest.raw["compiled_engine"]["models"])
+    libraries["gbm_t1_q5"] = libraries["gbm_t1_q25"]  # another model's library
     entries = manifest_entries(manifest.raw, "")
     r_models = GbmLagQuantiles._load_r_models(manifest, folder, entries)
+    features = {e.name: list(e.features) for e in entries}
+    every_feature = sorted({f for names in features.values() for f in names})
+    rows = parity_rows([export_trees(model, name) for name, model in r_models.items()], every_feature)
+    check_parity(folder, {"gbm_t2_q50": libraries["gbm_t2_q50"]}, r_models, features, rows)  # its own: passes
     with pytest.raises(ModelSetError, match=r"gbm_t1_q5: the compiled engine differs from R's predict on \d+ of"):
-        check_parity(folder, section, r_models, {e.name: list(e.features) for e in entries})
+        check_parity(folder, libraries, r_models, features, rows)
 
 
 def test_a_compiled_engine_left_from_other_model_files_is_refused(compiled_tiny, tmp_path):
