@@ -114,10 +114,13 @@ def main() -> None:
                 sys.exit(f"the run with engine {engine} ended {dag_run.state}")
             run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
             predict_s = sum(summary["predict_s"] for summary in summaries(layout, run_id))
+            peak_mb = max(summary["peak_rss_mb"] for summary in summaries(layout, run_id))
             tasks = ", ".join(f"{ti.task_id} {ti.duration:.1f}" for ti in dag_run.get_task_instances())
             results[engine].append((wall, predict_s, tasks))
             print(
-                f"engine {engine}, run {repeat + 1}: wall {wall:.1f} s, predict {predict_s:.1f} s ({tasks})", flush=True
+                f"engine {engine}, run {repeat + 1}: wall {wall:.1f} s, predict {predict_s:.1f} s, "
+                f"worker peak RSS {peak_mb:.0f} MB ({tasks})",
+                flush=True,
             )
     if warm_up_s is not None:
         print(f"warm-up run (Airflow start-up + 2 products, not counted): {warm_up_s:.1f} s")

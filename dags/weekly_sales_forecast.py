@@ -39,6 +39,9 @@ logical date and is published under that origin without moving the current forec
 backfill dialog sends the params you set only with **Override parameters on existing runs** ticked.
 Triggering a paused DAG with the default "unpause" also starts its latest scheduled run.
 
+**Engine**: gbm packages packaged with a compiled engine are scored by it (`engine` auto; bit-identical
+to R's predict, several times faster); `engine` r scores them with R.
+
 **Rerun after a failure**: *Clear* the run; partitions whose forecasts exist and validate are skipped.
 
 **Outputs** (storage root `FORECAST_STORAGE_ROOT`): `current.json` (the current forecast: product ->

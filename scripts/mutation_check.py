@@ -138,6 +138,35 @@ MUTATIONS = [
         'if not plan["force"]:',
         ("tests/airflow/test_dag_end_to_end.py::test_weekly_run_scores_validates_publishes_and_deletes_the_pool",),
     ),
+    # the compiled engine
+    Mutation(
+        "parity-gate-open",
+        "worker_image/retail_scoring/compiled.py",
+        "        if differs.any():",
+        "        if False:",
+        ("tests/worker/test_compiled_engine.py::test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit",),
+    ),
+    Mutation(
+        "tl2cgen-missing-test-kept",
+        "worker_image/retail_scoring/compiled.py",
+        'path.write_text(MISSING_TEST.sub("", code))',
+        "path.write_text(code)",
+        ("tests/worker/test_compiled_engine.py::test_packaging_compiles_every_model_and_seals_the_libraries",),
+    ),
+    Mutation(
+        "stale-engine-accepted",
+        "worker_image/retail_scoring/models.py",
+        "            if set(compiled) != {entry.name for entry in entries} or stale:",
+        "            if False:",
+        ("tests/worker/test_compiled_engine.py::test_a_compiled_engine_left_from_other_model_files_is_refused",),
+    ),
+    Mutation(
+        "compiled-engine-takes-nan",
+        "worker_image/retail_scoring/compiled.py",
+        "        if np.isnan(features).any():",
+        "        if False:",
+        ("tests/worker/test_compiled_engine.py::test_the_compiled_engine_refuses_rows_with_missing_values",),
+    ),
     # atomic writes
     Mutation(
         "write-in-place",

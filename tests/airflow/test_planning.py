@@ -21,7 +21,15 @@ from scoring_airflow.planning import (
     select_products,
     storage_run_id,
 )
-from scoring_airflow.run_steps import check_capacity, origin_range, package_manifest, param, plan_run, read_products
+from scoring_airflow.run_steps import (
+    check_capacity,
+    engine_threads,
+    origin_range,
+    package_manifest,
+    param,
+    plan_run,
+    read_products,
+)
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path
 
@@ -286,3 +294,21 @@ def test_the_main_jobs_origin_is_the_newest_the_data_allows(layout, forecast_env
     from scoring_airflow.cli import latest_origin
 
     assert latest_origin(ForecastSettings()) == 107
+
+
+def test_the_engine_is_planned_with_threads_that_share_the_nodes_cores(layout):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": 1, "engine": "r"}, settings)
+    assert (plan["engine"], plan["engine_threads"]) == ("r", os.cpu_count())
+    node = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0}
+    assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 1}, settings) == 2
+    assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 2}, settings) == 1
+    assert engine_threads("azure_batch", 3, {**node, "vm_size": "Standard_X", "task_slots_per_node": 1}, settings) == 1
+
+
+def test_the_compiled_engine_is_refused_at_plan_time_for_a_package_without_one(layout):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
+    with pytest.raises(PlanError, match="model package tiny-test has no compiled engine; run with engine auto or r"):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {"engine": "compiled"}, settings)
+    with pytest.raises(PlanError, match="engine must be one of auto, r, compiled, got 'fast'"):
+        plan_run("weekly", "manual__x", date(2026, 11, 23), {"engine": "fast"}, settings)

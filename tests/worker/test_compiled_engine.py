@@ -3,6 +3,8 @@ chosen by `engine` (auto | r | compiled), refusing what it cannot score exactly.
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from retail_scoring.layout import StorageLayout
 from retail_scoring.models import GbmLagQuantiles, manifest_entries
 from retail_scoring.package import load_package, parse_manifest, upload_package
 from retail_scoring.scoring import score_partition
-from tests.conftest import TINY_MODELS
+from tests.conftest import TINY_MODELS, write_plan
 
 MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
 
@@ -124,3 +126,15 @@ def test_an_r_script_package_has_no_compiled_engine(tmp_path):
     with pytest.raises(ModelSetError, match="kind r-script has no compiled engine; use engine auto or r"):
         with load_package(layout, "ranger-qrf-v1", engine="compiled"):
             pass
+
+
+def test_a_partition_scores_with_the_runs_engine_and_threads(layout, compiled_tiny):
+    upload_package(compiled_tiny, layout, replace=True)
+    write_plan(layout, "threads", {"partition_000": [1]}, engine="compiled", engine_threads=2)
+    result = subprocess.run(
+        [sys.executable, "-m", "retail_scoring.cli", "score", "--storage", layout.root, "--run-id", "threads",
+         "--partition", "partition_000"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"model package {TINY_MODELS}: compiled engine, 2 threads" in result.stdout
