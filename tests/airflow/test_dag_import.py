@@ -33,6 +33,7 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
         "origin_week",
         "pool_size",
         "partitioning",
+        "engine",
         "model_version",
         "compute_backend",
         "vm_size",
@@ -44,6 +45,7 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
     assert params["force"] is False
     assert params["publish"] is True
     assert params["partitioning"] == "per_node"
+    assert params["engine"] == "auto"
 
 
 def test_the_ui_explains_the_dag_and_every_param(airflow_db):
@@ -56,7 +58,7 @@ def test_the_ui_explains_the_dag_and_every_param(airflow_db):
         sections.setdefault(param.schema["section"], []).append(name)
     assert sections == {
         "Run scope": ["products", "origin_week", "model_version", "publish", "force"],
-        "Compute": ["compute_backend", "pool_size", "partitioning", "task_slots_per_node"],
+        "Compute": ["compute_backend", "pool_size", "partitioning", "engine", "task_slots_per_node"],
         "Azure Batch": ["vm_size", "spot_nodes"],
     }
 
