@@ -303,15 +303,15 @@ def validate_run(plan: dict) -> dict:
         "valid": not problems,
         "checked_products": plan["product_count"],
         "problem_count": len(problems),
-        "partitions": {partition: found for partition, found in report_partitions.items() if found},
+        "partitions": report_partitions,
         "checked_at": datetime.now(UTC).isoformat(),
     }
     report_url = layout.validation_report(plan["run_id"])
     storage.write_bytes_atomic(report_url, json.dumps(report, indent=2).encode())
     if problems:
         raise ValidationFailed(
-            f"{len(problems)} problems in partitions {sorted(report['partitions'])} (full report: {report_url}):\n"
-            + "\n".join(f"- {problem}" for problem in problems[:20])
+            f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
+            f"(full report: {report_url}):\n" + "\n".join(f"- {problem}" for problem in problems[:20])
         )
     log.info("all %d products valid; report at %s", report["checked_products"], report_url)
     return report
