@@ -11,7 +11,7 @@ from retail_scoring.errors import ScoringError
 from retail_scoring.scoring import RunChecks, score_partition
 from retail_scoring.tables import read_forecast, write_table
 from scoring_airflow.operators import partition_is_done
-from scoring_airflow.partitions import forecast_sizes
+from scoring_airflow.partitions import forecast_sizes, partition_problems, read_summary
 from tests.conftest import TINY_MODELS
 
 RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]
@@ -21,6 +21,11 @@ def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCT
     """What the partition's scoring task does: write the forecasts and the summary."""
     summary_url = layout.partition_summary(RUN, PARTITION)
     score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url)
+
+
+def problems_of(layout, products: list[int]) -> dict[str, list[str]]:
+    summary = read_summary(layout, RUN, PARTITION)
+    return partition_problems(layout, RUN, PARTITION, products, summary, forecast_sizes(layout, RUN))
 
 
 def is_done(layout) -> bool:
@@ -46,6 +51,7 @@ def test_a_forecast_file_the_task_did_not_write_or_a_missing_one_is_rescored(lay
     assert not is_done(layout), "a valid-looking file of another size: not the task's"
     storage.filesystem(url)[0].rm_file(storage.filesystem(url)[1])
     assert not is_done(layout), "a forecast deleted since"
+    assert problems_of(layout, PRODUCTS)["2"] == [f"{url}: missing"]
 
 
 def test_a_partition_whose_forecasts_broke_the_run_checks_is_rescored(layout):
@@ -67,3 +73,4 @@ def test_a_summary_of_other_products_or_with_failed_products_is_not_done(layout)
     summary = json.loads(storage.read_bytes(layout.partition_summary(RUN, PARTITION)))
     assert summary["products_scored"] == [1, 2] and "product_009" in summary["failures"][0]
     assert not partition_is_done(layout, RUN, PARTITION, [1, 2, 9], forecast_sizes(layout, RUN))
+    assert problems_of(layout, [1, 2, 9])["summary"] == summary["failures"], "validation names the failure"
