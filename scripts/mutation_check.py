@@ -124,7 +124,7 @@ MUTATIONS = [
     Mutation(
         "worker-skips-run-checks",
         "worker_image/retail_scoring/scoring.py",
-        "        problems = _run_problems(frame, product, origin, checks, output)",
+        "        problems = _run_problems(frame, product, planned, origin, checks, output)",
         "        problems = []",
         (
             "tests/airflow/test_operators.py",

@@ -86,7 +86,8 @@ def origin_range(layout: StorageLayout, catalogue: pd.DataFrame, manifest: Packa
         raise PlanError("no product's tables could be read: " + "; ".join(catalogue["problem"].head(5)))
     for columns, products in readable.groupby("columns")["product"]:
         for file_name, kinds in json.loads(columns).items():
-            source = f"{layout.products_dir()}/{product_label(int(products.iloc[0]))}/{file_name}"
+            table, _, suffix = file_name.partition(".")
+            source = layout.product_file(int(products.iloc[0]), table, suffix)
             mismatch = manifest.input.mismatch(kinds, source, manifest.version)
             if mismatch:
                 more = f" (and {len(products) - 1} more products' tables)" if len(products) > 1 else ""

@@ -2,8 +2,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retail_scoring.accuracy import accuracy_metrics, accuracy_sums, combine_accuracy, pinball_loss
-from retail_scoring.schema import QUANTILE_COLUMNS
+from retail_scoring.accuracy import accuracy_sums, combine_accuracy
+from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES, quantile_column
+
+
+def accuracy_metrics(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles=QUANTILES) -> dict:
+    """The metrics of one frame of forecasts: its sums, combined."""
+    return combine_accuracy([accuracy_sums(forecast, actuals, quantiles)], quantiles)
+
+
+def pinball_loss(actual: list[float], predicted: list[float], quantile: float) -> float:
+    """Mean pinball loss of one quantile through the sums the workers write."""
+    weeks = range(len(actual))
+    forecast = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, quantile_column(quantile): predicted})
+    actuals = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, "sales": actual})
+    return accuracy_metrics(forecast, actuals, (quantile,))[f"pinball_{quantile_column(quantile)}"]
 
 
 def test_pinball_loss_weights_under_and_over_forecasts_by_the_quantile():

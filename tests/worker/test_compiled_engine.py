@@ -15,7 +15,7 @@ from retail_scoring.cli import main
 from retail_scoring.compiled import CompiledModel, check_parity, export_trees, parity_rows
 from retail_scoring.errors import InputDataError, ModelSetError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.models import GbmLagQuantiles, manifest_entries
+from retail_scoring.models import load_r_models, manifest_entries
 from retail_scoring.package import load_package, parse_manifest, upload_package
 from retail_scoring.scoring import score_partition
 from tests.conftest import TINY_MODELS, write_plan
@@ -79,7 +79,7 @@ def test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit(compiled
     libraries = dict(manifest.raw["compiled_engine"]["models"])
     libraries["gbm_t1_q5"] = libraries["gbm_t1_q25"]  # another model's library
     entries = manifest_entries(manifest.raw, "")
-    r_models = GbmLagQuantiles._load_r_models(manifest, folder, entries)
+    r_models = load_r_models(manifest, folder, entries)
     features = {e.name: list(e.features) for e in entries}
     every_feature = sorted({f for names in features.values() for f in names})
     rows = parity_rows([export_trees(model, name) for name, model in r_models.items()], every_feature)

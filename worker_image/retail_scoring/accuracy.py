@@ -8,15 +8,12 @@ import pandas as pd
 
 from retail_scoring.schema import QUANTILES, ROW_KEY, quantile_column
 
+SALES_COLUMNS = [*ROW_KEY, "sales"]  # known sales: held-back actuals, or history after the origin
 INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}
 
 
-def pinball_loss(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
-    """Mean quantile loss: under-forecasts cost `quantile`, over-forecasts `1 - quantile`, per unit."""
-    return _pinball_sum(actual, predicted, quantile) / len(actual)
-
-
 def _pinball_sum(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
+    """Summed quantile loss: under-forecasts cost `quantile`, over-forecasts `1 - quantile`, per unit."""
     error = np.asarray(actual, dtype="float64") - np.asarray(predicted, dtype="float64")
     return float(np.sum(np.maximum(quantile * error, (quantile - 1) * error)))
 
@@ -25,7 +22,7 @@ def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tupl
     """Additive sums over the forecast rows that have an actual: `rows` of them out of
     `forecast_rows`, pinball loss per quantile, rows inside the 50% and 90% intervals and the
     median's absolute percentage errors where the package forecasts those quantiles."""
-    joined = forecast.merge(actuals[[*ROW_KEY, "sales"]], on=list(ROW_KEY), how="inner")
+    joined = forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
     actual = joined["sales"].to_numpy(dtype="float64")
     sums: dict = {"forecast_rows": len(forecast), "rows": len(joined)}
     for quantile in quantiles:
@@ -58,17 +55,11 @@ def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QU
     return metrics
 
 
-def accuracy_metrics(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES) -> dict:
-    """Metrics over the forecast rows that have an actual; `rows` says how many that was."""
-    return combine_accuracy([accuracy_sums(forecast, actuals, quantiles)], quantiles)
-
-
 def known_sales(tables: list[pd.DataFrame], weeks: range) -> pd.DataFrame:
     """Sales of `weeks` from the first of `tables` that has them (held-back actuals before the
     history); none when none has them yet, normal for the newest weeks in production."""
-    columns = [*ROW_KEY, "sales"]
-    frames = [table[columns] for table in tables if set(columns) <= set(table.columns)]
+    frames = [table[SALES_COLUMNS] for table in tables if set(SALES_COLUMNS) <= set(table.columns)]
     if not frames:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=SALES_COLUMNS)
     sales = pd.concat(frames, ignore_index=True).drop_duplicates(list(ROW_KEY))
     return sales[sales["week"].between(weeks.start, weeks.stop - 1)]

@@ -30,6 +30,8 @@ from retail_scoring.errors import InputDataError, ModelSetError
 log = logging.getLogger(__name__)
 
 RANDOM_PARITY_ROWS = 2000
+# The reference the engine must equal, and the R engine's own call: every tree of the model.
+R_PREDICT_GBM = "function(m, d) predict(m, d, n.trees = m$n.trees)"
 TREE_FIELDS = ("split_var", "split_code", "left", "right")
 
 
@@ -241,7 +243,7 @@ def check_parity(
     as R does, every bit."""
     from retail_scoring import rsession
 
-    r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
+    r_predict = rsession.r_eval(R_PREDICT_GBM)
     for name, library in libraries.items():
         columns = {feature: rows[feature].to_numpy() for feature in features[name]}
         expected = rsession.r_vector_to_numpy(r_predict(r_models[name], rsession.numeric_columns_to_r(columns)))

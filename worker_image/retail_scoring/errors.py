@@ -13,10 +13,6 @@ class InputDataError(ScoringError):
     """A product file is missing, unreadable or breaks the schema or the data rules."""
 
 
-class ContractMismatchError(InputDataError):
-    """A product table lacks a column a model package's input contract needs, or has it in another type."""
-
-
 class ModelSetError(ScoringError):
     """A model set is incomplete, corrupt or does not match its manifest."""
 

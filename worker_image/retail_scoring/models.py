@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retail_scoring.compiled import CompiledModel, compile_models, engine_platform, engine_threads
+from retail_scoring.compiled import R_PREDICT_GBM, CompiledModel, compile_models, engine_platform, engine_threads
 from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
 from retail_scoring.features import scoring_features
 from retail_scoring.layout import checked_identifier, product_label
@@ -75,6 +75,34 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
     return entries
 
 
+def load_r_models(manifest: PackageManifest, folder: Path, entries: list[ModelEntry]) -> dict:
+    """readRDS each model once, checking it is a gbm trained on the features the manifest says."""
+    from retail_scoring import rsession
+
+    rsession.r_eval("invisible(requireNamespace('gbm', quietly = TRUE))")  # registers predict.gbm
+    load_model = rsession.r_eval(
+        "function(path) { m <- readRDS(path); list(model = m, class = class(m)[1],"
+        " var_names = if (inherits(m, 'gbm')) m$var.names else character(0)) }"
+    )
+    r_models = {}
+    for entry in entries:
+        where = f"{manifest.source.rpartition('/')[0]}/{entry.file}"
+        try:
+            loaded = load_model(str(folder / entry.file))
+        except Exception as error:  # rpy2 raises RRuntimeError for corrupt RDS
+            raise ModelSetError(f"{where}: cannot be read as an R object ({error})") from error
+        r_class = str(loaded.rx2("class")[0])
+        if r_class != "gbm":
+            raise ModelSetError(f"{where}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
+        var_names = tuple(str(v) for v in loaded.rx2("var_names"))
+        if var_names != entry.features:
+            raise ModelSetError(
+                f"{where}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
+            )
+        r_models[entry.name] = loaded.rx2("model")
+    return r_models
+
+
 class GbmLagQuantiles(PackageKind):
     """The built-in kind: the reference's lag features computed in pandas, one gbm per (step group,
     quantile), predicted on stacked rows by R's own predict.gbm or, when the package carries one,
@@ -88,7 +116,7 @@ class GbmLagQuantiles(PackageKind):
         if self.engine == "r":
             from retail_scoring import rsession
 
-            self._r_predict = rsession.r_eval("function(m, d) predict(m, d, n.trees = m$n.trees)")
+            self._r_predict = rsession.r_eval(R_PREDICT_GBM)
 
     @classmethod
     def check(cls, manifest: PackageManifest) -> None:
@@ -127,7 +155,7 @@ class GbmLagQuantiles(PackageKind):
             predictors = {e.name: CompiledModel(folder / section["models"][e.name], e.name, threads) for e in entries}
             log.info("model package %s: compiled engine, %d threads", manifest.version, threads)
             return cls(manifest, entries, predictors)
-        return cls(manifest, entries, cls._load_r_models(manifest, folder, entries))
+        return cls(manifest, entries, load_r_models(manifest, folder, entries))
 
     @staticmethod
     def _uses_compiled_engine(manifest: PackageManifest, engine: str) -> bool:
@@ -145,34 +173,6 @@ class GbmLagQuantiles(PackageKind):
             log.info("model package %s %s: scoring with R", manifest.version, why)
             return False
         return True
-
-    @staticmethod
-    def _load_r_models(manifest: PackageManifest, folder: Path, entries: list[ModelEntry]) -> dict:
-        """readRDS each model once, checking it is a gbm trained on the features the manifest says."""
-        from retail_scoring import rsession
-
-        rsession.r_eval("invisible(requireNamespace('gbm', quietly = TRUE))")  # registers predict.gbm
-        load_model = rsession.r_eval(
-            "function(path) { m <- readRDS(path); list(model = m, class = class(m)[1],"
-            " var_names = if (inherits(m, 'gbm')) m$var.names else character(0)) }"
-        )
-        r_models = {}
-        for entry in entries:
-            where = f"{manifest.source.rpartition('/')[0]}/{entry.file}"
-            try:
-                loaded = load_model(str(folder / entry.file))
-            except Exception as error:  # rpy2 raises RRuntimeError for corrupt RDS
-                raise ModelSetError(f"{where}: cannot be read as an R object ({error})") from error
-            r_class = str(loaded.rx2("class")[0])
-            if r_class != "gbm":
-                raise ModelSetError(f"{where}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
-            var_names = tuple(str(v) for v in loaded.rx2("var_names"))
-            if var_names != entry.features:
-                raise ModelSetError(
-                    f"{where}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
-                )
-            r_models[entry.name] = loaded.rx2("model")
-        return r_models
 
     def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
         """Features per product, then one R predict call per model for the whole chunk."""
@@ -252,7 +252,7 @@ def compile_package(folder: Path, manifest: PackageManifest) -> None:
     if manifest.kind != "gbm-lag-quantiles":
         raise ModelSetError(f"{manifest.source}: kind {manifest.kind} has no compiled engine")
     entries = manifest_entries(manifest.raw, manifest.source)
-    r_models = GbmLagQuantiles._load_r_models(manifest, folder, entries)
+    r_models = load_r_models(manifest, folder, entries)
     section = compile_models(folder, r_models, {entry.name: list(entry.features) for entry in entries})
     section["compiled_from"] = {entry.name: manifest.files[entry.file] for entry in entries}
     manifest_path = folder / MANIFEST_FILE

@@ -13,17 +13,15 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.accuracy import accuracy_sums, known_sales
+from retail_scoring.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
 from retail_scoring.catalogue import column_kinds
-from retail_scoring.errors import ContractMismatchError, InputDataError, ScoringError
+from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import OutputContract, PackageKind, PackageManifest, ProductInput, load_package
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.tables import check_table, read_raw_product_table, write_table
 from retail_scoring.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
-
-ACTUAL_COLUMNS = (*ROW_KEY, "sales")
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +88,14 @@ class PartitionSummary:
 
 def product_tables(layout: StorageLayout, product: int, manifest: PackageManifest) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A product's history and futurex, checked against the table schema and the package's input
-    contract (a contract mismatch raises ContractMismatchError)."""
+    contract."""
     tables = []
     for table in ("history", "futurex"):
         url, raw = read_raw_product_table(layout, product, table)
         tables.append(check_table(raw, table, url))
         mismatch = manifest.input.mismatch(column_kinds(tables[-1]), url, manifest.version)
         if mismatch:
-            raise ContractMismatchError(mismatch)
+            raise InputDataError(mismatch)
     return tables[0], tables[1]
 
 
@@ -120,7 +118,7 @@ def product_input(
     check_series_reach_origin(ordered, starts, ends, origin, manifest.input.history_weeks, source, needs)
     later_sales = [history[history["week"] > origin]]
     try:  # unchecked: accuracy is measured, never a reason to refuse a product
-        later_sales.insert(0, read_raw_product_table(layout, product, "actuals", columns=list(ACTUAL_COLUMNS))[1])
+        later_sales.insert(0, read_raw_product_table(layout, product, "actuals", columns=SALES_COLUMNS)[1])
     except InputDataError:
         pass
     forecast_weeks = range(origin + 1, origin + manifest.output.horizon + 1)
@@ -212,10 +210,11 @@ def score_partition(
 
 
 def as_forecast(
-    scored: pd.DataFrame, product: ProductInput, origin: int, package: PackageKind
+    scored: pd.DataFrame, planned: pd.DataFrame, origin: int, package: PackageKind
 ) -> tuple[pd.DataFrame, list[str]]:
-    """A package's forecast of one product as a forecast file's rows (quantiles sorted so they never
-    cross, rows in (sku, store, week) order), and the problems that keep it from being written."""
+    """A package's forecast of one product (whose `planned` series it must cover) as a forecast
+    file's rows (quantiles sorted so they never cross, rows in (sku, store, week) order), and the
+    problems that keep it from being written."""
     output = package.manifest.output
     expected = [*ROW_KEY, *output.columns]
     if sorted(scored.columns) != sorted(expected):
@@ -232,7 +231,6 @@ def as_forecast(
         .astype({column: "int64" for column in ROW_KEY})[list(forecast_schema(output.columns).names)]
         .sort_values(list(ROW_KEY), kind="stable", ignore_index=True)
     )
-    planned = product.plans[list(SERIES_KEY)].drop_duplicates()
     return frame, check_forecast(frame, len(planned), origin, package.version, planned=planned, output=output)
 
 
@@ -271,7 +269,8 @@ def _score_chunk(
             failures.append(f"{label}: model package {package.version} returned no forecast for it")
             continue
         started = time.perf_counter()
-        frame, problems = as_forecast(scores.forecasts[product.product], product, origin, package)
+        planned = product.plans[list(SERIES_KEY)].drop_duplicates()
+        frame, problems = as_forecast(scores.forecasts[product.product], planned, origin, package)
         if problems:
             refused = "; ".join(problems)
             failures.append(f"{label}: model package {package.version} returned a forecast it may not: {refused}")
@@ -279,7 +278,7 @@ def _score_chunk(
             continue
         url = layout.forecast_file(run_id, product.product)
         summary.forecast_bytes[str(product.product)] = write_table(url, frame, schema)
-        problems = _run_problems(frame, product, origin, checks, output)
+        problems = _run_problems(frame, product, planned, origin, checks, output)
         if problems:
             summary.problems[str(product.product)] = [f"{url}: {problem}" for problem in problems]
         summary.add_accuracy(accuracy_sums(frame, later_sales[product.product], output.quantiles))
@@ -292,11 +291,15 @@ def _score_chunk(
 
 
 def _run_problems(
-    frame: pd.DataFrame, product: ProductInput, origin: int, checks: RunChecks, output: OutputContract
+    frame: pd.DataFrame,
+    product: ProductInput,
+    planned: pd.DataFrame,
+    origin: int,
+    checks: RunChecks,
+    output: OutputContract,
 ) -> list[str]:
     """What a written forecast breaks of the run's plan (its model version, the plan's series,
     plausible magnitudes): kept for validation, which fails the run on them."""
-    planned = product.plans[list(SERIES_KEY)].drop_duplicates()
     n_series = len(planned) if checks.series_per_product is None else checks.series_per_product[str(product.product)]
     peaks = product.history.groupby(list(SERIES_KEY))["sales"].max()
     return check_forecast(
