@@ -44,11 +44,12 @@ to R's predict, several times faster); `engine` r scores them with R.
 
 **Rerun after a failure**: *Clear* the run; partitions whose forecasts exist and validate are skipped.
 
-**Outputs** (storage root `FORECAST_STORAGE_ROOT`): `current.json` (the current forecast: product ->
-forecast file), `published/origin_NNN.json` per origin, `runs/{run}/forecasts/`,
-`runs/{run}/report/report.md`, `runs/{run}/logs/`. `python -m scoring_airflow.cli summary` prints them.
-The `report` task's links **Forecast report** and **Forecasts** open them in the browser; `score`'s
-log shows each partition's progress while it runs.
+**Outputs** (storage root `FORECAST_STORAGE_ROOT`): `current.json` (the current forecast: each
+product's newest published forecast file, its origin and checksum), `published/origin_NNN.json` per
+origin, `runs/{run}/forecasts/`, `runs/{run}/report/report.md`, `runs/{run}/logs/`.
+`python -m scoring_airflow.cli summary` prints them. The `report` task's links **Forecast report**
+and **Forecasts** open them in the browser; `score`'s log shows each partition's progress while it
+runs.
 """
 # Downstream DAGs schedule on a new forecast with `schedule=[Asset("current_sales_forecast")]`; each
 # event's extra gives the origin, the run, how many products, whether it moved the current forecast,

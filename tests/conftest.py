@@ -72,6 +72,10 @@ def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) 
         **fields,
     }
     series = read_catalogue(layout).set_index("product")["series"]
-    manifest = {**plan, "partitions": partitions, "series_per_product": {str(p): int(series[p]) for p in products}}
+    manifest = {
+        **plan,
+        "partitions": partitions,
+        "series_per_product": {str(p): int(series[p]) if p in series.index else None for p in products},
+    }
     storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
     return plan

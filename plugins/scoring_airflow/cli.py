@@ -10,7 +10,13 @@ from collections import Counter
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
-from scoring_airflow.run_steps import origin_range, package_manifest, read_current, read_products
+from scoring_airflow.run_steps import (
+    changed_since_published,
+    origin_range,
+    package_manifest,
+    read_current,
+    read_products,
+)
 from scoring_airflow.settings import ForecastSettings
 
 
@@ -21,24 +27,34 @@ def latest_origin(settings: ForecastSettings) -> int:
 
 
 def summary(settings: ForecastSettings) -> str:
-    """The current forecast (newest origin), where it came from, and the newest run behind it."""
+    """The current forecast (each product's newest published forecast), where it came from, whether
+    storage still holds it as published, and the newest run behind it."""
     layout = StorageLayout(settings.storage_root)
     current = read_current(layout)
     if current is None:
         return f"no forecast published yet under {settings.storage_root}"
-    entries = current["products"].values()
-    runs = Counter(entry["run_id"] for entry in entries)
-    newest = max(entries, key=lambda entry: entry["published_at"])["run_id"]
+    entries = current["products"]
+    runs = Counter(entry["run_id"] for entry in entries.values())
+    origins = Counter(entry["origin"] for entry in entries.values())
+    newest = max(entries.values(), key=lambda entry: entry["published_at"])["run_id"]
     report = json.loads(storage.read_bytes(layout.validation_report(newest)))
     names = storage.list_names(layout.published_dir())
-    origins = sorted(o for o in map(origin_of_published_index, names) if o is not None)
+    published = sorted(o for o in map(origin_of_published_index, names) if o is not None)
+    changed = changed_since_published(layout, entries)
     return "\n".join(
         [
-            f"current forecast:  origin week {current['origin']}, {len(current['products'])} products "
-            f"(index: {layout.current_forecast()})",
+            f"current forecast:  {len(entries)} products ("
+            + ", ".join(f"origin week {origin}: {count}" for origin, count in sorted(origins.items(), reverse=True))
+            + f") (index: {layout.current_forecast()})",
             "from runs:         " + ", ".join(f"{run} ({count} products)" for run, count in runs.most_common()),
-            "model versions:    " + ", ".join(sorted({entry["model_version"] for entry in entries})),
-            f"published origins: {', '.join(map(str, origins))}",
+            "model versions:    " + ", ".join(sorted({entry["model_version"] for entry in entries.values()})),
+            "integrity:         "
+            + (
+                f"{len(changed)} published files CHANGED since publishing: {', '.join(changed[:5])}"
+                if changed
+                else f"every published file is as published ({len(entries)} checked)"
+            ),
+            f"published origins: {', '.join(map(str, published))}",
             f"newest run:        {newest}",
             f"validation report: {layout.validation_report(newest)} "
             f"({'valid' if report['valid'] else 'INVALID'}, {report['checked_products']} products)",

@@ -7,18 +7,12 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retail_scoring import storage
-from retail_scoring.dataset import read_sales_through
+from retail_scoring.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
 from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
-from scoring_airflow.partitions import (
-    forecast_sizes,
-    partition_labels,
-    partition_problems,
-    read_summary,
-    run_partitions,
-)
+from scoring_airflow.partitions import partition_labels, pin_summaries, run_partitions, run_problems
 from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
@@ -45,17 +39,9 @@ def partition_outputs(layout: StorageLayout, run_id: str, partition: str, produc
     return (*forecasts, layout.partition_summary(run_id, partition), layout.task_progress(run_id, partition))
 
 
-def partition_is_done(
-    layout: StorageLayout, run_id: str, partition: str, products: list[int], sizes: dict[str, int]
-) -> bool:
-    """The partition's scoring task finished and summarised every product's forecast as valid, and
-    those files are in storage as it wrote them: a rerun need not score it again."""
-    summary = read_summary(layout, run_id, partition)
-    return not partition_problems(layout, run_id, partition, products, summary, sizes)
-
-
 class ScorePartitionsOperator(BaseOperator):
-    """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait.
+    """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait;
+    when the job ends, pin the partitions' summaries (partitions.pin_summaries).
 
     Partitions whose valid forecasts exist already are skipped unless the plan says `force`, so a
     rerun after a failure scores only what is missing.
@@ -77,12 +63,15 @@ class ScorePartitionsOperator(BaseOperator):
         plan = self.plan
         layout = StorageLayout(plan["storage_root"])
         partitions = run_partitions(plan)
-        sizes = forecast_sizes(layout, plan["run_id"])
+        problems = {} if plan["force"] else run_problems(layout, plan)[0]
         tasks = []
         for partition, products in partitions.items():
-            if not plan["force"] and partition_is_done(layout, plan["run_id"], partition, products, sizes):
+            if partition in problems and not problems[partition]:
                 self.log.info("%s: valid forecasts exist for its %d products, skipped", partition, len(products))
                 continue
+            if problems.get(partition):
+                first = next(iter(problems[partition].values()))[0]
+                self.log.info("%s: scored (again): %s", partition, first)
             tasks.append(
                 ScoringTask(
                     task_id=partition,
@@ -117,6 +106,7 @@ class ScorePartitionsOperator(BaseOperator):
         if event.get("error"):
             raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
         layout = StorageLayout(self.plan["storage_root"])
+        pin_summaries(layout, self.plan["run_id"], [s["task_id"] for s in event["statuses"]])
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
         if failed:
             partitions = run_partitions(self.plan)

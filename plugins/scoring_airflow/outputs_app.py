@@ -20,6 +20,7 @@ from retail_scoring import storage
 from retail_scoring.errors import UnsafeIdentifierError
 from retail_scoring.layout import StorageLayout, product_of_folder
 from scoring_airflow.blob import connect_storage
+from scoring_airflow.partitions import recorded_forecast
 from scoring_airflow.settings import ForecastSettings
 
 FORECAST_DAG_ID = "weekly_sales_forecast"
@@ -92,6 +93,9 @@ def forecast_csv(run_id: str, name: str) -> Response:
         raise HTTPException(404, "not found")
     product = product_of_folder(match[1])
     data = _read(lambda layout: layout.forecast_file(run_id, product))
+    recorded = recorded_forecast(_layout(), run_id, product)
+    if recorded is None or storage.sha256_hex(data) != recorded["sha256"]:
+        raise HTTPException(409, f"{match[1]} of this run is not the file its scoring task wrote; not served")
     csv = io.BytesIO()
     pyarrow.csv.write_csv(pq.read_table(pa.BufferReader(data)), csv)
     return Response(csv.getvalue(), media_type="text/csv", headers={"Content-Disposition": f"inline; filename={name}"})

@@ -115,14 +115,12 @@ def is_job_of_run(job: str, run_id: str) -> bool:
 
 
 def storage_run_id(dag_id: str, airflow_run_id: str) -> str:
-    """A folder- and Batch-safe id, unique per DAG run, stable across its retries. Characters that
-    must be folded (':', '+', '.', ...) are, and a hash of the original id keeps two runs that
-    differ only in them apart."""
+    """A folder- and Batch-safe id, unique per DAG run, stable across its retries: the run's id
+    with characters that must be folded (':', '+', '.', ...) folded, and always a hash of the
+    original, so no run's id can name another run's folder, whatever it is called."""
     original = f"{dag_id}__{airflow_run_id}"
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", original).strip("-")[:100]
-    if readable == original:
-        return readable
-    return f"{readable}-{hashlib.sha256(original.encode()).hexdigest()[:10]}"
+    return f"{readable}-{hashlib.sha256(original.encode()).hexdigest()[:16]}"
 
 
 def whole_number(name: str, value: object) -> int:

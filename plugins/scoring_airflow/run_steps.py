@@ -22,14 +22,9 @@ from retail_scoring.package import (
     read_manifest,
     worker_r_packages,
 )
+from scoring_airflow import partitions
 from scoring_airflow.compute import backend_for
-from scoring_airflow.partitions import (
-    forecast_sizes,
-    partition_labels,
-    partition_problems,
-    read_summary,
-    run_partitions,
-)
+from scoring_airflow.partitions import partition_labels, run_problems
 from scoring_airflow.planning import (
     PlanError,
     batch_id,
@@ -287,17 +282,12 @@ def collect_task_logs(plan: dict, cap_bytes: int) -> None:
 
 
 def validate_run(plan: dict) -> dict:
-    """Check every partition's summary (its scoring task checked each forecast as it wrote it) and
-    that the forecasts it names are in storage as written; write the report, fail with a readable
-    summary. Reads P summaries and one listing, never the N forecasts."""
+    """Check every partition's summary (its scoring task checked each forecast as it wrote it; the
+    score task pinned the summary when the job ended) and that the forecasts it names are in
+    storage as written; write the report, fail with a readable summary. Reads P summaries and two
+    listings, never the N forecasts."""
     layout = StorageLayout(plan["storage_root"])
-    sizes = forecast_sizes(layout, plan["run_id"])
-    report_partitions = {
-        partition: partition_problems(
-            layout, plan["run_id"], partition, products, read_summary(layout, plan["run_id"], partition), sizes
-        )
-        for partition, products in run_partitions(plan).items()
-    }
+    report_partitions = run_problems(layout, plan)[0]
     problems = [problem for found in report_partitions.values() for lst in found.values() for problem in lst]
     report = {
         "run_id": plan["run_id"],
@@ -312,61 +302,80 @@ def validate_run(plan: dict) -> dict:
     if problems:
         raise ValidationFailed(
             f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
-            f"(full report: {report_url}):\n" + "\n".join(f"- {problem}" for problem in problems[:20])
+            f"(full report: {report_url}):\n" + describe_problems(problems)
         )
     log.info("all %d products valid; report at %s", report["checked_products"], report_url)
     return report
 
 
+def describe_problems(problems: list[str], shown: int = 20) -> str:
+    more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "\n".join(f"- {problem}" for problem in problems[:shown]) + more
+
+
 def publish_run(plan: dict) -> dict:
-    """Publish the run's products under its origin, and make them part of the current forecast
-    when that origin is the newest published: a reforecast of some products replaces just those,
-    a backfill of an older origin leaves the current forecast alone. Both indexes are updated by
+    """Publish the run's products under its origin and into the current forecast, which holds each
+    product's newest published forecast: a reforecast or a run at a newer origin replaces just its
+    products, a backfill of an older origin leaves products with newer forecasts alone. Each entry
+    pins the forecast's content (sha256, stored identity), checked once more here against storage,
+    so what is published is what was scored and validated. Both indexes are updated by
     compare-and-swap, so publishers finishing together lose nothing."""
     layout = StorageLayout(plan["storage_root"])
+    problems, summaries = run_problems(layout, plan)
+    found = [problem for partition in problems.values() for lst in partition.values() for problem in lst]
+    if found:
+        raise ValidationFailed("changed since validation; nothing published:\n" + describe_problems(found))
     origin = plan["origin"]
     published_at = datetime.now(UTC).isoformat()
     entries = {
-        str(product): {
+        product: {
+            "origin": origin,
             "run_id": plan["run_id"],
-            "forecast": layout.forecast_file(plan["run_id"], product),
+            "forecast": layout.forecast_file(plan["run_id"], int(product)),
+            **written,
             "model_version": plan["model_version"],
             "published_at": published_at,
         }
-        for products in run_partitions(plan).values()
-        for product in products
+        for summary in summaries.values()
+        for product, written in summary["forecasts"].items()
     }
 
-    def merged(index: dict | None) -> dict:
-        return {"origin": origin, "products": {**(index or {}).get("products", {}), **entries}}
+    def merged(index: dict | None, newer_only: bool) -> dict:
+        products = (index or {}).get("products", {})
+        replaced = {p: e for p, e in entries.items() if not newer_only or products.get(p, e)["origin"] <= origin}
+        return {"products": {**products, **replaced}}
 
-    origin_index = storage.update_json(layout.published_index(origin), merged)
-
-    def moved(current: dict | None) -> dict:
-        if current is None or current["origin"] < origin:
-            return origin_index  # a newer origin: its whole index becomes current
-        return merged(current) if current["origin"] == origin else current
-
-    current = storage.update_json(layout.current_forecast(), moved)
-    is_current = current["origin"] == origin
+    storage.update_json(layout.published_index(origin), lambda index: {"origin": origin, **merged(index, False)})
+    current = storage.update_json(layout.current_forecast(), lambda index: merged(index, True))
+    moved = sum(current["products"][p]["run_id"] == plan["run_id"] for p in entries)
     log.info(
-        "published %d products of run %s under origin %d%s",
+        "published %d products of run %s under origin %d; %d of them now in the current forecast%s",
         len(entries),
         plan["run_id"],
         origin,
-        f"; the current forecast (origin {origin}) has {len(current['products'])} products"
-        if is_current
-        else f"; the current forecast stays at the newer origin {current['origin']}",
+        moved,
+        f" ({len(entries) - moved} have newer forecasts)" if moved < len(entries) else "",
     )
     return {
         "origin": origin,
         "products": len(entries),
-        "current": is_current,
+        "current": moved,
         "run_id": plan["run_id"],
-        "index": layout.current_forecast() if is_current else layout.published_index(origin),
+        "index": layout.current_forecast() if moved else layout.published_index(origin),
     }
 
 
+def changed_since_published(layout: StorageLayout, entries: dict[str, dict]) -> list[str]:
+    """The published forecasts (product -> index entry) that storage no longer holds as published:
+    one listing per run behind them, no file read."""
+    changed = []
+    for run_id in sorted({entry["run_id"] for entry in entries.values()}):
+        stored = partitions.stored_forecasts(layout, run_id)
+        for entry in entries.values():
+            if entry["run_id"] == run_id and stored.get(entry["forecast"].rsplit("/", 1)[-1]) != entry["identity"]:
+                changed.append(entry["forecast"])
+    return changed
+
+
 def read_current(layout: StorageLayout) -> dict | None:
-    url = layout.current_forecast()
-    return json.loads(storage.read_bytes(url)) if storage.exists(url) else None
+    return storage.read_json(layout.current_forecast())

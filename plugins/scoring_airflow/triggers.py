@@ -2,7 +2,6 @@
 progress files move and each partition as it finishes) and on a week's sales arriving in storage."""
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from retail_scoring import storage
-from retail_scoring.dataset import read_sales_through
+from retail_scoring.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import TaskStatus, backend_for
@@ -44,7 +43,7 @@ class PartitionProgress:
                 continue
             url = layout.task_progress(self.run_id, partition)
             try:
-                done = json.loads(storage.read_bytes(url))["done"] if storage.exists(url) else 0
+                done = (storage.read_json(url) or {"done": 0})["done"]
             except (OSError, ValueError, KeyError):
                 continue  # progress is informative only: a file being replaced is read next time
             if done != self._done[partition]:

@@ -59,12 +59,6 @@ def run_dag(logical_date: datetime, conf: dict | None = None):
 
 def plan_problems(layout, plan: dict) -> dict[str, dict[str, list[str]]]:
     """What validation finds in each partition of the plan (empty lists: valid)."""
-    from scoring_airflow.partitions import forecast_sizes, partition_problems, read_summary, run_partitions
+    from scoring_airflow.partitions import run_problems
 
-    sizes = forecast_sizes(layout, plan["run_id"])
-    return {
-        partition: partition_problems(
-            layout, plan["run_id"], partition, products, read_summary(layout, plan["run_id"], partition), sizes
-        )
-        for partition, products in run_partitions(plan).items()
-    }
+    return run_problems(layout, plan)[0]

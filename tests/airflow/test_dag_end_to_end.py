@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.definitions.param import ParamValidationError
 
 from retail_scoring import storage
+from retail_scoring.catalogue import build_catalogue
 from retail_scoring.tables import read_forecast
 from scoring_airflow.cli import summary
 from scoring_airflow.planning import storage_run_id
@@ -44,7 +45,7 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     report = json.loads(storage.read_bytes(layout.validation_report(run_id)))
     assert report["valid"] and report["checked_products"] == 2
     current = read_current(layout)
-    assert current["origin"] == 107
+    assert {entry["origin"] for entry in current["products"].values()} == {107}
     assert {product: entry["run_id"] for product, entry in current["products"].items()} == {"1": run_id, "2": run_id}
     assert current["products"]["1"]["forecast"] == layout.forecast_file(run_id, 1)
     assert "rows scored" in storage.read_bytes(layout.task_log(run_id, "partition_000", "stdout")).decode()
@@ -60,7 +61,8 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert accuracy_history(layout)["run_id"].tolist() == [run_id]
     assert not any(forecast_env.iterdir()), "the pool was deleted"
     printed = summary(ForecastSettings())
-    assert f"current forecast:  origin week 107, 2 products (index: {layout.current_forecast()})" in printed
+    assert f"current forecast:  2 products (origin week 107: 2) (index: {layout.current_forecast()})" in printed
+    assert "integrity:         every published file is as published (2 checked)" in printed
     assert f"from runs:         {run_id} (2 products)" in printed
     assert f"newest run:        {run_id}" in printed
     assert "(valid, 2 products)" in printed
@@ -76,6 +78,7 @@ def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores
     history_path = local_path(layout.product_file(2, "history"))
     good_history = pd.read_parquet(history_path)
     good_history.assign(sales=-good_history["sales"]).to_parquet(history_path, index=False)
+    build_catalogue(layout)  # as every writer of product data does
 
     failed = run_dag(LATEST_WEEK, TWO_PRODUCTS)
     assert failed.state == "failed"
@@ -93,6 +96,7 @@ def test_failed_partition_fails_the_run_keeps_the_pool_teardown_and_rerun_scores
     kept_mtime = kept.stat().st_mtime_ns
 
     good_history.to_parquet(history_path, index=False)
+    build_catalogue(layout)
     rerun = run_dag(LATEST_WEEK, TWO_PRODUCTS)
     assert rerun.state == "success"
     assert run_id_of(rerun) == run_id
@@ -116,6 +120,7 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     history.assign(sales=history["sales"].where(history["week"] <= 56, history["sales"] * 50)).to_parquet(
         history_path, index=False
     )
+    build_catalogue(layout)
     forecast_path = local_path(layout.forecast_file(run_id_of(first), 1))
     first_written = forecast_path.stat().st_mtime_ns
     again = run_dag(OLDER_WEEK, {**conf, "force": True})

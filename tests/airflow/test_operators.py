@@ -1,35 +1,54 @@
-"""The rerun skip: a partition counts as done only when its scoring task's summary says every
-product's forecast was written and valid, and those files are in storage as it wrote them, not
-when files merely exist."""
+"""The rerun skip and validation: a partition counts as done only when its scoring task's summary,
+pinned when its job ended, says every product's forecast was written and valid with the run's
+package content, and storage still holds each forecast as the task wrote it; not when files merely
+exist, have the right size, or a summary says so."""
 
+import io
 import json
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
 from retail_scoring.scoring import RunChecks, score_partition
 from retail_scoring.tables import read_forecast, write_table
-from scoring_airflow.operators import partition_is_done
-from scoring_airflow.partitions import forecast_sizes, partition_problems, read_summary
-from tests.conftest import TINY_MODELS
+from scoring_airflow.partitions import pin_summaries, run_problems
+from scoring_airflow.run_steps import ValidationFailed, publish_run, validate_run
+from tests.conftest import TINY_MODELS, local_path, write_plan
 
 RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]
 
 
-def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS) -> None:
-    """What the partition's scoring task does: write the forecasts and the summary."""
+def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS, pin: bool = True) -> dict:
+    """What the partition's scoring task does (write the forecasts and the summary), and what the
+    score task does when its job ends (pin the summary); returns the run's plan."""
     summary_url = layout.partition_summary(RUN, PARTITION)
-    score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url)
+    try:
+        score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url)
+    finally:
+        if pin:
+            pin_summaries(layout, RUN, [PARTITION])
+    return write_plan(layout, RUN, {PARTITION: products})
 
 
-def problems_of(layout, products: list[int]) -> dict[str, list[str]]:
-    summary = read_summary(layout, RUN, PARTITION)
-    return partition_problems(layout, RUN, PARTITION, products, summary, forecast_sizes(layout, RUN))
+def problems_of(layout, products: list[int] = PRODUCTS, **plan_fields) -> dict[str, list[str]]:
+    return run_problems(layout, write_plan(layout, RUN, {PARTITION: products}, **plan_fields))[0][PARTITION]
 
 
-def is_done(layout) -> bool:
-    return partition_is_done(layout, RUN, PARTITION, PRODUCTS, forecast_sizes(layout, RUN))
+def is_done(layout, products: list[int] = PRODUCTS) -> bool:
+    return not problems_of(layout, products)
+
+
+def same_size(data: bytes, size: int) -> bytes:
+    """A Parquet file padded to `size` bytes before its footer (readers find everything through the
+    footer's absolute offsets), so it reads as a valid file of exactly that size."""
+    footer_length = int.from_bytes(data[-8:-4], "little")
+    footer_start = len(data) - 8 - footer_length
+    assert len(data) <= size, "the replacement must not be larger"
+    return data[:footer_start] + b"\0" * (size - len(data)) + data[footer_start:]
 
 
 def test_a_partition_is_done_when_its_task_summarised_every_forecast_as_written_and_valid(layout):
@@ -37,7 +56,7 @@ def test_a_partition_is_done_when_its_task_summarised_every_forecast_as_written_
     score(layout)
     assert is_done(layout)
     storage.filesystem(layout.partition_summary(RUN, PARTITION))[0].rm_file(
-        storage.filesystem(layout.partition_summary(RUN, PARTITION))[1]
+        local_path(layout.partition_summary(RUN, PARTITION))
     )
     assert not is_done(layout), "files there, but no summary of the task that wrote them"
 
@@ -45,13 +64,81 @@ def test_a_partition_is_done_when_its_task_summarised_every_forecast_as_written_
 def test_a_forecast_file_the_task_did_not_write_or_a_missing_one_is_rescored(layout):
     score(layout)
     url = layout.forecast_file(RUN, 2)
-    before = len(storage.read_bytes(url))
     frame = read_forecast(url)
-    assert write_table(url, frame.assign(q50=frame["q50"] * 1.01), "forecast") != before
-    assert not is_done(layout), "a valid-looking file of another size: not the task's"
-    storage.filesystem(url)[0].rm_file(storage.filesystem(url)[1])
+    write_table(url, frame.assign(q50=frame["q50"] * 1.01), "forecast")
+    assert not is_done(layout), "a valid-looking file written since: not the task's"
+    storage.filesystem(url)[0].rm_file(local_path(url))
     assert not is_done(layout), "a forecast deleted since"
-    assert problems_of(layout, PRODUCTS)["2"] == [f"{url}: missing"]
+    assert problems_of(layout)["2"] == [f"{url}: missing"]
+
+
+@pytest.mark.parametrize("replacement", ["infinite-quantiles", "random-bytes"])
+def test_a_same_size_replacement_is_never_skipped_validated_or_published(layout, replacement):
+    plan = score(layout)
+    url = layout.forecast_file(RUN, 2)
+    original = storage.read_bytes(url)
+    if replacement == "infinite-quantiles":
+        table = pq.read_table(io.BytesIO(original))
+        infinite = pa.array(np.full(table.num_rows, np.inf))
+        for column in ("q5", "q25", "q50", "q75", "q95"):
+            table = table.set_column(table.schema.get_field_index(column), column, infinite)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        data = same_size(buffer.getvalue(), len(original))
+        assert np.isinf(pq.read_table(io.BytesIO(data)).column("q50").to_numpy()).all(), "a readable, infinite file"
+    else:
+        data = np.random.default_rng(0).bytes(len(original))
+    local_path(url).write_bytes(data)
+    assert len(storage.read_bytes(url)) == len(original)
+    expected = f"{url}: not the file the partition's scoring task wrote (written again since)"
+    assert problems_of(layout) == {"2": [expected]}, "not skipped on a rerun"
+    with pytest.raises(ValidationFailed, match="not the file the partition's scoring task wrote"):
+        validate_run(plan)
+    with pytest.raises(ValidationFailed, match="nothing published"):
+        publish_run(plan)
+    assert storage.read_json(layout.current_forecast()) is None
+
+
+def test_a_forged_summary_vouching_for_a_replaced_forecast_is_refused(layout):
+    """Someone who can write storage replaces a forecast and edits the summary to describe the new
+    file exactly (size, checksum, stored identity): the summary is no longer the one pinned when
+    its job ended, so it is trusted by nothing."""
+    plan = score(layout)
+    validate_run(plan)
+    url = layout.forecast_file(RUN, 2)
+    foreign = read_forecast(url).assign(sku=999, q50=1e12)
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    summary = storage.read_json(summary_url)
+    summary["forecasts"]["2"] = write_table(url, foreign, "forecast")
+    storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
+    assert problems_of(layout) == {
+        "summary": [f"{summary_url}: written again after its scoring job ended; not trusted"]
+    }
+    with pytest.raises(ValidationFailed, match="written again after its scoring job ended"):
+        validate_run(plan)
+    with pytest.raises(ValidationFailed, match="nothing published"):
+        publish_run(plan)
+
+
+def test_a_summary_whose_job_end_was_not_seen_is_not_trusted(layout):
+    score(layout, pin=False)
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    assert problems_of(layout) == {"summary": [f"{summary_url}: its scoring job's end was not seen; not trusted"]}
+
+
+def test_partitions_scored_with_another_package_content_are_all_scored_again(layout):
+    """The package was replaced under the same version between a failed try and Clear: the new
+    plan pins the new content, and no partition scored with the old one counts as done."""
+    score(layout)
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    old = storage.read_json(summary_url)["package_sha256"]
+    problems = problems_of(layout, model_manifest_sha256="0" * 64)
+    assert problems == {
+        "summary": [
+            f"{summary_url}: scored with model package content {old[:12]}, but the run pins {'0' * 12} (the "
+            "package was replaced since): every partition is scored again"
+        ]
+    }
 
 
 def test_a_partition_whose_forecasts_broke_the_run_checks_is_rescored(layout):
@@ -72,5 +159,5 @@ def test_a_summary_of_other_products_or_with_failed_products_is_not_done(layout)
         score(layout, products=[1, 2, 9])
     summary = json.loads(storage.read_bytes(layout.partition_summary(RUN, PARTITION)))
     assert summary["products_scored"] == [1, 2] and "product_009" in summary["failures"][0]
-    assert not partition_is_done(layout, RUN, PARTITION, [1, 2, 9], forecast_sizes(layout, RUN))
+    assert not is_done(layout, [1, 2, 9])
     assert problems_of(layout, [1, 2, 9])["summary"] == summary["failures"], "validation names the failure"

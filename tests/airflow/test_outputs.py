@@ -6,6 +6,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from retail_scoring import storage
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of
 
@@ -57,6 +58,10 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     assert lines[0] == '"sku","store","week","q5","q25","q50","q75","q95","forecast_origin","model_version"'
     assert len(lines) == 1 + 66 * 13
     assert api_client.get(f"{forecasts_link}product_003.csv").status_code == 404, "not in this run"
+    replaced = layout.forecast_file(run_id, 2)
+    storage.write_bytes_atomic(replaced, storage.read_bytes(replaced)[::-1])  # same size, other content
+    refused = api_client.get(f"{forecasts_link}product_002.csv")
+    assert refused.status_code == 409 and "not the file its scoring task wrote" in refused.text
     assert api_client.get("/forecast-outputs/runs/no-such-run/report/").status_code == 404
     assert api_client.get("/forecast-outputs/runs/.hidden/report/").status_code == 400
     assert api_client.get(f"{report_link}..%2F..%2Fmanifest.json").status_code in (400, 404)

@@ -184,7 +184,10 @@ def test_run_ids_that_fold_to_the_same_characters_stay_apart(layout):
     first = plan_run("weekly", colons, date(2026, 11, 23), {"products": [1]}, settings)
     second = plan_run("weekly", dashes, date(2026, 11, 23), {"products": [2]}, settings)
     assert first["run_id"] != second["run_id"] and first["pool_id"] != second["pool_id"]
-    assert storage_run_id("weekly", dashes) == f"weekly__{dashes}", "ids that need no folding stay as they are"
+    assert storage_run_id("weekly", dashes).startswith(f"weekly__{dashes}-"), "readable, then the hash"
+    # A run named after another run's folder gets its own: every id carries the hash of the original.
+    named_like_first = first["run_id"].removeprefix("weekly__")
+    assert storage_run_id("weekly", named_like_first) not in (first["run_id"], second["run_id"])
     for plan, products in ((first, [1]), (second, [2])):
         assert json.loads(storage.read_bytes(layout.run_manifest(plan["run_id"])))["partitions"] == {
             "partition_000": products

@@ -1,6 +1,7 @@
-"""What planners read: the current forecast is the newest origin's newest valid forecast per
-product; a reforecast replaces just its products, a backfill never moves it, and publishers that
-finish together lose nothing (compare-and-swap, on local disk and on Azurite)."""
+"""What planners read: the current forecast is each product's newest published forecast; a
+reforecast or a partial run at a newer origin replaces just its products, a backfill never moves
+them, every entry pins the content it publishes, and publishers that finish together lose nothing
+(compare-and-swap, on local disk and on Azurite)."""
 
 import json
 import threading
@@ -13,8 +14,9 @@ from sqlalchemy import select
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.planning import storage_run_id
-from scoring_airflow.run_steps import publish_run, read_current
+from scoring_airflow.run_steps import changed_since_published, publish_run, read_current
 from tests.airflow.conftest import run_dag
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)  # origin 107
@@ -45,7 +47,7 @@ def test_a_reforecast_replaces_its_products_and_a_backfill_leaves_the_current_fo
     reforecast = run_dag(LATEST_WEEK + timedelta(days=1), {"products": [1, 2], "origin_week": 107})
     assert reforecast.state == "success"
     current = read_current(layout)
-    assert current["origin"] == 107
+    assert {entry["origin"] for entry in current["products"].values()} == {107}
     sources = {product: entry["run_id"] for product, entry in current["products"].items()}
     assert sources == {"1": run_id_of(reforecast), "2": run_id_of(reforecast), "3": run_id_of(weekly)}
 
@@ -58,22 +60,55 @@ def test_a_reforecast_replaces_its_products_and_a_backfill_leaves_the_current_fo
 
     extras = asset_event_extras()[events_before - 1 :]
     summaries = [(e["origin"], e["products"], e["current"]) for e in extras]
-    assert summaries == [(107, 3, True), (107, 2, True), (56, 1, False)]
+    assert summaries == [(107, 3, 3), (107, 2, 2), (56, 1, 0)]
     assert extras[0]["index"] == layout.current_forecast() and extras[2]["index"] == layout.published_index(56)
 
 
 def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> dict:
-    """A plan in XCom and its run manifest (what publishing reads the products from)."""
+    """A scored run as publishing sees it: a plan in XCom, its run manifest, one partition's
+    forecasts (a few bytes each) and summary, pinned as the score task pins it."""
+    layout = StorageLayout(root)
     plan = {
         "storage_root": root,
         "run_id": run_id,
         "origin": origin,
         "model_version": "m",
-        "run_manifest": StorageLayout(root).run_manifest(run_id),
+        "model_manifest_sha256": "m-sha256",
+        "run_manifest": layout.run_manifest(run_id),
+        "partition_count": 1,
     }
     manifest = {**plan, "partitions": {"partition_000": products}}
     storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
+    forecasts = {
+        str(product): storage.write_recorded(layout.forecast_file(run_id, product), f"{run_id} {product}".encode())
+        for product in products
+    }
+    summary = {"products": products, "package_sha256": "m-sha256", "failures": [], "problems": {}}
+    storage.write_bytes_atomic(
+        layout.partition_summary(run_id, "partition_000"), json.dumps({**summary, "forecasts": forecasts}).encode()
+    )
+    pin_summaries(layout, run_id, ["partition_000"])
     return plan
+
+
+def test_a_run_at_a_newer_origin_changes_only_its_products_in_the_current_forecast(tmp_path):
+    root = f"file://{tmp_path}/storage"
+    layout = StorageLayout(root)
+    publish_run(plan_of(root, "weekly-107", 107, [1, 2, 3]))
+    assert publish_run(plan_of(root, "partial-108", 108, [2]))["current"] == 1
+    current = read_current(layout)["products"]
+    assert {p: (e["origin"], e["run_id"]) for p, e in current.items()} == {
+        "1": (107, "weekly-107"),
+        "2": (108, "partial-108"),
+        "3": (107, "weekly-107"),
+    }, "the other products keep their newest forecast"
+    assert current["2"]["sha256"] == storage.sha256_hex(b"partial-108 2"), "each entry pins the content"
+    assert publish_run(plan_of(root, "backfill-107", 107, [2, 3]))["current"] == 1, "2 has a newer forecast"
+    assert read_current(layout)["products"]["2"]["run_id"] == "partial-108"
+    assert read_current(layout)["products"]["3"]["run_id"] == "backfill-107"
+    assert changed_since_published(layout, read_current(layout)["products"]) == []
+    storage.write_bytes_atomic(layout.forecast_file("weekly-107", 1), b"weekly-107 1")  # same bytes, rewritten
+    assert changed_since_published(layout, read_current(layout)["products"]) == [layout.forecast_file("weekly-107", 1)]
 
 
 @pytest.mark.parametrize("storage_kind", ["local", "azurite"])
@@ -92,9 +127,10 @@ def test_publishers_finishing_together_lose_nothing(request, tmp_path, storage_k
     for thread in threads:
         thread.join()
     current = read_current(StorageLayout(root))
-    assert current["origin"] == 107
-    assert sorted(map(int, current["products"])) == list(range(1, 19)), "every publisher's products are there"
+    expected = [*range(1, 19), 50]
+    assert sorted(map(int, current["products"])) == expected, "every publisher's products are there"
     for i in range(6):
-        assert current["products"][str(i * 3 + 1)]["run_id"] == f"reforecast-{i}"
+        assert current["products"][str(i * 3 + 1)]["run_id"] == f"reforecast-{i}", "origin 107 is newer than 56"
+    assert current["products"]["50"]["origin"] == 106
     older = json.loads(storage.read_bytes(StorageLayout(root).published_index(56)))
     assert list(older["products"]) == ["1"]

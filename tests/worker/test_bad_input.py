@@ -5,13 +5,16 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.catalogue import build_catalogue
 from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 
 
 def rewrite(layout, table: str, change) -> str:
+    """Rewrite product 2's table, then its catalogue, as a writer of product data must."""
     path = local_path(layout.product_file(2, table))
     change(pd.read_parquet(path)).to_parquet(path, index=False)
+    build_catalogue(layout)
     return str(path)
 
 
@@ -21,6 +24,7 @@ def replace_file(layout, table: str, suffix: str, write) -> str:
     write(pd.read_parquet(parquet), parquet, target)
     if target != parquet:
         parquet.unlink()
+    build_catalogue(layout)
     return str(target)
 
 

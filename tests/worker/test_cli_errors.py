@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.catalogue import build_catalogue
 from retail_scoring.errors import ModelSetError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import read_manifest, sha256_hex, upload_package
+from retail_scoring.package import read_manifest, upload_package
+from retail_scoring.storage import sha256_hex
 from tests.conftest import TINY_MODELS, local_path, write_plan
 
 
@@ -44,6 +46,7 @@ def rewrite_history(layout: StorageLayout, product: int, change) -> str:
     path = local_path(layout.product_file(product, "history"))
     frame = change(pd.read_parquet(path))
     frame.to_parquet(path, index=False)
+    build_catalogue(layout)  # as every writer of product data does
     return str(path)
 
 
@@ -87,6 +90,7 @@ def test_csv_product_file_is_accepted(layout):
     parquet = local_path(layout.product_file(3, "history"))
     pd.read_parquet(parquet).to_csv(parquet.with_suffix(".csv"), index=False, float_format="%.17g")
     parquet.unlink()
+    build_catalogue(layout)
     result = score(layout, "3")
     assert result.returncode == 0, result.stderr
 
@@ -121,7 +125,7 @@ def test_model_file_differing_from_manifest_is_named(layout):
 
 
 def _replace_model(layout: StorageLayout, name: str, data: bytes) -> None:
-    from retail_scoring.package import sha256_hex
+    from retail_scoring.storage import sha256_hex
 
     (model_dir(layout) / f"{name}.rds").write_bytes(data)
     manifest_path = model_dir(layout) / "manifest.json"

@@ -12,11 +12,18 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.cli import main
-from retail_scoring.compiled import CompiledModel, check_parity, export_trees, parity_rows
+from retail_scoring.compiled import (
+    CompiledModel,
+    check_parity,
+    check_self,
+    differing_rows,
+    export_trees,
+    parity_rows,
+)
 from retail_scoring.errors import InputDataError, ModelSetError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.models import load_r_models, manifest_entries
-from retail_scoring.package import load_package, parse_manifest, upload_package
+from retail_scoring.package import load_package, parse_manifest, seal_package, upload_package
 from retail_scoring.scoring import score_partition
 from tests.conftest import TINY_MODELS, write_plan
 
@@ -86,6 +93,58 @@ def test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit(compiled
     check_parity(folder, {"gbm_t2_q50": libraries["gbm_t2_q50"]}, r_models, features, rows)  # its own: passes
     with pytest.raises(ModelSetError, match=r"gbm_t1_q5: the compiled engine differs from R's predict on \d+ of"):
         check_parity(folder, libraries, r_models, features, rows)
+
+
+def test_the_comparison_behind_both_gates_counts_a_one_ulp_difference():
+    expected = np.array([7.25, 0.1, 1e-300, 123456.789])
+    found = expected.copy()
+    assert not len(differing_rows(expected, found))
+    found[2] = np.nextafter(found[2], np.inf)
+    assert list(differing_rows(expected, found)) == [2], "one ulp is a difference"
+    found[1] = np.nextafter(found[1], -np.inf)
+    assert list(differing_rows(expected, found)) == [1, 2]
+
+
+def test_a_worker_refuses_a_compiled_library_swapped_for_another_models(layout, compiled_tiny, tmp_path):
+    """One model's library replaced by another's, with the manifest's checksums updated to match:
+    every file passes its sha256, but the library does not reproduce its model's R predictions
+    stored at packaging, so the package is refused before it scores anything."""
+    folder = tmp_path / "swapped" / TINY_MODELS
+    shutil.copytree(compiled_tiny, folder)
+    shutil.copy(folder / "gbm_t2_q25.so", folder / "gbm_t2_q50.so")
+    raw = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    seal_package(folder)
+    upload_package(folder, layout, replace=True)
+    with pytest.raises(
+        ModelSetError, match=r"gbm_t2_q50.so: the compiled library of gbm_t2_q50 does not predict what R"
+    ):
+        with load_package(layout, TINY_MODELS, engine="compiled"):
+            pass
+    upload_package(compiled_tiny, layout, replace=True)
+    with load_package(layout, TINY_MODELS, engine="compiled") as package:
+        assert package.engine == "compiled", "the package as compiled passes its self-check"
+
+
+def test_the_self_check_refuses_a_library_off_by_one_ulp(compiled_tiny):
+    manifest = manifest_of(compiled_tiny)
+    entries = manifest_entries(manifest.raw, "")
+    features = {e.name: list(e.features) for e in entries}
+    libraries = manifest.raw["compiled_engine"]["models"]
+    predictors = {e.name: CompiledModel(compiled_tiny / libraries[e.name], e.name, 1) for e in entries}
+    check_self(compiled_tiny, predictors, features)
+
+    class OneUlpHigher(CompiledModel):
+        def predict(self, features: np.ndarray) -> np.ndarray:
+            predictions = super().predict(features)
+            predictions[5] = np.nextafter(predictions[5], np.inf)
+            return predictions
+
+    predictors["gbm_t4_q75"] = OneUlpHigher(compiled_tiny / libraries["gbm_t4_q75"], "gbm_t4_q75", 1)
+    with pytest.raises(
+        ModelSetError, match=r"gbm_t4_q75 does not predict .* on 1 of 64 self-check rows \(first row 5\)"
+    ):
+        check_self(compiled_tiny, predictors, features)
 
 
 def test_a_compiled_engine_left_from_other_model_files_is_refused(compiled_tiny, tmp_path):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.catalogue import build_catalogue
 from retail_scoring.errors import ModelSetError, ScoringError
 from retail_scoring.package import seal_package, upload_package
 from retail_scoring.scoring import score_partition
@@ -198,6 +199,7 @@ def with_column(layout, products, name: str, values) -> None:
             path = local_path(layout.product_file(product, table))
             frame = pd.read_parquet(path)
             frame.assign(**{name: values(frame)}).to_parquet(path, index=False)
+    build_catalogue(layout)
 
 
 def needs(**exogenous):
@@ -235,6 +237,7 @@ def test_the_weeks_of_history_a_package_needs_are_checked_per_series(layout, tmp
     history = local_path(layout.product_file(2, "history"))
     frame = pd.read_parquet(history)
     frame[~((frame["store"] == 3) & (frame["week"] < 100))].to_parquet(history, index=False)
+    build_catalogue(layout)
     naive_package(layout, tmp_path)
     with pytest.raises(
         ScoringError,

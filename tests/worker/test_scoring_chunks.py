@@ -24,8 +24,10 @@ def test_a_partition_larger_than_a_chunk_writes_the_same_forecasts_and_summary(l
     for product in (1, 2, 3):
         chunked_bytes = storage.read_bytes(layout.forecast_file("chunked", product))
         assert chunked_bytes == storage.read_bytes(layout.forecast_file("stacked", product))
-    for figure in ("products_scored", "rows", "forecast_bytes", "problems", "failures", "accuracy"):
+    for figure in ("products_scored", "rows", "package_sha256", "problems", "failures", "accuracy"):
         assert chunked[figure] == stacked[figure], figure
+    checksums = [{p: f["sha256"] for p, f in summary["forecasts"].items()} for summary in (chunked, stacked)]
+    assert checksums[0] == checksums[1] and len(checksums[0]) == 3, "each forecast's recorded checksum"
     assert chunked["accuracy"]["rows"] == chunked["accuracy"]["forecast_rows"] == 3 * 858, "held-back actuals"
 
 

@@ -30,6 +30,9 @@ from retail_scoring.errors import InputDataError, ModelSetError
 log = logging.getLogger(__name__)
 
 RANDOM_PARITY_ROWS = 2000
+# Rows per model, with R's predictions, that a worker's compiled library must reproduce at load.
+SELF_CHECK_ROWS = 64
+SELF_CHECK_FILE = "compiled_self_check.npz"
 # The reference the engine must equal, and the R engine's own call: every tree of the model.
 R_PREDICT_GBM = "function(m, d) predict(m, d, n.trees = m$n.trees)"
 TREE_FIELDS = ("split_var", "split_code", "left", "right")
@@ -169,6 +172,7 @@ class CompiledModel:
         import tl2cgen
 
         self.name = name
+        self.library = library
         try:
             self._predictor = tl2cgen.Predictor(str(library), nthread=threads)
         except Exception as error:  # tl2cgen raises its own error for a library it cannot load
@@ -183,13 +187,58 @@ class CompiledModel:
         return self._predictor.predict(matrix).reshape(-1)
 
 
+def differing_rows(expected: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Rows whose predictions differ in any bit (no tolerance: one ulp is a difference)."""
+    return np.flatnonzero(expected.view(np.uint64) != np.asarray(found, dtype=np.float64).view(np.uint64))
+
+
+def check_self(folder: Path, predictors: dict[str, "CompiledModel"], features: dict[str, list[str]]) -> None:
+    """Each loaded library reproduces, bit for bit, R's predictions of its own model on the rows
+    packaging stored with them (SELF_CHECK_FILE): a library swapped for another's, or rebuilt
+    differently, is refused before it scores anything."""
+    with np.load(folder / SELF_CHECK_FILE, allow_pickle=False) as stored:
+        for name, predictor in predictors.items():
+            if f"{name}.rows" not in stored:
+                raise ModelSetError(f"{folder / SELF_CHECK_FILE}: no self-check rows for {name}; package again")
+            rows, expected = stored[f"{name}.rows"], stored[f"{name}.predictions"]
+            if rows.shape[1] != len(features[name]):
+                raise ModelSetError(
+                    f"{SELF_CHECK_FILE}: {name}'s rows have {rows.shape[1]} features, not {len(features[name])}"
+                )
+            differs = differing_rows(expected, predictor.predict(rows))
+            if len(differs):
+                raise ModelSetError(
+                    f"{predictor.library.name}: the compiled library of {name} does not predict what R predicted for "
+                    f"it at packaging on {len(differs)} of {len(rows)} self-check rows (first row {differs[0]}); "
+                    "refused: the library is not the one packaged with this model"
+                )
+
+
+def write_self_check(folder: Path, r_models: dict, features: dict[str, list[str]], rows: pd.DataFrame) -> str:
+    """Store SELF_CHECK_ROWS of the parity rows per model with R's predictions of them."""
+    from retail_scoring import rsession
+
+    r_predict = rsession.r_eval(R_PREDICT_GBM)
+    picked = rows.iloc[np.linspace(0, len(rows) - 1, SELF_CHECK_ROWS).astype(int)]
+    arrays = {}
+    for name, model in r_models.items():
+        columns = {feature: picked[feature].to_numpy() for feature in features[name]}
+        arrays[f"{name}.rows"] = np.column_stack(list(columns.values()))
+        arrays[f"{name}.predictions"] = rsession.r_vector_to_numpy(
+            r_predict(model, rsession.numeric_columns_to_r(columns))
+        )
+    np.savez(folder / SELF_CHECK_FILE, **arrays)
+    return SELF_CHECK_FILE
+
+
 def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]]) -> dict:
     """Compile each of `r_models` (model name -> R gbm) into `folder`, write the parity rows and
-    check the compiled predictions against R's, bit for bit. Returns the manifest's
-    `compiled_engine` section; on any difference (or failure) removes what it wrote and raises."""
+    check the compiled predictions against R's, bit for bit; store the self-check rows every
+    worker checks its libraries with. Returns the manifest's `compiled_engine` section; on any
+    difference (or failure) removes what it wrote and raises."""
     import tl2cgen
 
-    written: list[Path] = []
+    written: list[Path] = [folder / SELF_CHECK_FILE]
     try:
         exported = {name: export_trees(model, name) for name, model in r_models.items()}
         libraries = {}
@@ -207,6 +256,7 @@ def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]])
             "platform": engine_platform(),
             "models": libraries,
             "parity_rows_checked": len(rows),
+            "self_check": write_self_check(folder, r_models, features, rows),
         }
     except Exception:
         for path in written:
@@ -248,11 +298,11 @@ def check_parity(
         columns = {feature: rows[feature].to_numpy() for feature in features[name]}
         expected = rsession.r_vector_to_numpy(r_predict(r_models[name], rsession.numeric_columns_to_r(columns)))
         found = CompiledModel(folder / library, name, threads=1).predict(np.column_stack(list(columns.values())))
-        differs = expected.view(np.uint64) != found.view(np.uint64)
-        if differs.any():
-            row = int(differs.argmax())
+        differs = differing_rows(expected, found)
+        if len(differs):
+            row = differs[0]
             raise ModelSetError(
-                f"{name}: the compiled engine differs from R's predict on {int(differs.sum())} of {len(rows)} "
+                f"{name}: the compiled engine differs from R's predict on {len(differs)} of {len(rows)} "
                 f"parity rows, first row {row}: R {expected[row]!r}, compiled {found[row]!r}; not packaged"
             )
     log.info("parity gate: %d compiled models equal R's predictions on %d rows, every bit", len(libraries), len(rows))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.catalogue import Table, catalogue_entry, write_catalogue
+from retail_scoring.catalogue import Table, catalogue_entry, read_sales_through, write_catalogue
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout, product_of_folder
 from retail_scoring.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
@@ -96,8 +96,9 @@ def write_products(layout: StorageLayout, reference: pd.DataFrame, n_products: i
             catalogue_entry(product, *_planning_tables(layout, product, tables["history"], tables["futurex"]))
         )
         log.info("product %d of %d written", product, n_products)
-    write_catalogue(layout, entries)
-    record_sales_through(layout, int(reference["week"].max()) - HORIZON)
+    sales_through = int(reference["week"].max()) - HORIZON
+    write_catalogue(layout, entries, sales_through)
+    record_sales_through(layout, sales_through)
 
 
 def record_sales_through(layout: StorageLayout, week: int) -> None:
@@ -105,11 +106,6 @@ def record_sales_through(layout: StorageLayout, week: int) -> None:
     Written last, after the product files, as a nightly ingest would."""
     marker = {"week": week, "recorded_at": datetime.now(UTC).isoformat()}
     storage.write_bytes_atomic(layout.sales_through(), json.dumps(marker).encode())
-
-
-def read_sales_through(layout: StorageLayout) -> int | None:
-    url = layout.sales_through()
-    return json.loads(storage.read_bytes(url))["week"] if storage.exists(url) else None
 
 
 def ingest_next_week(layout: StorageLayout) -> int:
@@ -140,7 +136,7 @@ def ingest_next_week(layout: StorageLayout) -> int:
         history = pd.concat([history, landed[list(TABLES["history"].names)]]).sort_values(["sku", "store", "week"])
         write_table(layout.product_file(product, "history"), history, "history")
         entries.append(catalogue_entry(product, *_planning_tables(layout, product, history, futurex)))
-    write_catalogue(layout, entries)
+    write_catalogue(layout, entries, week)
     record_sales_through(layout, week)
     log.info("sales of week %d landed for %d products", week, len(products))
     return week

@@ -10,12 +10,16 @@ becomes part of one (model version, model file name, run id, partition) is check
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
 {root}/runs/{run_id}/partitions/{partition}.json   a scoring task's summary: products, validation
                                                    problems, accuracy sums, timings, files written
+{root}/runs/{run_id}/summary_pins.json             each summary's stored identity when its scoring job
+                                                   ended (written by Airflow; what validation trusts)
 {root}/runs/{run_id}/report/report.md + figure     the planners' and on-call's report
 {root}/runs/{run_id}/accuracy.json                 forecast accuracy against actual sales (one
                                                    record per run; read together for the history)
 {root}/runs/{run_id}/validation.json
 {root}/published/origin_107.json                   what is published for an origin: product -> forecast file
-{root}/current.json                                the current forecast: the newest origin's index
+                                                   with its sha256 and stored identity
+{root}/current.json                                the current forecast: each product's newest published
+                                                   forecast (its origin, run, sha256, stored identity)
 """
 
 import re
@@ -90,7 +94,7 @@ class StorageLayout:
         return self._join("models", checked_identifier("model_version", model_version))
 
     def model_file(self, model_version: str, file_name: str) -> str:
-        """A file of a model set: the manifest, or a model named by the manifest."""
+        """A file of a model package: the manifest, or a model named by the manifest."""
         return f"{self.model_set_dir(model_version)}/{checked_identifier('model file name', file_name)}"
 
     def runs_dir(self) -> str:
@@ -113,6 +117,9 @@ class StorageLayout:
 
     def partition_summary(self, run_id: str, partition: str) -> str:
         return f"{self.run_dir(run_id)}/partitions/{checked_identifier('partition', partition)}.json"
+
+    def summary_pins(self, run_id: str) -> str:
+        return f"{self.run_dir(run_id)}/summary_pins.json"
 
     def task_progress(self, run_id: str, partition: str) -> str:
         return f"{self.run_dir(run_id)}/progress/{checked_identifier('partition', partition)}.json"

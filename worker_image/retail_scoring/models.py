@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retail_scoring.compiled import R_PREDICT_GBM, CompiledModel, compile_models, engine_platform, engine_threads
+from retail_scoring.compiled import (
+    R_PREDICT_GBM,
+    CompiledModel,
+    check_self,
+    compile_models,
+    engine_platform,
+    engine_threads,
+)
 from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
 from retail_scoring.features import scoring_features
 from retail_scoring.layout import checked_identifier, product_label
@@ -134,6 +141,12 @@ class GbmLagQuantiles(PackageKind):
         entries = manifest_entries(manifest.raw, manifest.source)
         compiled = manifest.raw.get("compiled_engine", {}).get("models", {})
         files = [entry.file for entry in entries] + [compiled[e.name] for e in entries if e.name in compiled]
+        if compiled:
+            if "self_check" not in manifest.raw["compiled_engine"]:
+                raise ModelSetError(
+                    f"{manifest.source}: the compiled engine has no self-check rows; package again with --compile"
+                )
+            files.append(manifest.raw["compiled_engine"]["self_check"])
         unlisted = sorted(set(files) - set(manifest.files))
         if unlisted:
             raise ModelSetError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
@@ -153,7 +166,15 @@ class GbmLagQuantiles(PackageKind):
             section = manifest.raw["compiled_engine"]
             threads = engine_threads()
             predictors = {e.name: CompiledModel(folder / section["models"][e.name], e.name, threads) for e in entries}
-            log.info("model package %s: compiled engine, %d threads", manifest.version, threads)
+            started = time.perf_counter()
+            check_self(folder, predictors, {entry.name: list(entry.features) for entry in entries})
+            log.info(
+                "model package %s: compiled engine, %d threads; every library reproduced R's self-check "
+                "predictions in %.1f ms",
+                manifest.version,
+                threads,
+                1000 * (time.perf_counter() - started),
+            )
             return cls(manifest, entries, predictors)
         return cls(manifest, entries, load_r_models(manifest, folder, entries))
 

@@ -7,7 +7,7 @@ of products; each kind (the built-in `gbm-lag-quantiles`, the general `r-script`
 one method, so the worker never asks which kind it has.
 """
 
-import hashlib
+import dataclasses
 import importlib
 import importlib.resources
 import json
@@ -25,6 +25,7 @@ from retail_scoring import storage
 from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
 from retail_scoring.layout import StorageLayout, checked_identifier
 from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, QUANTILES, SERIES_KEY, quantile_column
+from retail_scoring.storage import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ KINDS = {
     "gbm-lag-quantiles": "retail_scoring.models:GbmLagQuantiles",
     "r-script": "retail_scoring.rscript:RScriptPackage",
 }
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -138,6 +135,7 @@ class PackageManifest:
     files: dict[str, str]  # file name -> sha256
     raw: dict = field(repr=False)  # the whole manifest: each kind reads its own fields from it
     source: str = ""  # the manifest's URL, for messages
+    sha256: str = ""  # of the manifest's bytes as stored, which pin every file; set when loaded from storage
 
 
 def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
@@ -297,7 +295,7 @@ def load_package(
             f"{source}: model package {model_version} changed since the run was planned (manifest sha256 "
             f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
         )
-    manifest = parse_manifest(raw, source)
+    manifest = dataclasses.replace(parse_manifest(raw, source), sha256=manifest_sha256)
     missing = missing_r_dependencies(manifest.r_dependencies, rsession.installed_packages(manifest.r_dependencies))
     if missing:
         raise ModelSetError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")

@@ -61,7 +61,9 @@ def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
 
 
 def r_vector_to_numpy(value: ro.RObject) -> np.ndarray:
-    return np.asarray(value, dtype="float64")
+    """A copy: a view of the R vector's memory outlives its protection, and R's garbage collector
+    reuses it (kept predictions of a first model came back as another's numbers)."""
+    return np.array(value, dtype="float64", copy=True)
 
 
 def installed_packages(packages) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from retail_scoring import storage
 from retail_scoring.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
-from retail_scoring.catalogue import column_kinds
+from retail_scoring.catalogue import check_against_catalogue, column_kinds, read_catalogue
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
@@ -46,7 +46,8 @@ class RunChecks:
 @dataclass
 class PartitionSummary:
     """What a scoring task did, written once as the partition's summary: the products it was given,
-    the forecasts it wrote (with their sizes), every product's problems, accuracy sums, and where
+    the package content it scored with, the forecasts it wrote (each one's checksum and stored
+    identity), every product's problems, accuracy sums, and where
     the seconds and memory went. Airflow's tasks read this, never the forecasts."""
 
     products: list[int] = field(default_factory=list)
@@ -59,8 +60,10 @@ class PartitionSummary:
     rows: int = 0
     quantile_count: int = 0
     peak_rss_mb: float = 0.0
+    package_sha256: str = ""  # the manifest sha256 of the package content that scored these forecasts
     products_scored: list[int] = field(default_factory=list)
-    forecast_bytes: dict[str, int] = field(default_factory=dict)  # product -> its forecast file's size
+    # product -> its forecast file as written: bytes, sha256 and the identity storage gives it
+    forecasts: dict[str, dict] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # products not scored, and why
     problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
     accuracy: dict = field(default_factory=dict)  # accuracy_sums over the partition's forecasts
@@ -86,26 +89,32 @@ class PartitionSummary:
         )
 
 
-def product_tables(layout: StorageLayout, product: int, manifest: PackageManifest) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A product's history and futurex, checked against the table schema and the package's input
-    contract."""
+def product_tables(
+    layout: StorageLayout, product: int, manifest: PackageManifest, catalogue: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A product's history and futurex, checked against the table schema, the product catalogue
+    (the files it was made from, the product's SKUs) and the package's input contract."""
     tables = []
     for table in ("history", "futurex"):
         url, raw = read_raw_product_table(layout, product, table)
-        tables.append(check_table(raw, table, url))
-        mismatch = manifest.input.mismatch(column_kinds(tables[-1]), url, manifest.version)
+        tables.append((url, check_table(raw, table, url)))
+    for url, frame in tables:
+        mismatch = manifest.input.mismatch(column_kinds(frame), url, manifest.version)
         if mismatch:
             raise InputDataError(mismatch)
-    return tables[0], tables[1]
+    entry = catalogue.loc[product] if product in catalogue.index else None
+    for url, frame in tables:
+        check_against_catalogue(layout, entry, url, frame)
+    return tables[0][1], tables[1][1]
 
 
 def product_input(
-    layout: StorageLayout, product: int, origin: int, manifest: PackageManifest
+    layout: StorageLayout, product: int, origin: int, manifest: PackageManifest, catalogue: pd.DataFrame
 ) -> tuple[ProductInput, pd.DataFrame]:
     """One product's tables as of `origin`, checked against the package's input contract: history is
     cut there, later weeks are only plans. Also the sales known after the origin (held-back
     actuals, later history), kept from the package and used only to measure its accuracy."""
-    history, futurex = product_tables(layout, product, manifest)
+    history, futurex = product_tables(layout, product, manifest, catalogue)
     check_futurex_follows_history(history, futurex, layout.product_file(product, "futurex"))
     both_tables = f"{layout.product_file(product, 'history')} and {layout.product_file(product, 'futurex')}"
     check_base_sku_per_sku(history, futurex, both_tables)
@@ -187,12 +196,14 @@ def score_partition(
     checks = checks or RunChecks(model_version)
     started = time.perf_counter()
     try:
+        catalogue = read_catalogue(layout).set_index("product")
         with load_package(layout, model_version, pinned_manifest_sha256, engine) as package:
             summary.model_load_s = time.perf_counter() - started
+            summary.package_sha256 = package.manifest.sha256
             summary.quantile_count = len(package.manifest.output.quantiles)
             for start in range(0, len(products), PRODUCTS_PER_CHUNK):
                 chunk = products[start : start + PRODUCTS_PER_CHUNK]
-                summary.failures += _score_chunk(layout, chunk, origin, package, run_id, checks, summary)
+                summary.failures += _score_chunk(layout, chunk, origin, package, catalogue, run_id, checks, summary)
                 if on_progress:
                     on_progress(start + len(chunk), len(products))
     except ScoringError as error:
@@ -239,6 +250,7 @@ def _score_chunk(
     products: list[int],
     origin: int,
     package: PackageKind,
+    catalogue: pd.DataFrame,
     run_id: str,
     checks: RunChecks,
     summary: PartitionSummary,
@@ -249,7 +261,7 @@ def _score_chunk(
     for product in products:
         started = time.perf_counter()
         try:
-            product_data, later_sales[product] = product_input(layout, product, origin, package.manifest)
+            product_data, later_sales[product] = product_input(layout, product, origin, package.manifest, catalogue)
             inputs.append(product_data)
         except InputDataError as error:
             failures.append(str(error))
@@ -277,7 +289,7 @@ def _score_chunk(
             log.error("%s: refused: %s", label, problems)
             continue
         url = layout.forecast_file(run_id, product.product)
-        summary.forecast_bytes[str(product.product)] = write_table(url, frame, schema)
+        summary.forecasts[str(product.product)] = write_table(url, frame, schema)
         problems = _run_problems(frame, product, planned, origin, checks, output)
         if problems:
             summary.problems[str(product.product)] = [f"{url}: {problem}" for problem in problems]

@@ -7,6 +7,7 @@ for about a minute and a half); what it cannot cure becomes a StorageUnavailable
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import uuid
@@ -30,6 +31,10 @@ UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
 WRITE_GRANTS_VARIABLE = "FORECAST_WRITE_SAS"
 # Local or mounted storage that cannot take a write: full, over quota, read-only, failing.
 UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def names_url_when_unavailable(operation: Callable) -> Callable:
@@ -75,6 +80,15 @@ def read_bytes(url: str) -> bytes:
     return fs.cat_file(path)
 
 
+def read_json(url: str) -> dict | None:
+    """A JSON document, or None when there is none. Read and caught, never exists() first: adlfs'
+    exists() answers False during an outage, which would read as "not there"."""
+    try:
+        return json.loads(read_bytes(url))
+    except FileNotFoundError:
+        return None
+
+
 def granted_blob_url(url: str) -> str | None:
     """The https URL with a write SAS for exactly this blob, when the task was granted one."""
     return json.loads(os.environ.get(WRITE_GRANTS_VARIABLE) or "{}").get(url)
@@ -102,6 +116,14 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             fs.rm_file(temporary)
 
 
+def write_recorded(url: str, data: bytes) -> dict:
+    """Write `data` atomically and return what identifies exactly this content in storage: its
+    size, sha256 and stored identity. A run records these for every forecast it publishes, so a
+    file written again since (whatever its size) is recognised from one listing."""
+    write_bytes_atomic(url, data)
+    return {"bytes": len(data), "sha256": sha256_hex(data), "identity": identity(url)}
+
+
 @names_url_when_unavailable
 def list_names(url: str) -> list[str]:
     """Base names in a folder; empty when the folder does not exist."""
@@ -111,13 +133,34 @@ def list_names(url: str) -> list[str]:
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
 
 
+def stored_identity(entry: dict) -> str:
+    """What storage says of a file without reading it, and changes whenever the file is written
+    again, whatever its size: the blob's ETag on Azure Blob; size, modification time and inode on
+    local disk (a rename-into-place is a new inode, an overwrite a new mtime)."""
+    if entry.get("etag"):
+        return f"etag {entry['etag'].strip(chr(34))}"
+    return f"size {entry['size']} mtime {entry['mtime']!r} inode {entry['ino']}"
+
+
 @names_url_when_unavailable
-def list_sizes(url: str) -> dict[str, int]:
-    """Base names in a folder with their sizes in bytes, in one listing; empty when there is no folder."""
+def identity(url: str) -> str:
+    """The stored identity of one file (see stored_identity), asked of storage afresh."""
     fs, path = filesystem(url)
-    if not fs.exists(path):
+    fs.invalidate_cache(path)
+    return stored_identity(fs.info(path))
+
+
+@names_url_when_unavailable
+def list_identities(url: str) -> dict[str, str]:
+    """Base names in a folder with their stored identities, in one listing; empty when there is no
+    folder (FileNotFoundError caught, not exists() asked: adlfs answers False during an outage)."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
         return {}
-    return {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(path, detail=True)}
+    return {entry["name"].rstrip("/").rsplit("/", 1)[-1]: stored_identity(entry) for entry in entries}
 
 
 JsonChange = Callable[[dict | None], dict]

@@ -139,17 +139,17 @@ def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     return f"sku={first['sku']} store={first['store']} week={first['week']}"
 
 
-def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> int:
+def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> dict:
     """Write `frame` as Parquet with the table's schema (a name in TABLES, or the schema itself),
-    atomically; returns the file's size, which a run records to recognise its own files in a listing."""
+    atomically; returns the file's size, sha256 and stored identity (storage.write_recorded), which
+    a run records to recognise its own files in a listing."""
     schema = TABLES[table] if isinstance(table, str) else table
     arrow_table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     buffer = io.BytesIO()
     # Quantiles are distinct floats: a dictionary would only cost time (4 of 5 ms per forecast file).
     dictionary_columns = [c for c in schema.names if not QUANTILE_COLUMN.fullmatch(c)]
     pq.write_table(arrow_table, buffer, use_dictionary=dictionary_columns)
-    storage.write_bytes_atomic(url, buffer.getvalue())
-    return len(buffer.getvalue())
+    return storage.write_recorded(url, buffer.getvalue())
 
 
 def read_forecast(url: str) -> pd.DataFrame:

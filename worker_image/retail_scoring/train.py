@@ -14,8 +14,9 @@ import pandas as pd
 from retail_scoring import rsession
 from retail_scoring.features import training_features
 from retail_scoring.models import model_columns
-from retail_scoring.package import MANIFEST_FILE, REFERENCE_INPUT, REFERENCE_OUTPUT, sha256_hex
+from retail_scoring.package import MANIFEST_FILE, REFERENCE_INPUT, REFERENCE_OUTPUT
 from retail_scoring.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
+from retail_scoring.storage import sha256_hex
 
 log = logging.getLogger(__name__)
 
