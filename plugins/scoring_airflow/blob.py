@@ -2,16 +2,30 @@
 
 Airflow-side code reads and writes abfs:// URLs through adlfs configured from the connection (the
 provider's own fsspec factory); scoring tasks on Batch nodes get short-lived SAS tokens, never the
-account key: read access to the container, write access to exactly the blobs they produce.
+account key: read access to the container, write access to exactly the blobs they produce, revoked
+when their job ends.
 """
 
+import hashlib
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import fsspec
+import isodate
 from airflow.providers.microsoft.azure.fs.adls import get_fs
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from azure.storage.blob import BlobSasPermissions, ContainerSasPermissions, generate_blob_sas, generate_container_sas
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import (
+    AccessPolicy,
+    BlobSasPermissions,
+    ContainerClient,
+    ContainerSasPermissions,
+    generate_blob_sas,
+    generate_container_sas,
+)
 
 from scoring_airflow.settings import ForecastSettings
 
@@ -21,6 +35,11 @@ from scoring_airflow.settings import ForecastSettings
 READ_PERMISSIONS = ContainerSasPermissions(read=True, list=True)
 WRITE_PERMISSIONS = BlobSasPermissions(create=True, write=True)
 CLOCK_SKEW = timedelta(minutes=5)
+WRITE_POLICY_PREFIX = "forecast-job-"  # our stored access policies; others' are left alone
+MAX_STORED_POLICIES = 5  # Azure Blob's limit per container
+LEASE_ATTEMPTS = 60
+
+log = logging.getLogger(__name__)
 
 
 def container_of(url: str) -> str:
@@ -48,12 +67,70 @@ class TaskGrants:
     write_urls: dict[str, str]  # abfs:// URL of each blob the task writes -> its https URL with a blob SAS
 
 
+def write_policy_id(job_id: str) -> str:
+    """The container's stored access policy behind a job's write grants (ids: at most 64 chars)."""
+    return f"{WRITE_POLICY_PREFIX}{hashlib.sha256(job_id.encode()).hexdigest()[:40]}"
+
+
+class ContainerPolicies:
+    """The container's stored access policies of our jobs' write grants: a grant names its job's
+    policy, so deleting the policy when the job ends revokes every grant of the job at once (a
+    SAS's own expiry cannot be shortened once issued). Changes hold a short container lease, so
+    runs submitting or ending at once do not lose each other's policies."""
+
+    def __init__(self, container: ContainerClient):
+        self.container = container
+
+    def _change(self, change: Callable[[dict[str, AccessPolicy]], dict[str, AccessPolicy]]) -> None:
+        for _ in range(LEASE_ATTEMPTS):
+            try:
+                lease = self.container.acquire_lease(lease_duration=15)
+            except ResourceExistsError:  # another run is changing them: a moment
+                time.sleep(0.5)
+                continue
+            try:
+                current = self.container.get_container_access_policy(lease=lease)
+                policies = {identifier.id: identifier.access_policy for identifier in current["signed_identifiers"]}
+                self.container.set_container_access_policy(
+                    change(policies), public_access=current["public_access"], lease=lease
+                )
+                return
+            finally:
+                lease.release()
+        raise RuntimeError(f"container {self.container.container_name}: its lease stays taken; try again")
+
+    def add(self, policy_id: str, start: datetime, expiry: datetime) -> None:
+        """A policy for a job's write grants, after dropping our jobs' policies past their expiry."""
+
+        def added(policies: dict[str, AccessPolicy]) -> dict[str, AccessPolicy]:
+            now = datetime.now(UTC)
+            live = {
+                i: p
+                for i, p in policies.items()
+                if not i.startswith(WRITE_POLICY_PREFIX) or isodate.parse_datetime(str(p.expiry)) > now
+            }
+            if len(live) >= MAX_STORED_POLICIES:
+                raise RuntimeError(
+                    f"container {self.container.container_name} has {len(live)} stored access policies, Azure's "
+                    f"limit: at most {MAX_STORED_POLICIES} scoring jobs can hold write grants at once; wait for one "
+                    "to end"
+                )
+            return {**live, policy_id: AccessPolicy(permission=str(WRITE_PERMISSIONS), start=start, expiry=expiry)}
+
+        self._change(added)
+
+    def revoke(self, policy_id: str) -> None:
+        self._change(lambda policies: {i: p for i, p in policies.items() if i != policy_id})
+
+
 class GrantSigner:
     """Signs SAS tokens for one container with the `wasb` connection's account key, or with a user
     delegation key when the connection authenticates through Entra ID (managed identity, service
-    principal). Valid from a few minutes ago (clock skew) until `valid_for` from now."""
+    principal). Valid from a few minutes ago (clock skew) until `valid_for` from now. With an
+    account key, write grants name the job's stored access policy (revoked when the job ends);
+    user delegation SAS cannot name one, so those last until their expiry (a warning says so)."""
 
-    def __init__(self, wasb_conn_id: str, container: str, valid_for: timedelta):
+    def __init__(self, wasb_conn_id: str, container: str, valid_for: timedelta, job_id: str | None = None):
         service = WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
         now = datetime.now(UTC)
         self.container = container
@@ -66,6 +143,18 @@ class GrantSigner:
             if account_key
             else {"user_delegation_key": service.get_user_delegation_key(self.window["start"], self.window["expiry"])}
         )
+        self.write_terms = {"permission": WRITE_PERMISSIONS, **self.window}
+        if job_id and account_key:
+            policy_id = write_policy_id(job_id)
+            ContainerPolicies(service.get_container_client(container)).add(policy_id, **self.window)
+            self.write_terms = {"policy_id": policy_id}
+        elif job_id:
+            log.warning(
+                "write grants of job %s are user delegation SAS: they cannot be revoked when the job ends and "
+                "last until %s",
+                job_id,
+                self.window["expiry"].isoformat(),
+            )
 
     def read_connection_string(self) -> str:
         sas = generate_container_sas(
@@ -74,9 +163,7 @@ class GrantSigner:
         return f"BlobEndpoint={self.endpoint};SharedAccessSignature={sas}"
 
     def blob_write_sas(self, blob_path: str) -> str:
-        return generate_blob_sas(
-            self.account_name, self.container, blob_path, permission=WRITE_PERMISSIONS, **self.window, **self.signing
-        )
+        return generate_blob_sas(self.account_name, self.container, blob_path, **self.write_terms, **self.signing)
 
     def container_url_for_blob(self, url: str) -> str:
         """The container URL with a SAS that lets Batch upload to exactly that blob (output files)."""
@@ -88,6 +175,13 @@ class GrantSigner:
 
     def task_grants(self, writes: list[str]) -> TaskGrants:
         return TaskGrants(self.read_connection_string(), {url: self.blob_write_url(url) for url in writes})
+
+
+def revoke_write_grants(wasb_conn_id: str, container: str, job_id: str) -> None:
+    """The job has ended: its tasks' write grants stop working now, not at their expiry."""
+    service = WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
+    if getattr(service.credential, "account_key", None):
+        ContainerPolicies(service.get_container_client(container)).revoke(write_policy_id(job_id))
 
 
 def connect_storage(_context: object = None) -> None:

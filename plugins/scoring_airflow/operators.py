@@ -106,6 +106,7 @@ class ScorePartitionsOperator(BaseOperator):
         if event.get("error"):
             raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
         layout = StorageLayout(self.plan["storage_root"])
+        self._backend().end_job(event["job_id"])  # no task's grant writes after the pins below
         pin_summaries(layout, self.plan["run_id"], [s["task_id"] for s in event["statuses"]])
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
         if failed:

@@ -20,7 +20,7 @@ from retail_scoring.dataset import write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
-from scoring_airflow.blob import connect_storage, path_in_container
+from scoring_airflow.blob import GrantSigner, connect_storage, path_in_container, revoke_write_grants
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask
 from scoring_airflow.planning import batch_id, storage_run_id
@@ -117,9 +117,10 @@ def test_weekly_run_on_batch_with_blob_storage(batch_env):
     assert batch_env.deleted_jobs == [f"{batch_id(run_id, 56)}-try1"]
 
 
-def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env, azurite):
+def test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_job_ends(batch_env, azurite):
     """Against Azurite, with the very tokens a task was given: the read SAS reads but writes
-    nothing; a write grant writes its one blob and no other."""
+    nothing; a write grant wrote the task's outputs, and once the job ended none of its grants
+    writes anything, not even its own blob (the job's stored access policy is gone)."""
     dag_run = run_dag(LATEST_WEEK, TWO_PRODUCTS)
     assert dag_run.state == "success"
     run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
@@ -131,6 +132,7 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
         LAYOUT.partition_summary(run_id, "partition_000"),
         LAYOUT.task_progress(run_id, "partition_000"),
     }
+    assert "si=forecast-job-" in grants[forecast_url], "grants name the job's stored access policy"
 
     reader = BlobServiceClient.from_connection_string(environment["AZURE_STORAGE_CONNECTION_STRING"])
     container = reader.get_container_client("forecasts")
@@ -140,16 +142,34 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs(batch_env,
             container.get_blob_client(path_in_container(url)).upload_blob(b"tampered", overwrite=True)
         assert refused.value.status_code == 403, url
 
-    granted = grants[forecast_url]
     written = read_forecast(forecast_url)
-    BlobClient.from_blob_url(granted).upload_blob(storage.read_bytes(forecast_url), overwrite=True)  # its own blob
+    for url, granted in grants.items():
+        with pytest.raises(HttpResponseError) as refused:
+            BlobClient.from_blob_url(granted).upload_blob(b"tampered after the job", overwrite=True)
+        assert refused.value.status_code == 403, url
+    assert read_forecast(forecast_url).equals(written)
+    assert json.loads(read_blob(LAYOUT.current_forecast()))["products"]["1"]["run_id"] == run_id
+
+
+def test_a_write_grant_writes_its_one_blob_until_the_job_ends(azurite, monkeypatch):
+    connection = {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
+    monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(connection))
+    storage.create_root("abfs://forecasts")
+    own, other = LAYOUT.forecast_file("run-x", 1), LAYOUT.forecast_file("run-x", 2)
+    signer = GrantSigner("wasb_default", "forecasts", timedelta(hours=3), job_id="run-x-try1")
+    granted = signer.task_grants([own]).write_urls[own]
+    BlobClient.from_blob_url(granted).upload_blob(b"its own blob", overwrite=True)
     sas = granted.split("?", 1)[1]
-    blob_base = granted.split("?", 1)[0].removesuffix(path_in_container(forecast_url))
-    for url in (LAYOUT.forecast_file(run_id, 2), LAYOUT.current_forecast(), LAYOUT.forecast_file("other-run", 1)):
+    blob_base = granted.split("?", 1)[0].removesuffix(path_in_container(own))
+    for url in (other, LAYOUT.current_forecast(), LAYOUT.forecast_file("other-run", 1)):
         with pytest.raises(HttpResponseError) as refused:
             BlobClient.from_blob_url(f"{blob_base}{path_in_container(url)}?{sas}").upload_blob(b"x", overwrite=True)
         assert refused.value.status_code == 403, url
-    assert read_forecast(forecast_url).equals(written)
+    revoke_write_grants("wasb_default", "forecasts", "run-x-try1")
+    with pytest.raises(HttpResponseError) as refused:
+        BlobClient.from_blob_url(granted).upload_blob(b"after the job", overwrite=True)
+    assert refused.value.status_code == 403
+    assert read_blob(own) == "its own blob"
 
 
 def test_per_product_partitions_vm_size_and_task_slots_reach_the_pool_and_the_report(batch_env, monkeypatch):

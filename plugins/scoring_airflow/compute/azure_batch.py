@@ -24,7 +24,7 @@ from azure.batch import models as batch
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from retail_scoring.storage import WRITE_GRANTS_VARIABLE
-from scoring_airflow.blob import CLOCK_SKEW, GrantSigner, container_of, path_in_container
+from scoring_airflow.blob import CLOCK_SKEW, GrantSigner, container_of, path_in_container, revoke_write_grants
 from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class AzureBatchBackend(ComputeBackend):
         # Batch limits a task's whole life, retries included, so the limit is per attempt x attempts;
         # the task's SAS tokens last that long (plus clock skew), not beyond.
         task_life = timedelta(seconds=timeout_s * (max_retries + 1))
-        signer = GrantSigner(self.wasb_conn_id, container_of(self.storage_root), task_life + CLOCK_SKEW)
+        signer = GrantSigner(self.wasb_conn_id, container_of(self.storage_root), task_life + CLOCK_SKEW, job_id)
         try:
             self.client.create_job(
                 batch.BatchJobCreateOptions(
@@ -281,7 +281,12 @@ class AzureBatchBackend(ComputeBackend):
             finished_at=info.end_time.timestamp() if info and info.end_time else None,
         )
 
+    def end_job(self, job_id: str) -> None:
+        revoke_write_grants(self.wasb_conn_id, container_of(self.storage_root), job_id)
+        log.info("Batch job %s ended: its tasks' write grants are revoked", job_id)
+
     def delete_job(self, job_id: str) -> None:
+        self.end_job(job_id)
         try:
             self.client.begin_delete_job(job_id)
             log.info("Batch job %s deleted", job_id)

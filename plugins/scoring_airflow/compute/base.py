@@ -58,6 +58,11 @@ class ComputeBackend(ABC):
         """Current state of every task of the job."""
 
     @abstractmethod
+    def end_job(self, job_id: str) -> None:
+        """The job's tasks have all ended: revoke what they were granted, so nothing they were
+        given can write after their summaries are pinned."""
+
+    @abstractmethod
     def delete_job(self, job_id: str) -> None:
         """Stop the job's running tasks and forget it; no error if it is gone already."""
 

@@ -152,6 +152,9 @@ class LocalBackend(ComputeBackend):
                 statuses.append(TaskStatus(task_id=task["task_id"], state="pending", queued_at=spec["submitted_at"]))
         return statuses
 
+    def end_job(self, job_id: str) -> None:
+        """Local workers hold no grants: they use this machine's own storage credentials."""
+
     def delete_job(self, job_id: str) -> None:
         job = self._job(job_id)
         if job is None:
