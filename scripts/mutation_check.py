@@ -89,8 +89,8 @@ MUTATIONS = [
     Mutation(
         "force-ignored",
         "plugins/scoring_airflow/operators.py",
-        'if not plan["force"] and partition_is_done(',
-        "if partition_is_done(",
+        'problems = {} if plan["force"] else run_problems(layout, plan)[0]',
+        "problems = run_problems(layout, plan)[0]",
         ("tests/airflow/test_dag_end_to_end.py::test_backfill_for_an_older_week_sees_only_history_up_to_its_origin",),
     ),
     Mutation(
@@ -101,10 +101,10 @@ MUTATIONS = [
         ("tests/airflow/test_operators.py",),
     ),
     Mutation(
-        "skip-ignores-sizes",
+        "skip-ignores-replaced-files",
         "plugins/scoring_airflow/partitions.py",
-        "        elif stored != written:",
-        "        elif False:",
+        '        elif written is None or stored != written["identity"]:',
+        "        elif written is None:",
         ("tests/airflow/test_operators.py",),
     ),
     Mutation(
@@ -134,17 +134,20 @@ MUTATIONS = [
     Mutation(
         "skip-always",
         "plugins/scoring_airflow/operators.py",
-        'if not plan["force"] and partition_is_done(layout, plan["run_id"], partition, products, sizes):',
-        'if not plan["force"]:',
+        "            if partition in problems and not problems[partition]:",
+        "            if partition in problems:",
         ("tests/airflow/test_dag_end_to_end.py::test_weekly_run_scores_validates_publishes_and_deletes_the_pool",),
     ),
     # the compiled engine
     Mutation(
         "parity-gate-open",
         "worker_image/retail_scoring/compiled.py",
-        "        if differs.any():",
-        "        if False:",
-        ("tests/worker/test_compiled_engine.py::test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit",),
+        "    return np.flatnonzero(expected.view(np.uint64) != np.asarray(found, dtype=np.float64).view(np.uint64))",
+        "    return np.flatnonzero(~np.isclose(expected, found, rtol=1e-9, atol=0))",
+        (
+            "tests/worker/test_compiled_engine.py::test_the_comparison_behind_both_gates_counts_a_one_ulp_difference",
+            "tests/worker/test_compiled_engine.py::test_the_self_check_refuses_a_library_off_by_one_ulp",
+        ),
     ),
     Mutation(
         "tl2cgen-missing-test-kept",
@@ -279,10 +282,10 @@ MUTATIONS = [
         ("tests/airflow/test_planning.py",),
     ),
     Mutation(
-        "run-ids-fold-without-hash",
+        "run-ids-without-hash",
         "plugins/scoring_airflow/planning.py",
-        "    if readable == original:\n        return readable",
-        "    if True:\n        return readable",
+        '    return f"{readable}-{hashlib.sha256(original.encode()).hexdigest()[:16]}"',
+        "    return readable",
         ("tests/airflow/test_planning.py",),
     ),
     Mutation(
@@ -385,6 +388,75 @@ MUTATIONS = [
         "",
         (
             "tests/airflow/test_dag_on_azure_batch.py::test_our_pools_past_their_lifetime_are_deleted_by_the_next_run_and_no_one_elses",
+        ),
+    ),
+    # integrity: what is published is what was scored
+    Mutation(
+        "summary-pins-ignored",
+        "plugins/scoring_airflow/partitions.py",
+        "        if partition in summaries_now and summaries_now[partition] != pins.get(partition):",
+        "        if False:",
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "package-content-ignored",
+        "plugins/scoring_airflow/partitions.py",
+        '    if summary["package_sha256"] != package_sha256:',
+        "    if False:",
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "publish-without-recheck",
+        "plugins/scoring_airflow/run_steps.py",
+        '    if found:\n        raise ValidationFailed("changed since validation',
+        '    if False:\n        raise ValidationFailed("changed since validation',
+        ("tests/airflow/test_operators.py",),
+    ),
+    Mutation(
+        "current-forecast-is-the-newest-run",
+        "plugins/scoring_airflow/run_steps.py",
+        '        return {"products": {**products, **replaced}}',
+        '        return {"products": replaced}',
+        (
+            "tests/airflow/test_publishing.py::test_a_run_at_a_newer_origin_changes_only_its_products_in_the_current_forecast",
+        ),
+    ),
+    Mutation(
+        "compiled-self-check-skipped",
+        "worker_image/retail_scoring/models.py",
+        "            check_self(folder, predictors, {entry.name: list(entry.features) for entry in entries})\n",
+        "",
+        ("tests/worker/test_compiled_engine.py::test_a_worker_refuses_a_compiled_library_swapped_for_another_models",),
+    ),
+    Mutation(
+        "catalogue-sources-ignored",
+        "worker_image/retail_scoring/catalogue.py",
+        '    if json.loads(entry["sources"]).get(url.rsplit("/", 1)[-1]) != storage.identity(url):',
+        "    if False:",
+        ("tests/worker/test_catalogue.py",),
+    ),
+    Mutation(
+        "catalogue-skus-ignored",
+        "worker_image/retail_scoring/catalogue.py",
+        "    if len(foreign):",
+        "    if False:",
+        ("tests/worker/test_catalogue.py",),
+    ),
+    Mutation(
+        "catalogue-week-ignored",
+        "worker_image/retail_scoring/catalogue.py",
+        "    if built_at != sales_through:",
+        "    if False:",
+        ("tests/worker/test_catalogue.py",),
+    ),
+    Mutation(
+        "write-grants-never-revoked",
+        "plugins/scoring_airflow/compute/azure_batch.py",
+        "        revoke_write_grants(self.wasb_conn_id, container_of(self.storage_root), job_id)\n",
+        "",
+        (
+            "tests/airflow/test_dag_on_azure_batch.py::"
+            "test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_job_ends",
         ),
     ),
     # Batch submission, restarts, report figures
