@@ -150,6 +150,28 @@ def test_a_result_that_cannot_be_split_by_product_fails_the_chunk(layout, tmp_pa
     assert refusal in str(raised.value)
 
 
+def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_it(layout, tmp_path):
+    (tmp_path / "helpers.R").write_text("weeks_back <- 13L\n")  # beside the package, never in it
+    source = '  source(file.path(model_dir, "helpers.R"), local = TRUE)\n  list(levels'
+    naive_package(layout, tmp_path, replace("  list(levels", source))
+    with pytest.raises(ModelSetError) as refused:
+        score_partition(layout, [1], ORIGIN, VERSION, "unlisted")
+    assert (
+        f"model package {VERSION}: the code sources 'helpers.R', which is not among the package's files "
+        "(score.R): a package sources only the files its manifest lists"
+    ) in str(refused.value)
+
+
+def test_a_package_sources_its_own_listed_files(layout, tmp_path):
+    def with_helper(manifest: dict) -> None:
+        (tmp_path / "naive-quantiles" / "helpers.R").write_text("weeks_back <- 13L\n")
+
+    source = '  source(file.path(model_dir, "helpers.R"), local = TRUE)\n  list(levels'
+    naive_package(layout, tmp_path, replace("  list(levels", source), manifest_change=with_helper)
+    score_partition(layout, [1], ORIGIN, VERSION, "listed")
+    assert storage.read_bytes(layout.forecast_file("listed", 1))
+
+
 def test_a_script_without_a_required_function_is_refused(layout, tmp_path):
     naive_package(layout, tmp_path, replace("load_models <- function", "load_the_models <- function"))
     with pytest.raises(ModelSetError, match=r"score.R does not define the function load_models\(\)"):

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -193,11 +194,18 @@ def read_run_manifest(layout: StorageLayout, run_id: str) -> dict:
         raise UsageError(f"{url}: no run manifest; plan the run first") from error
 
 
+def _exit_on_terminate(signum: int, _frame) -> None:
+    """A terminated worker (timeout, teardown, a container stopped) exits through its cleanup:
+    Python's default for SIGTERM skips every `finally`, leaving the package copy behind."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for chatty in ("rpy2", "azure"):  # rpy2's start-up lines, the Azure SDK's per-request lines
         logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     try:
         run(args)
     except StorageUnavailableError as error:

@@ -12,6 +12,8 @@ import importlib
 import importlib.resources
 import json
 import logging
+import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -279,6 +281,25 @@ def _r_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.replace("-", ".").split("."))
 
 
+SCRATCH_PREFIX = "package-"  # + the worker's pid: a package's files copied for one worker
+
+
+def remove_scratch_of_dead_workers() -> None:
+    """Remove package copies left by workers that were killed (SIGKILL runs no cleanup): those
+    whose pid no longer runs. A live worker's copy, or one of a reused pid, is left alone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, OverflowError):  # not running; or no pid at all
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("%s: removed the package copy of a worker that was killed", folder)
+        except PermissionError:  # another user's live process
+            continue
+
+
 @contextmanager
 def load_package(
     layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None, engine: str = "auto"
@@ -299,7 +320,8 @@ def load_package(
     missing = missing_r_dependencies(manifest.r_dependencies, rsession.installed_packages(manifest.r_dependencies))
     if missing:
         raise ModelSetError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
-    with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+    remove_scratch_of_dead_workers()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         for name, digest in manifest.files.items():
             url = layout.model_file(model_version, name)
             if not storage.exists(url):

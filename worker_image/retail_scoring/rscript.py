@@ -48,11 +48,35 @@ def _r_function(code: str):
     return rsession.r_eval(code)
 
 
-def source_functions(script: Path, names: tuple[str, ...], where: str) -> dict:
+# The environment package code runs in: R's own, except that `source()` reads only the package's
+# listed files (only those are in its folder), and says so by name for any other.
+_SOURCE_GUARD = """
+function(allowed, where) {
+  guard <- new.env(parent = globalenv())
+  guard$source <- function(file, local = FALSE, ...) {
+    if (isTRUE(local)) local <- parent.frame()
+    if (!(basename(file) %in% allowed) || !file.exists(file))
+      stop(sprintf(paste0("%s: the code sources '%s', which is not among the package's files (%s): a package ",
+                          "sources only the files its manifest lists"),
+                   where, basename(file), paste(allowed, collapse = ", ")), call. = FALSE)
+    base::source(file, local = local, ...)
+  }
+  guard
+}
+"""
+
+
+def source_functions(script: Path, names: tuple[str, ...], where: str, files: list[str]) -> dict:
     """Source an R file into its own environment and return the functions `names` it defines; an
-    error names `where` (the package) and what is wrong with the script."""
+    error names `where` (the package) and what is wrong with the script. The code may source
+    `files` (the package's own) and no other."""
+    from retail_scoring import rsession
+
+    guard = _r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
     try:
-        environment = _r_function("function(path) { e <- new.env(); sys.source(path, envir = e); e }")(str(script))
+        environment = _r_function(
+            "function(path, guard) { e <- new.env(parent = guard); sys.source(path, envir = e); e }"
+        )(str(script), guard)
     except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
         raise PackageCodeError(f"{where}: {script.name} cannot be sourced: {error}") from error
     lookup = _r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
@@ -83,7 +107,8 @@ def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
         raise ModelSetError(
             f"{script}: not found; a trainable r-script package defines train(history, model_dir) there"
         )
-    train = source_functions(script, ("train",), str(folder))["train"]
+    files = [path.name for path in folder.iterdir() if path.is_file()]
+    train = source_functions(script, ("train",), str(folder), files)["train"]
     value = call_package_function(train, rsession.pandas_to_r(history), str(folder), what=f"{script}: train()")
     return {name: list(value.rx2(name)) for name in value.names} if value.names else {}
 
@@ -114,7 +139,10 @@ class RScriptPackage(PackageKind):
         if engine == "compiled":
             raise ModelSetError(f"{manifest.source}: kind r-script has no compiled engine; use engine auto or r")
         functions = source_functions(
-            folder / manifest.raw["script"], ("load_models", "score"), f"model package {manifest.version}"
+            folder / manifest.raw["script"],
+            ("load_models", "score"),
+            f"model package {manifest.version}",
+            list(manifest.files),
         )
         models = call_package_function(
             functions["load_models"], str(folder), what=cls._function_name(manifest, "load_models")
