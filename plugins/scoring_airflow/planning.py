@@ -3,7 +3,10 @@
 import hashlib
 import math
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+
+import numpy as np
 
 from retail_scoring.layout import partition_label
 
@@ -59,40 +62,81 @@ def partition_products(
     return {partition_label(i): sorted(group) for i, group in enumerate(groups)}
 
 
-def requested_products(value: str | list | None) -> list[int] | None:
+@dataclass(frozen=True)
+class ProductSelection:
+    """The `products` param as given: single numbers and inclusive ranges, never expanded, so a
+    typed range costs the same whatever its size."""
+
+    numbers: tuple[int, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+
+
+NAMED = 10  # messages name at most this many products or ranges, then count the rest
+
+
+def requested_products(value: str | list | None) -> ProductSelection | None:
     """The `products` param: a list of numbers (API, CLI), or what a person types into the form,
     numbers and ranges like `3, 17, 40-45` (brackets allowed; the form may send the text as one
     string or one per line). None or empty: every product."""
-    products = []
+    numbers: list[int] = []
+    ranges: list[tuple[int, int]] = []
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, str):
-            products += typed_products(item)
+            typed_numbers, typed_ranges = typed_products(item)
+            numbers += typed_numbers
+            ranges += typed_ranges
         elif item is not None:
-            products.append(whole_number("products item", item))
-    return products or None
+            numbers.append(whole_number("products item", item))
+    return ProductSelection(tuple(numbers), tuple(ranges)) if numbers or ranges else None
 
 
-def typed_products(text: str) -> list[int]:
-    products = []
+def typed_products(text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    numbers, ranges = [], []
     for token in re.split(r"[,\s]+", text.strip().strip("[]")):
         if re.fullmatch(r"\d+", token):
-            products.append(int(token))
+            numbers.append(int(token))
         elif match := re.fullmatch(r"(\d+)-(\d+)", token):
-            products.extend(range(int(match[1]), int(match[2]) + 1))
+            low, high = int(match[1]), int(match[2])
+            if low > high:
+                raise PlanError(f"products: the range {token!r} is reversed; write it as {high}-{low}")
+            ranges.append((low, high))
         elif token:
-            raise PlanError(f"products: {token!r} is neither a product number nor a range like 40-45")
-    return products
+            raise PlanError(f"products: {token[:40]!r} is neither a product number nor a range like 40-45")
+    return numbers, ranges
 
 
-def select_products(available: list[int], requested: list[int] | None) -> list[int]:
+def select_products(available: list[int], requested: ProductSelection | None) -> list[int]:
+    """The requested products among `available` (sorted), in time and memory of the catalogue's
+    size, not of the numbers typed. Numbers the catalogue lacks are refused, counted and named
+    briefly, a range reaching beyond it too."""
     if not available:
         raise PlanError("no products found in storage; seed the data first")
-    if not requested:
+    if requested is None:
         return available
-    unknown = sorted(set(requested) - set(available))
-    if unknown:
-        raise PlanError(f"unknown products {unknown}; storage has products {available[0]}..{available[-1]}")
-    return sorted(set(requested))
+    catalogue = np.sort(np.asarray(available))
+    chosen = np.isin(catalogue, np.asarray(requested.numbers, dtype=np.int64))
+    unknown = np.setdiff1d(np.asarray(requested.numbers, dtype=np.int64), catalogue)
+    outside = []
+    for low, high in requested.ranges:
+        first, last = np.searchsorted(catalogue, [low, high + 1])
+        chosen[first:last] = True
+        if last - first < high - low + 1:
+            outside.append(f"{low}-{high} ({high - low + 1 - (last - first)} of its numbers)")
+    where = f"storage has {len(catalogue)} products, {catalogue[0]}..{catalogue[-1]}"
+    if len(unknown) or outside:
+        named = ", ".join(map(str, unknown[:NAMED])) + (
+            f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
+        )
+        ranges = ", ".join(outside[:NAMED]) + (
+            f" and {len(outside) - NAMED} more ranges" if len(outside) > NAMED else ""
+        )
+        found = "; ".join(
+            part
+            for part in (named and f"unknown products {named}", ranges and f"ranges beyond the catalogue: {ranges}")
+            if part
+        )
+        raise PlanError(f"{found}; {where}")
+    return catalogue[chosen].tolist()
 
 
 def batch_id(text: str, limit: int = 64) -> str:

@@ -72,9 +72,31 @@ def test_per_product_partitioning_and_more_nodes_than_products():
 
 def test_unknown_products_are_named():
     assert select_products([1, 2, 3], None) == [1, 2, 3]
-    assert select_products([1, 2, 3], [3, 1]) == [1, 3]
-    with pytest.raises(PlanError, match=r"unknown products \[7, 9\]; storage has products 1..3"):
-        select_products([1, 2, 3], [1, 7, 9])
+    assert select_products([1, 2, 3], requested_products([3, 1])) == [1, 3]
+    assert select_products([1, 2, 3], requested_products("2-3")) == [2, 3]
+    with pytest.raises(PlanError, match=r"^unknown products 7, 9; storage has 3 products, 1..3$"):
+        select_products([1, 2, 3], requested_products([1, 7, 9]))
+
+
+def test_a_huge_typed_range_is_refused_briefly_without_being_built():
+    """A range costs what the catalogue costs, not what was typed: the plan never expands it."""
+    catalogue = list(range(1, 100_001))
+    assert select_products(catalogue, requested_products("99990-100000")) == list(range(99_990, 100_001))
+    with pytest.raises(PlanError) as refused:  # expanded, this range alone would take over 36 GB
+        select_products(catalogue, requested_products("1-1000000000"))
+    assert str(refused.value) == (
+        "ranges beyond the catalogue: 1-1000000000 (999900000 of its numbers); storage has 100000 products, 1..100000"
+    )
+    with pytest.raises(PlanError) as refused:
+        select_products([1, 2, 3], requested_products(list(range(4, 5004))))
+    assert str(refused.value) == (
+        "unknown products 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 4990 more; storage has 3 products, 1..3"
+    )
+
+
+def test_a_reversed_range_is_refused_not_read_as_every_product():
+    with pytest.raises(PlanError, match=r"^products: the range '5-1' is reversed; write it as 1-5$"):
+        requested_products("5-1")
 
 
 def test_run_ids_differ_per_run_and_are_safe_in_paths():
@@ -285,7 +307,9 @@ def test_a_param_of_zero_or_false_is_given_not_replaced_by_the_default():
     ],
 )
 def test_products_can_be_typed_as_numbers_and_ranges(typed, products):
-    assert requested_products(typed) == products
+    available = list(range(1, 50))
+    selected = select_products(available, requested_products(typed))
+    assert selected == (available if products is None else sorted(products))
 
 
 def test_a_typed_product_that_is_not_a_number_is_named():
