@@ -3,7 +3,6 @@ app under /forecast-outputs): the task extra links point here. Files are read fr
 server's own credentials (the `wasb` connection), so no storage URL or SAS ever reaches a browser,
 and only users who may read the forecast DAG's runs get them."""
 
-import html
 import io
 import re
 
@@ -14,7 +13,9 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import HTMLResponse
+from jinja2 import Environment
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from retail_scoring import storage
 from retail_scoring.errors import UnsafeIdentifierError
@@ -44,25 +45,34 @@ def _read(url_of) -> bytes:
         url = url_of(_layout())
     except UnsafeIdentifierError as error:
         raise HTTPException(400, str(error)) from error
-    if not storage.exists(url):
-        raise HTTPException(404, "not found")
-    return storage.read_bytes(url)
+    try:
+        return storage.read_bytes(url)
+    except FileNotFoundError as error:
+        raise HTTPException(404, "not found") from error
 
 
-def _page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;max-width:70rem;margin:2rem auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}</style></head>"
-        f"<body>{body}</body></html>"
-    )
+PAGE = Environment(autoescape=True).from_string(
+    "<!doctype html><html><head><meta charset='utf-8'><title>{{ title }}</title>"
+    "<style>body{font-family:sans-serif;max-width:70rem;margin:2rem auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}</style></head>"
+    "<body>{% if heading %}<h1>{{ heading }}</h1>{% endif %}{{ body }}"
+    "{% if links %}<ul>{% for href, text in links %}<li><a href='{{ href }}'>{{ text }}</a></li>{% endfor %}</ul>"
+    "{% endif %}</body></html>"
+)
+
+
+def _page(title: str, heading: str = "", body: Markup | None = None, links: list[tuple[str, str]] = ()) -> HTMLResponse:
+    """A page from the one autoescaping template: every name from storage or the URL is escaped;
+    `body` is markup we rendered ourselves (the report, with raw HTML disabled)."""
+    return HTMLResponse(PAGE.render(title=title, heading=heading, body=body or "", links=links))
 
 
 @app.get("/runs/{run_id}/report/")
 def report(run_id: str) -> HTMLResponse:
     """report.md as a page; its figure links resolve to the route below."""
-    text = _read(lambda layout: layout.report_file(run_id, "report.md")).decode()
-    return _page(f"Forecast run {run_id}", MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
+    text = _read(lambda layout: layout.report_file(run_id, "report.md")).decode(errors="replace")
+    rendered = Markup(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
+    return _page(f"Forecast run {run_id}", body=rendered)
 
 
 @app.get("/runs/{run_id}/report/{name}")
@@ -78,11 +88,12 @@ def forecasts(run_id: str) -> HTMLResponse:
         folder = _layout().forecasts_dir(run_id)
     except UnsafeIdentifierError as error:
         raise HTTPException(400, str(error)) from error
-    products = [name.removesuffix(".parquet") for name in storage.list_names(folder) if name.endswith(".parquet")]
+    names = [name.removesuffix(".parquet") for name in storage.list_names(folder) if name.endswith(".parquet")]
+    products = [name for name in names if product_of_folder(name) is not None]  # what a run writes, nothing else
     if not products:
         raise HTTPException(404, "no forecasts for this run")
-    items = "".join(f"<li><a href='{p}.csv'>{p}.csv</a></li>" for p in products)
-    return _page(f"Forecasts of {run_id}", f"<h1>Forecasts of run {html.escape(run_id)}</h1><ul>{items}</ul>")
+    links = [(f"{product}.csv", f"{product}.csv") for product in products]
+    return _page(f"Forecasts of {run_id}", f"Forecasts of run {run_id}", links=links)
 
 
 @app.get("/runs/{run_id}/forecasts/{name}")
@@ -97,5 +108,8 @@ def forecast_csv(run_id: str, name: str) -> Response:
     if recorded is None or storage.sha256_hex(data) != recorded["sha256"]:
         raise HTTPException(409, f"{match[1]} of this run is not the file its scoring task wrote; not served")
     csv = io.BytesIO()
-    pyarrow.csv.write_csv(pq.read_table(pa.BufferReader(data)), csv)
+    try:
+        pyarrow.csv.write_csv(pq.read_table(pa.BufferReader(data)), csv)
+    except pa.ArrowException as error:
+        raise HTTPException(422, f"{match[1]} of this run is not a readable forecast") from error
     return Response(csv.getvalue(), media_type="text/csv", headers={"Content-Disposition": f"inline; filename={name}"})

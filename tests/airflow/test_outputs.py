@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from retail_scoring import storage
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of
+from tests.conftest import local_path
 
 
 @pytest.fixture
@@ -58,6 +59,22 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     assert lines[0] == '"sku","store","week","q5","q25","q50","q75","q95","forecast_origin","model_version"'
     assert len(lines) == 1 + 66 * 13
     assert api_client.get(f"{forecasts_link}product_003.csv").status_code == 404, "not in this run"
+    hostile = "x'><img src=x onerror=alert(1)>.parquet"
+    (local_path(layout.forecasts_dir(run_id)) / hostile).write_bytes(b"not a forecast")
+    listing = api_client.get(forecasts_link)
+    assert listing.status_code == 200 and "<img" not in listing.text and "onerror" not in listing.text
+    assert "product_001.csv" in listing.text, "the run's own forecasts are still listed"
+    long_id = api_client.get(f"/forecast-outputs/runs/{'r' * 5000}/report/")
+    assert long_id.status_code == 400 and "(5000 characters)" in long_id.text and len(long_id.text) < 400
+
+    unreadable = layout.forecast_file(run_id, 1)
+    summary_url = layout.partition_summary(run_id, "partition_000")
+    summary = storage.read_json(summary_url)
+    summary["forecasts"]["1"] = storage.write_recorded(unreadable, b"PAR1 but not Parquet PAR1")
+    storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
+    refused = api_client.get(f"{forecasts_link}product_001.csv")
+    assert refused.status_code == 422 and "not a readable forecast" in refused.text
+
     replaced = layout.forecast_file(run_id, 2)
     storage.write_bytes_atomic(replaced, storage.read_bytes(replaced)[::-1])  # same size, other content
     refused = api_client.get(f"{forecasts_link}product_002.csv")

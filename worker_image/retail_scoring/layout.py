@@ -38,8 +38,9 @@ def checked_identifier(kind: str, value: object) -> str:
     """`value` if it is safe as one path segment and a cloud id, else an error naming it. Every
     identifier from users, manifests or plans passes here before it becomes a path."""
     if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:60]}... ({len(str(value))} characters)"
         raise UnsafeIdentifierError(
-            f"{kind} {value!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            f"{kind} {shown} is not allowed: use 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
         )
     return value
