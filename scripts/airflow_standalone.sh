@@ -1,13 +1,21 @@
 # Sourced by the scripts that run the DAG as Airflow runs it in production: `airflow standalone`
-# (scheduler, triggerer, DAG processor, API server on $AIRFLOW_PORT, default 8080) in the
-# background, stopped when the sourcing script exits. Its log: $AIRFLOW_HOME/standalone.log.
-export AIRFLOW_PORT="${AIRFLOW_PORT:-8080}"
+# (scheduler, triggerer, DAG processor, API server on $AIRFLOW_PORT) in the background, stopped
+# when the sourcing script exits. Its log: $AIRFLOW_HOME/standalone.log. Without AIRFLOW_PORT it
+# takes 8080, or the next free port when another Airflow has 8080 (its log servers likewise).
+if [ -z "${AIRFLOW_PORT:-}" ]; then
+  AIRFLOW_PORT="$(python scripts/free_port.py 8080)"
+  [ "$AIRFLOW_PORT" = 8080 ] || echo "== port 8080 is taken: this Airflow uses $AIRFLOW_PORT"
+fi
+export AIRFLOW_PORT
 export AIRFLOW__API__PORT="$AIRFLOW_PORT"
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-$(python scripts/free_port.py 8793)}"
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-$(python scripts/free_port.py 8794)}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$AIRFLOW_PORT/execution/"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-1}"  # SQLite answers 500s to parallel task runs
 
 if curl -s -o /dev/null "http://localhost:$AIRFLOW_PORT"; then
-  echo "port $AIRFLOW_PORT is taken: stop what runs there, or set AIRFLOW_PORT"; exit 1
+  echo "port $AIRFLOW_PORT (AIRFLOW_PORT) is taken: stop what runs there, or unset AIRFLOW_PORT to take a free one"
+  exit 1
 fi
 mkdir -p "$AIRFLOW_HOME"
 # its own process group (setsid), so stopping it stops the scheduler, API server and the rest too

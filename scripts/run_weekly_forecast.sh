@@ -38,4 +38,4 @@ if [ $status -ne 0 ]; then
   exit $status
 fi
 python -m scoring_airflow.cli summary
-echo "== the run in the UI: airflow standalone (AIRFLOW_HOME=$AIRFLOW_HOME), then http://localhost:8080"
+echo "== the run in the UI: AIRFLOW__API__PORT=$AIRFLOW_PORT airflow standalone (AIRFLOW_HOME=$AIRFLOW_HOME), then http://localhost:$AIRFLOW_PORT"
