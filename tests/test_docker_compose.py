@@ -102,8 +102,12 @@ def test_init_creates_user_connections_and_seeds_azurite(compose):
     script = " ".join(init["command"])
     assert "airflow db migrate" in script
     assert "passwords.json" in script
-    assert "connections add wasb_default --conn-type wasb" in script
-    assert "connections add azure_batch_default --conn-type azure_batch" in script
+    assert "python -m scoring_airflow.cli import-connections" in script
+    assert "connections add" not in script, "a secret on a command line lands in Airflow's audit log"
+    assert init["environment"]["PYTHONPATH"] == "/opt/airflow/plugins"
+    assert {"AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_ACCOUNT_KEY", "AZURE_BATCH_ACCOUNT_URL"} <= set(
+        init["environment"]
+    )
     assert "retail-scoring build-data" in script and "retail-scoring upload-models" in script
     assert "BlobEndpoint=http://azurite:10000/devstoreaccount1" in init["environment"]["WASB_CONNECTION_STRING"]
     assert init["environment"]["FORECAST_WASB_CONN_ID"] == "wasb_default"

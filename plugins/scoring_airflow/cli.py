@@ -2,11 +2,17 @@
 
 python -m scoring_airflow.cli latest-origin      the newest origin the data allows (the main job's)
 python -m scoring_airflow.cli summary            the current forecast and where its outputs are
+python -m scoring_airflow.cli import-connections the compose deployment's connections, from its environment
 """
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
@@ -82,10 +88,43 @@ def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
     return [f"accuracy:          over {accuracy['rows']} rows: {', '.join(parts) or 'pinball loss only'}"]
 
 
+def deployment_connections(environment: dict[str, str]) -> dict[str, dict]:
+    """The `wasb_default` and `azure_batch_default` connections of a compose deployment, from
+    its environment (WASB_CONNECTION_STRING, AZURE_BATCH_ACCOUNT_NAME/KEY/URL)."""
+    return {
+        "wasb_default": {
+            "conn_type": "wasb",
+            "extra": json.dumps({"connection_string": environment["WASB_CONNECTION_STRING"]}),
+        },
+        "azure_batch_default": {
+            "conn_type": "azure_batch",
+            "login": environment.get("AZURE_BATCH_ACCOUNT_NAME") or "not-configured",
+            "password": environment.get("AZURE_BATCH_ACCOUNT_KEY") or "not-configured",
+            "extra": json.dumps(
+                {"account_url": environment.get("AZURE_BATCH_ACCOUNT_URL") or "https://not-configured.batch.azure.com"}
+            ),
+        },
+    }
+
+
+def import_connections() -> None:
+    """Write the deployment's connections with `airflow connections import`, from a file only this
+    user can read, removed afterwards: Airflow's audit log records a command's arguments, and
+    `connections add --conn-extra` would put an account key there in clear."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "connections.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(deployment_connections(dict(os.environ))))
+        subprocess.run([sys.executable, "-m", "airflow", "connections", "import", "--overwrite", str(path)], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scoring_airflow.cli")
-    parser.add_argument("command", choices=["latest-origin", "summary"])
+    parser.add_argument("command", choices=["latest-origin", "summary", "import-connections"])
     command = parser.parse_args().command
+    if command == "import-connections":
+        import_connections()
+        return
     settings = ForecastSettings()
     print(latest_origin(settings) if command == "latest-origin" else summary(settings))
 
