@@ -12,6 +12,7 @@ from retail_scoring.layout import StorageLayout
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
 from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
+from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import partition_labels, pin_summaries, run_partitions, run_problems
 from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
 from scoring_airflow.settings import ForecastSettings
@@ -62,8 +63,8 @@ class ScorePartitionsOperator(BaseOperator):
     def execute(self, context: Context) -> dict:
         plan = self.plan
         layout = StorageLayout(plan["storage_root"])
-        partitions = run_partitions(plan)
-        problems = {} if plan["force"] else run_problems(layout, plan)[0]
+        partitions = through_outages(lambda: run_partitions(plan), "planning the scoring job")
+        problems = {} if plan["force"] else through_outages(lambda: run_problems(layout, plan)[0], "the rerun skip")
         tasks = []
         for partition, products in partitions.items():
             if partition in problems and not problems[partition]:
@@ -106,15 +107,17 @@ class ScorePartitionsOperator(BaseOperator):
         if event.get("error"):
             raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
         layout = StorageLayout(self.plan["storage_root"])
-        self._backend().end_job(event["job_id"])  # no task's grant writes after the pins below
-        pin_summaries(layout, self.plan["run_id"], [s["task_id"] for s in event["statuses"]])
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
-        if failed:
+
+        def end_and_pin() -> str:
+            self._backend().end_job(event["job_id"])  # no task's grant writes after the pins below
+            pin_summaries(layout, self.plan["run_id"], [s["task_id"] for s in event["statuses"]])
             partitions = run_partitions(self.plan)
-            raise AirflowException(
-                f"{len(failed)} of {len(event['statuses'])} partitions failed:\n"
-                + "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
-            )
+            return "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
+
+        failures = through_outages(end_and_pin, "ending the scoring job")
+        if failed:
+            raise AirflowException(f"{len(failed)} of {len(event['statuses'])} partitions failed:\n{failures}")
         scored = [s["task_id"] for s in event["statuses"]]
         self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
         skipped = [p for p in partition_labels(self.plan) if p not in scored]
@@ -122,11 +125,10 @@ class ScorePartitionsOperator(BaseOperator):
 
     def _describe_failure(self, layout: StorageLayout, status: dict, partitions: dict[str, list[int]]) -> str:
         stderr_url = layout.task_log(self.plan["run_id"], status["task_id"], "stderr")
-        tail = (
-            storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
-            if storage.exists(stderr_url)
-            else "(no stderr uploaded)"
-        )
+        try:
+            tail = storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
+        except FileNotFoundError:
+            tail = "(no stderr uploaded)"
         return (
             f"- {status['task_id']} ({describe_products(partitions[status['task_id']])}): "
             f"exit code {status['exit_code']} after {status['attempts']} attempt(s), {status['detail']}; "

@@ -18,6 +18,7 @@ from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.package import OutputContract, planned_output  # noqa: E402
 from retail_scoring.schema import quantile_column  # noqa: E402
 from retail_scoring.tables import read_forecast, read_product_table  # noqa: E402
+from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import read_summary, run_partitions  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
@@ -123,6 +124,7 @@ def cost_estimate(plan: dict, statuses: list[dict], settings: ForecastSettings) 
     return {"node_hours": node_hours, "vm_size": vm_size, "usd": None if price is None else node_hours * price}
 
 
+@survives_outages
 def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> str:
     """Write the figure and report.md for the run; returns the report's URL."""
     layout = StorageLayout(plan["storage_root"])

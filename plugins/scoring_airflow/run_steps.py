@@ -24,6 +24,7 @@ from retail_scoring.package import (
 )
 from scoring_airflow import partitions
 from scoring_airflow.compute import backend_for
+from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import partition_labels, run_problems
 from scoring_airflow.planning import (
     PlanError,
@@ -111,6 +112,7 @@ def param(params: dict, name: str, default):
     return default if value is None else value
 
 
+@survives_outages
 def plan_run(
     dag_id: str, airflow_run_id: str, run_date: datetime | date, params: dict, settings: ForecastSettings
 ) -> dict:
@@ -266,21 +268,24 @@ def delete_pool(plan: dict) -> None:
     backend.delete_pool(plan["pool_id"])
 
 
+@survives_outages
 def collect_task_logs(plan: dict, cap_bytes: int) -> None:
     """Copy each partition's stdout/stderr into this task's log, the last `cap_bytes` of each."""
     layout = StorageLayout(plan["storage_root"])
     for partition in partition_labels(plan):
         for stream in ("stdout", "stderr"):
             url = layout.task_log(plan["run_id"], partition, stream)
-            if not storage.exists(url):
+            try:
+                text = storage.read_bytes(url).decode(errors="replace")
+            except FileNotFoundError:
                 log.info("----- %s %s: none (not run in this run, or never started)", partition, stream)
                 continue
-            text = storage.read_bytes(url).decode(errors="replace")
             shown = text[-cap_bytes:]
             cut = f", last {len(shown)} of {len(text)} characters" if len(shown) < len(text) else ""
             log.info("----- %s %s (%s%s) -----\n%s", partition, stream, url, cut, shown)
 
 
+@survives_outages
 def validate_run(plan: dict) -> dict:
     """Check every partition's summary (its scoring task checked each forecast as it wrote it; the
     score task pinned the summary when the job ended) and that the forecasts it names are in
@@ -313,6 +318,7 @@ def describe_problems(problems: list[str], shown: int = 20) -> str:
     return "\n".join(f"- {problem}" for problem in problems[:shown]) + more
 
 
+@survives_outages
 def publish_run(plan: dict) -> dict:
     """Publish the run's products under its origin and into the current forecast, which holds each
     product's newest published forecast: a reforecast or a run at a newer origin replaces just its

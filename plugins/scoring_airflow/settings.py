@@ -70,6 +70,10 @@ class ForecastSettings:
     # A Batch pool older than this is deleted by the next run's create_pool (its run's Airflow gone).
     pool_lifetime_s: int = field(default_factory=lambda: int(_env("POOL_LIFETIME_S", str(6 * 3600))))
     node_wait_timeout_s: int = field(default_factory=lambda: int(_env("NODE_WAIT_TIMEOUT_S", "1800")))
+    # How long Airflow's tasks wait out storage that does not answer (beyond the SDK's own retries)
+    # before failing, and how often they try again meanwhile.
+    storage_outage_s: float = field(default_factory=lambda: float(_env("STORAGE_OUTAGE_S", "1800")))
+    storage_outage_poll_s: float = field(default_factory=lambda: float(_env("STORAGE_OUTAGE_POLL_S", "10")))
     # How long a run waits for the sales of the week before its logical date, and how often it looks.
     sales_wait_timeout_s: float = field(default_factory=lambda: float(_env("SALES_WAIT_TIMEOUT_S", str(6 * 3600))))
     sales_poll_interval_s: float = field(default_factory=lambda: float(_env("SALES_POLL_INTERVAL_S", "300")))

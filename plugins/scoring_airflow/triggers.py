@@ -2,6 +2,7 @@
 progress files move and each partition as it finishes) and on a week's sales arriving in storage."""
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from retail_scoring import storage
 from retail_scoring.catalogue import read_sales_through
+from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import TaskStatus, backend_for
+from scoring_airflow.outages import OutageWatch
 
 
 class PartitionProgress:
@@ -26,6 +29,7 @@ class PartitionProgress:
         self.run_id = run_id
         self.totals = totals
         self._done = dict.fromkeys(totals, 0)
+        self._outage = OutageWatch(deadline_s=math.inf)
 
     def to_dict(self) -> dict:
         return {"storage_root": self.storage_root, "run_id": self.run_id, "totals": self.totals}
@@ -44,6 +48,10 @@ class PartitionProgress:
             url = layout.task_progress(self.run_id, partition)
             try:
                 done = (storage.read_json(url) or {"done": 0})["done"]
+                self._outage.answered()
+            except StorageUnavailableError as error:  # progress is informative: the job goes on
+                self._outage.failed(error, "following the scoring job")
+                return lines
             except (OSError, ValueError, KeyError):
                 continue  # progress is informative only: a file being replaced is read next time
             if done != self._done[partition]:
@@ -186,8 +194,14 @@ class SalesArrivedTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         connect_storage()
         layout = StorageLayout(self.storage_root)
+        outage = OutageWatch(deadline_s=math.inf)
         while True:
-            through = await asyncio.to_thread(read_sales_through, layout)
+            try:
+                through = await asyncio.to_thread(read_sales_through, layout)
+                outage.answered()
+            except StorageUnavailableError as error:  # not known to have arrived; the deadline still holds
+                outage.failed(error, "waiting for the week's sales")
+                through = None
             arrived = through is not None and through >= self.week
             if arrived or time.time() > self.deadline:
                 yield TriggerEvent({"week": self.week, "arrived": arrived, "sales_through": through})

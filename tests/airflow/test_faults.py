@@ -8,10 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,16 +22,19 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from retail_scoring import storage
 from retail_scoring.dataset import write_products
+from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.package import upload_package
 from retail_scoring.tables import read_forecast
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
 from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
+from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import pin_summaries
+from scoring_airflow.planning import storage_run_id
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import ScoringJobTrigger
-from tests.airflow.conftest import plan_problems
+from tests.airflow.conftest import plan_problems, run_dag
 from tests.airflow.test_local_backend import STAND_IN_WORKER, task, wait_until_final
 from tests.conftest import local_path, write_plan
 
@@ -290,3 +295,77 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
     assert leftovers == []
     pin_summaries(layout, "fault", ["partition_000"])
     assert plan_problems(layout, plan) == {"partition_000": {}}
+
+
+def test_a_storage_outage_longer_than_the_clients_retries_is_waited_out_by_the_run(
+    airflow_db, flaky_azurite, small_reference, tiny_model_dir, forecast_env, monkeypatch
+):
+    """Blob storage cut for 140 s while the run scores: longer than the Azure SDK's own retries
+    (about 86 s), so the workers exit 3 and the pool retries them, and Airflow's score task,
+    following the job, waits storage out instead of failing; the run succeeds once it is back."""
+    layout = StorageLayout("abfs://outage")
+    monkeypatch.setenv("FORECAST_STORAGE_ROOT", layout.root)
+    monkeypatch.setenv("FORECAST_STORAGE_OUTAGE_POLL_S", "2")
+    write_products(layout, small_reference, 2)
+    upload_package(tiny_model_dir, layout)
+    cut = {}
+
+    def cut_while_scoring() -> None:  # dag.test() runs in the main thread: the cut comes from this one
+        deadline = time.monotonic() + 240
+        while not list(forecast_env.glob("*/jobs/*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the scoring job is submitted: cut now
+        cut["at"] = time.monotonic()
+        flaky_azurite.cut()
+        time.sleep(140)
+        flaky_azurite.restore()
+        cut["restored"] = time.monotonic()
+
+    outage = threading.Thread(target=cut_while_scoring)
+    outage.start()
+    dag_run = run_dag(datetime(2026, 11, 23, 6, tzinfo=UTC), {"pool_size": 2})
+    outage.join()
+    assert cut["restored"] - cut["at"] >= 140
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    statuses = dag_run.get_task_instance("score").xcom_pull(task_ids="score")["statuses"]
+    assert max(status["attempts"] for status in statuses) >= 2, "the workers met the outage"
+    assert storage.read_json(layout.validation_report(run_id))["valid"]
+
+
+def test_an_outage_past_the_deadline_fails_saying_since_when(monkeypatch, caplog):
+    monkeypatch.setenv("FORECAST_STORAGE_OUTAGE_S", "0.3")
+    monkeypatch.setenv("FORECAST_STORAGE_OUTAGE_POLL_S", "0.05")
+    attempts = []
+
+    def unreachable() -> None:
+        attempts.append(time.time())
+        raise StorageUnavailableError("abfs://outage/x: storage unavailable after retries (connection refused)")
+
+    with pytest.raises(StorageUnavailableError) as failed:
+        through_outages(unreachable, "validating")
+    assert re.match(
+        r"storage unreachable since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 \(\d+ s, longer than "
+        r"FORECAST_STORAGE_OUTAGE_S = 0 s\): abfs://outage/x: storage unavailable after retries",
+        str(failed.value),
+    ), str(failed.value)
+    assert len(attempts) > 2, "tried again meanwhile"
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1, "logged once"
+    assert "storage unreachable since" in caplog.records[0].message
+
+
+def test_a_step_goes_on_when_storage_is_back_within_the_deadline(monkeypatch, caplog):
+    monkeypatch.setenv("FORECAST_STORAGE_OUTAGE_POLL_S", "0.01")
+    answers = iter([StorageUnavailableError("down"), StorageUnavailableError("down"), "published"])
+
+    def flaky() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    caplog.set_level("INFO")
+    assert through_outages(flaky, "publishing") == "published"
+    messages = [record.message for record in caplog.records]
+    assert sum("storage unreachable since" in m for m in messages) == 1 and any(
+        "storage is back" in m for m in messages
+    )

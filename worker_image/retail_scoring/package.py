@@ -143,9 +143,10 @@ class PackageManifest:
 def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
     """The package's manifest and the sha256 of its bytes, which pins every file of it too."""
     url = layout.model_file(model_version, MANIFEST_FILE)
-    if not storage.exists(url):
-        raise ModelSetError(f"{url}: model package manifest not found")
-    data = storage.read_bytes(url)
+    try:  # read and caught, never exists() first: adlfs answers False during an outage
+        data = storage.read_bytes(url)
+    except FileNotFoundError as error:
+        raise ModelSetError(f"{url}: model package manifest not found") from error
     try:
         return json.loads(data), sha256_hex(data)
     except json.JSONDecodeError as error:
@@ -324,9 +325,10 @@ def load_package(
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         for name, digest in manifest.files.items():
             url = layout.model_file(model_version, name)
-            if not storage.exists(url):
-                raise ModelSetError(f"{url}: file of model package {model_version} not found")
-            data = storage.read_bytes(url)
+            try:
+                data = storage.read_bytes(url)
+            except FileNotFoundError as error:
+                raise ModelSetError(f"{url}: file of model package {model_version} not found") from error
             found = sha256_hex(data)
             if found != digest:
                 raise ModelSetError(f"{url}: sha256 {found} does not match the manifest's {digest}")

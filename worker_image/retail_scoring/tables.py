@@ -26,26 +26,31 @@ def read_raw_product_table(
     when they are given."""
     parquet_url = layout.product_file(product, table)
     csv_url = layout.product_file(product, table, suffix="csv")
-    if storage.exists(parquet_url):
-        return parquet_url, _read_parquet(parquet_url, columns)
-    if storage.exists(csv_url):
-        return csv_url, _read_csv(csv_url, columns)
-    raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)")
-
-
-def _read_parquet(url: str, columns: list[str] | None = None) -> pd.DataFrame:
+    # Read and caught, never exists() first: adlfs answers False during an outage, which would make
+    # an unreachable file look missing (bad input, exit 2, not retried) instead of unavailable.
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(storage.read_bytes(url)))
+        return parquet_url, _read_parquet(parquet_url, storage.read_bytes(parquet_url), columns)
+    except FileNotFoundError:
+        pass
+    try:
+        return csv_url, _read_csv(csv_url, storage.read_bytes(csv_url), columns)
+    except FileNotFoundError:
+        raise InputDataError(f"{parquet_url}: file not found (no .csv beside it either)") from None
+
+
+def _read_parquet(url: str, data: bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
         present = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
         return parquet.read(columns=present).to_pandas(split_blocks=True)
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{url}: not a readable Parquet file ({error})") from error
 
 
-def _read_csv(url: str, columns: list[str] | None = None) -> pd.DataFrame:
+def _read_csv(url: str, data: bytes, columns: list[str] | None = None) -> pd.DataFrame:
     try:
         usecols = None if columns is None else (lambda column: column in columns)
-        return pd.read_csv(io.BytesIO(storage.read_bytes(url)), usecols=usecols)
+        return pd.read_csv(io.BytesIO(data), usecols=usecols)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputDataError(f"{url}: not a readable CSV file ({error})") from error
 
