@@ -89,8 +89,8 @@ MUTATIONS = [
     Mutation(
         "force-ignored",
         "plugins/scoring_airflow/operators.py",
-        'problems = {} if plan["force"] else run_problems(layout, plan)[0]',
-        "problems = run_problems(layout, plan)[0]",
+        'problems = {} if plan["force"] else through_outages(',
+        "problems = {} if False else through_outages(",
         ("tests/airflow/test_dag_end_to_end.py::test_backfill_for_an_older_week_sees_only_history_up_to_its_origin",),
     ),
     Mutation(
@@ -458,6 +458,60 @@ MUTATIONS = [
             "tests/airflow/test_dag_on_azure_batch.py::"
             "test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_job_ends",
         ),
+    ),
+    # availability and hostile input
+    Mutation(
+        "progress-read-fails-the-trigger",
+        "plugins/scoring_airflow/triggers.py",
+        "            except StorageUnavailableError as error:  # progress is informative: the job goes on\n"
+        '                self._outage.failed(error, "following the scoring job")\n'
+        "                return lines\n",
+        "",
+        (
+            "tests/airflow/test_faults.py::test_a_storage_outage_longer_than_the_clients_retries_is_waited_out_by_the_run",
+        ),
+    ),
+    Mutation(
+        "outage-deadline-ignored",
+        "plugins/scoring_airflow/outages.py",
+        "        elif now - self.since > self.deadline_s:",
+        "        elif False:",
+        ("tests/airflow/test_faults.py::test_an_outage_past_the_deadline_fails_saying_since_when",),
+    ),
+    Mutation(
+        "typed-ranges-expanded",
+        "plugins/scoring_airflow/planning.py",
+        "            if low > high:",
+        "            if False:",
+        ("tests/airflow/test_planning.py",),
+    ),
+    Mutation(
+        "pages-unescaped",
+        "plugins/scoring_airflow/outputs_app.py",
+        "PAGE = Environment(autoescape=True)",
+        "PAGE = Environment(autoescape=False)",
+        ("tests/airflow/test_outputs.py",),
+    ),
+    Mutation(
+        "dead-workers-scratch-kept",
+        "worker_image/retail_scoring/package.py",
+        "    remove_scratch_of_dead_workers()\n",
+        "",
+        ("tests/worker/test_scratch.py",),
+    ),
+    Mutation(
+        "sigterm-skips-cleanup",
+        "worker_image/retail_scoring/cli.py",
+        "    signal.signal(signal.SIGTERM, _exit_on_terminate)\n",
+        "",
+        ("tests/worker/test_scratch.py",),
+    ),
+    Mutation(
+        "unlisted-source-allowed",
+        "worker_image/retail_scoring/rscript.py",
+        "    if (!(basename(file) %in% allowed) || !file.exists(file))",
+        "    if (FALSE)",
+        ("tests/worker/test_r_script_packages.py",),
     ),
     # Batch submission, restarts, report figures
     Mutation(
