@@ -82,3 +82,13 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     assert api_client.get("/forecast-outputs/runs/no-such-run/report/").status_code == 404
     assert api_client.get("/forecast-outputs/runs/.hidden/report/").status_code == 400
     assert api_client.get(f"{report_link}..%2F..%2Fmanifest.json").status_code in (400, 404)
+
+
+def test_every_name_a_page_shows_is_escaped():
+    """Names reach pages from storage listings and URLs: whatever they hold, never as markup."""
+    from scoring_airflow.outputs_app import _page
+
+    hostile = "x'><img src=x onerror=alert(1)>"
+    page = _page(hostile, heading=hostile, links=[(f"{hostile}.csv", hostile)]).body.decode()
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
