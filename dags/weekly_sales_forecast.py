@@ -1,7 +1,7 @@
 """Weekly sales forecast: score the R gbm models for every product on a fixed-size pool.
 
 wait_for_sales -> plan -> create_pool (setup) -> score -> collect_logs -> validate -> publish +
-report, and delete_pool (teardown) whatever happened. See the README for params, backfills and reforecasts.
+report, and delete_pool (teardown) whatever happened. docs/operating.md: params, backfills, reforecasts.
 """
 
 from datetime import datetime
@@ -19,37 +19,16 @@ DOC_MD = """
 ### Weekly sales forecast
 
 Forecasts next quarter's sales (13 weeks; quantiles 5/25/50/75/95) for every SKU in every store
-with the R models of a model set, refreshed every Monday 06:00 UTC.
+with the R models of a model package, every Monday 06:00 UTC:
+`wait_for_sales` -> `plan` -> `create_pool` -> `score` (one task per partition) -> `collect_logs`
+-> `validate` -> `publish` + `report` -> `delete_pool` (whatever happened).
 
-**Tasks**: `wait_for_sales` waits (deferred) for the sales of the week before the logical date,
-then `plan` picks the origin, products and partitions, `create_pool` brings up the pool,
-`score` runs one scoring task per partition, `collect_logs` copies their stdout/stderr here,
-`validate` checks every forecast, `publish` makes the run part of the current forecast (and emits
-the `current_sales_forecast` asset event), `report` writes the figures and accuracy,
-`delete_pool` tears the pool down whatever happened.
-
-**Challenger**: *Trigger* with another `model_version` (your own R model package) and `publish`
-off; the report compares it with the packages run before at the same origin.
-
-**Reforecast** some products: *Trigger* with `products` (e.g. `3, 17`) and, for a past week,
-`origin_week`. Only those products change in the current forecast.
-
-**Backfill**: *Trigger* > *Backfill* over a date range; each run forecasts from the week before its
-logical date and is published under that origin without moving the current forecast. Airflow 3.3's
-backfill dialog sends the params you set only with **Override parameters on existing runs** ticked.
-Triggering a paused DAG with the default "unpause" also starts its latest scheduled run.
-
-**Engine**: gbm packages packaged with a compiled engine are scored by it (`engine` auto; bit-identical
-to R's predict, several times faster); `engine` r scores them with R.
-
-**Rerun after a failure**: *Clear* the run; partitions whose forecasts exist and validate are skipped.
-
-**Outputs** (storage root `FORECAST_STORAGE_ROOT`): `current.json` (the current forecast: each
-product's newest published forecast file, its origin and checksum), `published/origin_NNN.json` per
-origin, `runs/{run}/forecasts/`, `runs/{run}/report/report.md`, `runs/{run}/logs/`.
-`python -m scoring_airflow.cli summary` prints them. The `report` task's links **Forecast report**
-and **Forecasts** open them in the browser; `score`'s log shows each partition's progress while it
-runs.
+How to run a challenger, a reforecast, a backfill or a rerun, what each param does and where the
+outputs are: `docs/operating.md` in the project. Two things the UI does not say: Airflow 3.3's
+backfill dialog sends the params you set only with **Override parameters on existing runs**
+ticked, and triggering a paused DAG with the default "unpause" also starts its latest scheduled
+run. The current forecast is `current.json` in storage (`python -m scoring_airflow.cli summary`);
+the `report` task's links open the report and the forecasts.
 """
 # Downstream DAGs schedule on a new forecast with `schedule=[Asset("current_sales_forecast")]`; each
 # event's extra gives the origin, the run, how many products, whether it moved the current forecast,

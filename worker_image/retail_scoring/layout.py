@@ -1,15 +1,22 @@
-"""Where everything lives in storage. Nobody else builds storage paths, and every identifier that
-becomes part of one (model version, model file name, run id, partition) is checked here.
+"""Where everything lives in storage: the one description of the layout (docs link here). Nobody
+else builds storage paths, and every identifier that becomes part of one (model version, model
+file name, run id, partition) is checked here.
 
-{root}/data/products/product_007/{history,futurex,actuals}.parquet   (or .csv)
+{root}/data/products/product_007/history.parquet   sku, base_sku, store, week, deal, feat, price1..11, sales
+{root}/data/products/product_007/futurex.parquet   the same without sales: the planned weeks after the history
+{root}/data/products/product_007/actuals.parquet   sku, store, week, sales of the held-back weeks (demo data)
+    (each table may be .csv instead, read when no .parquet is there; schemas in schema.py)
 {root}/data/sales_through.json                     the newest week whose sales every product's history holds
-{root}/data/catalogue.parquet                      per product: series, SKUs, weeks, columns (what plans read)
-{root}/models/{model_version}/manifest.json + one .rds per model
+{root}/data/catalogue.parquet                      per product: series, SKUs, weeks, columns, the files' stored
+                                                   identities (what plans read; stale ones are refused)
+{root}/models/{model_version}/manifest.json + the files it lists with their sha256
 {root}/runs/{run_id}/manifest.json                 the run's plan, with every partition's products
-{root}/runs/{run_id}/forecasts/product_007.parquet
+{root}/runs/{run_id}/forecasts/product_007.parquet sku, store, week, q5..q95, forecast_origin, model_version
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
-{root}/runs/{run_id}/partitions/{partition}.json   a scoring task's summary: products, validation
-                                                   problems, accuracy sums, timings, files written
+{root}/runs/{run_id}/progress/{partition}.json     products written so far (what the score task logs)
+{root}/runs/{run_id}/partitions/{partition}.json   a scoring task's summary: products, package sha256, each
+                                                   forecast's size, sha256, stored identity and problems,
+                                                   failures, accuracy sums, timings, peak memory
 {root}/runs/{run_id}/summary_pins.json             each summary's stored identity when its scoring job
                                                    ended (written by Airflow; what validation trusts)
 {root}/runs/{run_id}/report/report.md + figure     the planners' and on-call's report
