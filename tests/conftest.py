@@ -11,7 +11,7 @@ from retail_scoring import storage
 from retail_scoring.catalogue import read_catalogue
 from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import read_manifest, upload_package
+from retail_scoring.package import REFERENCE_OUTPUT, read_manifest, upload_package
 from retail_scoring.train import Hyperparameters, train_model_set
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
@@ -65,6 +65,7 @@ def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) 
         "model_version": TINY_MODELS,
         "model_manifest_sha256": read_manifest(layout, TINY_MODELS)[1],
         "max_forecast_ratio": 100.0,
+        "output": REFERENCE_OUTPUT.to_dict(),
         "run_manifest": layout.run_manifest(run_id),
         "product_count": len(products),
         "partition_count": len(partitions),

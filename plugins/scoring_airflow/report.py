@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from retail_scoring import storage  # noqa: E402
 from retail_scoring.accuracy import combine_accuracy  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.package import OutputContract, planned_output  # noqa: E402
+from retail_scoring.package import OutputContract  # noqa: E402
 from retail_scoring.schema import quantile_column  # noqa: E402
 from retail_scoring.tables import read_forecast, read_product_table  # noqa: E402
 from scoring_airflow.outages import survives_outages
@@ -62,7 +62,7 @@ def forecast_figure(
 def run_accuracy(plan: dict, summaries: dict[str, dict | None]) -> dict:
     """Accuracy over the forecast rows that have actual sales, added up from the partitions' sums;
     says how many rows do not have them yet."""
-    output = planned_output(plan.get("output"))
+    output = OutputContract.from_dict(plan["output"])
     sums = [summary["accuracy"] for summary in summaries.values() if summary and summary["accuracy"]]
     metrics = combine_accuracy(sums, output.quantiles)
     return {
@@ -135,7 +135,7 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
     skus = sorted(forecast["sku"].unique())[:4]
-    output = planned_output(plan.get("output"))
+    output = OutputContract.from_dict(plan["output"])
     figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus, output)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=90)
@@ -197,12 +197,8 @@ def package_comparison(history: pd.DataFrame, origin: int) -> str:
     """Per model package, its newest run's accuracy at `origin`."""
     if history.empty or "pinball_q50" not in history:
         return "(no actuals yet)"
-    at_origin = history[history["origin"] == origin]
-    if "recorded_at" in at_origin:  # records written before runs were timestamped count as older
-        at_origin = at_origin.sort_values("recorded_at", na_position="first", kind="stable")
-    newest = at_origin.groupby("model_version").tail(1)
-    if "products" in newest:  # whole numbers, blank where an older record did not count them
-        newest = newest.assign(products=[("" if pd.isna(n) else int(n)) for n in newest["products"]])
+    at_origin = history[history["origin"] == origin].sort_values("recorded_at", kind="stable")
+    newest = at_origin.groupby("model_version").tail(1).astype({"products": "int64"})
     columns = ["model_version", "run_id", "products", "rows", "pinball_q50", "mape_q50", "coverage_50", "coverage_90"]
     table = newest[[c for c in columns if c in newest]].sort_values("pinball_q50")
     return table.to_markdown(index=False, floatfmt=".3f")

@@ -112,10 +112,11 @@ def test_figure_of_a_package_with_other_quantiles_draws_its_own_band_and_median(
     assert axis.get_lines()[1].get_linestyle() == "--", "the median"
 
 
-def test_packages_are_compared_by_their_newest_run_at_the_origin_older_records_included():
+def test_packages_are_compared_by_their_newest_run_at_the_origin():
     records = pd.DataFrame(
-        [  # the first was written before records had a time or product count
-            {"run_id": "a", "origin": 107, "model_version": "gbm", "rows": 90, "pinball_q50": 1933.0},
+        [
+            {"run_id": "a", "origin": 107, "model_version": "gbm", "rows": 90, "pinball_q50": 1933.0,
+             "products": 90, "recorded_at": "2026-11-30T09:00:00"},
             {"run_id": "b", "origin": 107, "model_version": "forest", "rows": 90, "pinball_q50": 1800.0,
              "products": 90, "recorded_at": "2026-11-30T10:00:00"},
             {"run_id": "c", "origin": 107, "model_version": "forest", "rows": 90, "pinball_q50": 1749.0,
@@ -126,4 +127,4 @@ def test_packages_are_compared_by_their_newest_run_at_the_origin_older_records_i
     )  # fmt: skip
     table = package_comparison(records, 107)
     rows = [line.split("|")[1:4] for line in table.splitlines()[2:]]
-    assert [[cell.strip() for cell in row] for row in rows] == [["forest", "c", "90"], ["gbm", "a", ""]]
+    assert [[cell.strip() for cell in row] for row in rows] == [["forest", "c", "90"], ["gbm", "a", "90"]]

@@ -69,12 +69,6 @@ class OutputContract:
 REFERENCE_OUTPUT = OutputContract()  # the reference architecture's: 13 weeks, quantiles 5/25/50/75/95
 
 
-def planned_output(output: dict | None) -> OutputContract:
-    """A run's output contract as its plan recorded it; the reference's for plans made before
-    packages had contracts."""
-    return OutputContract.from_dict(output) if output else REFERENCE_OUTPUT
-
-
 # How the product tables identify rows; a package's input contract must say the same, so a package
 # written for other tables is refused when it is packaged, not when it runs.
 TABLE_LAYOUT = {"series_key": list(SERIES_KEY), "time": "week", "target": "sales"}
@@ -155,7 +149,6 @@ def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]
 
 def parse_manifest(manifest: dict, source: str) -> PackageManifest:
     """The manifest's common fields, checked; an error names the manifest and the field."""
-    manifest = _with_legacy_defaults(manifest)
     try:
         kind = manifest["kind"]
         contract = OutputContract.from_dict(manifest["output"])
@@ -181,23 +174,6 @@ def parse_manifest(manifest: dict, source: str) -> PackageManifest:
         raise ModelSetError(f"{source}: output quantiles must be distinct, ascending and between 0 and 1")
     package_kind(kind).check(parsed)
     return parsed
-
-
-def _with_legacy_defaults(manifest: dict) -> dict:
-    """Model sets written before packages had kinds are gbm-lag-quantiles sets of the reference's
-    contract whose files are their models."""
-    if "kind" in manifest:
-        return manifest
-    models = manifest.get("models", [])
-    files = {m.get("file"): m.get("sha256") for m in models if isinstance(m, dict)}
-    return {
-        "kind": "gbm-lag-quantiles",
-        "input": REFERENCE_INPUT.to_dict(),
-        "output": REFERENCE_OUTPUT.to_dict(),
-        "r_dependencies": {"gbm": ""},
-        "files": files,
-        **manifest,
-    }
 
 
 class PackageKind(ABC):

@@ -68,7 +68,6 @@ class AzureBatchBackend(ComputeBackend):
     registry_conn_id: str = ""
     pool_poll_s: float = POOL_POLL_S
     pool_lifetime_s: int = 6 * 3600
-    name = "azure_batch"
 
     def config(self) -> dict:
         return asdict(self)

@@ -39,7 +39,7 @@ class TaskStatus:
 
 
 class ComputeBackend(ABC):
-    name: str
+    """A batch compute service as the operator, trigger and teardown use it, whichever it is."""
 
     @abstractmethod
     def config(self) -> dict:

@@ -62,8 +62,6 @@ def kill_group(pid: int) -> None:
 
 
 class LocalBackend(ComputeBackend):
-    name = "local"
-
     def __init__(self, pool_dir: str | None = None, worker_command: list[str] | None = None):
         """The pool folder comes from this process's settings (FORECAST_LOCAL_POOL_DIR), the worker
         command is the worker CLI of this environment: neither travels through XCom or the trigger
