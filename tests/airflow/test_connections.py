@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 
-from airflow.models import Connection
 from airflow.utils.session import create_session
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from tests.airflow.conftest import PROJECT
 
 STORAGE_KEY = "c2VjcmV0LXN0b3JhZ2Uta2V5LW5ldmVyLWxvZ2dlZA=="
 BATCH_KEY = "YmF0Y2gta2V5LW5ldmVyLWxvZ2dlZA=="
+FERNET_KEY = Fernet.generate_key().decode()  # how the deployment encrypts connections (compose sets one)
 
 
 def audit_log() -> str:
@@ -23,9 +24,12 @@ def audit_log() -> str:
 
 
 def test_the_init_writes_the_connections_and_no_key_reaches_the_audit_log(airflow_db):
+    with create_session() as session:  # left by an earlier session, encrypted with another key
+        session.execute(text("DELETE FROM connection WHERE conn_id IN ('wasb_default', 'azure_batch_default')"))
     environment = {
         **os.environ,
         "PYTHONPATH": str(PROJECT / "plugins"),
+        "AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
         "WASB_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={STORAGE_KEY};",
         "AZURE_BATCH_ACCOUNT_NAME": "batchacct",
         "AZURE_BATCH_ACCOUNT_KEY": BATCH_KEY,
@@ -42,7 +46,14 @@ def test_the_init_writes_the_connections_and_no_key_reaches_the_audit_log(airflo
     assert logged.count("cli_connections_import") >= 2, "the commands themselves are audited"
     assert STORAGE_KEY not in logged and BATCH_KEY not in logged
     with create_session() as session:
-        wasb = session.query(Connection).filter_by(conn_id="wasb_default").one()
-        batch = session.query(Connection).filter_by(conn_id="azure_batch_default").one()
-        assert STORAGE_KEY in json.loads(wasb.extra)["connection_string"]
-        assert (batch.login, batch.password) == ("batchacct", BATCH_KEY)
+        stored = dict(
+            session.execute(text("SELECT conn_id, extra FROM connection WHERE conn_id = 'wasb_default'")).all()
+        )
+        login, password = session.execute(
+            text("SELECT login, password FROM connection WHERE conn_id = 'azure_batch_default'")
+        ).one()
+    fernet = Fernet(FERNET_KEY.encode())
+    assert STORAGE_KEY not in stored["wasb_default"], "stored encrypted"
+    extra = json.loads(fernet.decrypt(stored["wasb_default"].encode()))
+    assert STORAGE_KEY in extra["connection_string"]
+    assert (login, fernet.decrypt(password.encode()).decode()) == ("batchacct", BATCH_KEY)
