@@ -24,4 +24,4 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-.venv/bin/pip install -q --disable-pip-version-check --no-deps -e worker_image
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e worker_image -e plugins

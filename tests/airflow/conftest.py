@@ -17,7 +17,6 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     FORECAST_POLL_INTERVAL_S="0.5",
 )
-sys.path.insert(0, str(PROJECT / "plugins"))
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ from airflow.utils.session import create_session
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from tests.airflow.conftest import PROJECT
-
 STORAGE_KEY = "c2VjcmV0LXN0b3JhZ2Uta2V5LW5ldmVyLWxvZ2dlZA=="
 BATCH_KEY = "YmF0Y2gta2V5LW5ldmVyLWxvZ2dlZA=="
 FERNET_KEY = Fernet.generate_key().decode()  # how the deployment encrypts connections (compose sets one)
@@ -28,7 +26,6 @@ def test_the_init_writes_the_connections_and_no_key_reaches_the_audit_log(airflo
         session.execute(text("DELETE FROM connection WHERE conn_id IN ('wasb_default', 'azure_batch_default')"))
     environment = {
         **os.environ,
-        "PYTHONPATH": str(PROJECT / "plugins"),
         "AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
         "WASB_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={STORAGE_KEY};",
         "AZURE_BATCH_ACCOUNT_NAME": "batchacct",

@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_never_leaves_a_partial_for
 
 def test_a_backfill_and_the_weekly_run_at_the_same_time_share_nothing(airflow_db, layout, forecast_env):
     script = (
-        "import sys; from datetime import datetime, UTC; sys.path[:0] = ['plugins', '.'];"
+        "import sys; from datetime import datetime, UTC; sys.path[:0] = ['.'];"
         "from tests.airflow.conftest import run_dag;"
         "d = datetime.fromisoformat(sys.argv[1]).replace(tzinfo=UTC);"
         "r = run_dag(d, {'products': [1, 2], 'pool_size': 1}); print('STATE', r.state, r.run_id)"

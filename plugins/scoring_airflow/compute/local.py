@@ -28,7 +28,6 @@ from scoring_airflow.settings import ForecastSettings
 
 log = logging.getLogger(__name__)
 
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
 # The pool process touches its heartbeat file every loop; the trigger may run in another container
 # (docker-compose's triggerer), where the pool's pid means nothing, so liveness is the file's age.
 HEARTBEAT_TIMEOUT_S = 30
@@ -90,7 +89,6 @@ class LocalBackend(ComputeBackend):
         (pool / "jobs").mkdir(parents=True)
         (pool / "heartbeat").touch()  # the first beat, until the process beats itself
         (pool / "lease").touch()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")])}
         lease_s = str(ForecastSettings().local_pool_lease_s)
         process = subprocess.Popen(
             [
@@ -106,7 +104,6 @@ class LocalBackend(ComputeBackend):
             stdout=open(pool / "pool.log", "ab"),  # noqa: SIM115 - handed to the detached process
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
         )
         write_json_atomic(pool / "pool.json", {"size": size, "pid": process.pid})
         log.info("local pool %s started: %d slots, pid %d", pool_id, size, process.pid)
