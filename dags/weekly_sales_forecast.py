@@ -9,8 +9,11 @@ from datetime import datetime
 from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from retail_scoring.layout import IDENTIFIER
+from retail_scoring.package import ENGINES
 from scoring_airflow import run_steps
 from scoring_airflow.blob import connect_storage
+from scoring_airflow.compute import BACKENDS
 from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
@@ -65,7 +68,7 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
         "model_version": Param(
             settings.model_version,
             type="string",
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+            pattern=f"^{IDENTIFIER.pattern}$",
             section="Run scope",
             description="Model package under `models/` in storage (letters, digits, `.`, `_`, `-`): the "
             "built-in gbm set or your own (README: Bring your own model).",
@@ -87,7 +90,7 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
         # Compute
         "compute_backend": Param(
             settings.compute_backend,
-            enum=["local", "azure_batch"],
+            enum=list(BACKENDS),
             section="Compute",
             description="`local`: worker processes on the Airflow machine; `azure_batch`: a Batch pool per run.",
         ),
@@ -110,7 +113,7 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
         ),
         "engine": Param(
             settings.engine,
-            enum=["auto", "r", "compiled"],
+            enum=list(ENGINES),
             section="Compute",
             description="How gbm model packages are scored: `auto` uses a package's compiled engine (bit-identical "
             "to R, ~4x faster) where it was packaged with one, else R; `r` always R's predict; `compiled` refuses "

@@ -23,7 +23,7 @@ from retail_scoring.package import (
     worker_r_packages,
 )
 from scoring_airflow import partitions
-from scoring_airflow.compute import backend_for
+from scoring_airflow.compute import BACKENDS, backend_for
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import partition_labels, run_problems
 from scoring_airflow.planning import (
@@ -238,20 +238,10 @@ def backend_config(backend: str, settings: ForecastSettings, node_settings: dict
     if backend == "azure_batch":
         if not settings.storage_root.startswith("abfs://"):
             raise PlanError(f"azure_batch needs blob storage (abfs://...), got {settings.storage_root}")
-        return {
-            "storage_root": settings.storage_root,
-            "worker_image": settings.worker_image,
-            "batch_conn_id": settings.batch_conn_id,
-            "wasb_conn_id": settings.wasb_conn_id or "wasb_default",
-            "registry_conn_id": settings.registry_conn_id,
-            "autoscale_formula": settings.autoscale_formula,
-            "keep_warm_pool": settings.keep_warm_pool,
-            "node_wait_timeout_s": settings.node_wait_timeout_s,
-            "pool_lifetime_s": settings.pool_lifetime_s,
-            "pool_poll_s": settings.poll_interval_s,
-            **node_settings,
-        }
-    raise PlanError(f"unknown compute backend {backend!r}; available: 'local', 'azure_batch'")
+        from scoring_airflow.compute.azure_batch import AzureBatchBackend
+
+        return AzureBatchBackend.from_settings(settings, node_settings).config()
+    raise PlanError(f"unknown compute backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
 def create_pool(plan: dict) -> str:

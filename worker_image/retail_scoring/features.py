@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.errors import InputDataError
-from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, ROW_KEY, SERIES_KEY
+from retail_scoring.package import REFERENCE_INPUT
+from retail_scoring.schema import HORIZON, N_LAGS, ROW_KEY, SERIES_KEY
 from retail_scoring.tables import is_sorted_by_row_key
 
 LAG_COLUMNS = tuple(f"lag{k}" for k in range(1, N_LAGS + 1))
-EXOGENOUS = ("base_sku", "deal", "feat", *PRICE_COLUMNS)
+EXOGENOUS = tuple(column for column, _ in REFERENCE_INPUT.exogenous)  # the kind reads the reference's columns
 
 
 def month_summaries(lags: np.ndarray) -> dict[str, np.ndarray]:

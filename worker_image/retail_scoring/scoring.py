@@ -20,7 +20,7 @@ from retail_scoring.features import check_series_reach_origin, series_bounds, so
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.package import OutputContract, PackageKind, PackageManifest, ProductInput, load_package
 from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
-from retail_scoring.tables import check_table, read_raw_product_table, write_table
+from retail_scoring.tables import check_table, column_differences, read_raw_product_table, write_table
 from retail_scoring.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,7 @@ def as_forecast(
     output = package.manifest.output
     expected = [*ROW_KEY, *output.columns]
     if sorted(scored.columns) != sorted(expected):
-        missing = [c for c in expected if c not in scored.columns]
-        extra = [c for c in scored.columns if c not in expected]
-        return scored, [f"columns differ from {expected} (missing: {missing or 'none'}; unexpected: {extra or 'none'})"]
+        return scored, [f"columns differ from {expected} {column_differences(list(scored.columns), expected)}"]
     not_numeric = [c for c in expected if not pd.api.types.is_numeric_dtype(scored[c])]
     if not_numeric:
         return scored, [f"column '{not_numeric[0]}' is not numeric ({scored[not_numeric[0]].dtype})"]

@@ -55,6 +55,13 @@ def _read_csv(url: str, data: bytes, columns: list[str] | None = None) -> pd.Dat
         raise InputDataError(f"{url}: not a readable CSV file ({error})") from error
 
 
+def column_differences(found: list[str], expected: list[str]) -> str:
+    """How `found` columns differ from `expected`, for messages."""
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    return f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+
+
 def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
     """Return `frame` cast to the table's schema, or raise naming the file, column and row at fault.
     Product tables may carry extra numeric columns after the schema's (exogenous data a model
@@ -65,8 +72,7 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
     extra = [c for c in frame.columns if c not in expected]
     if missing or (extra and table not in PRODUCT_TABLES_WITH_EXTRAS):
         raise InputDataError(
-            f"{source}: columns do not match the {table} schema "
-            f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+            f"{source}: columns do not match the {table} schema {column_differences(list(frame.columns), expected)}"
         )
     if frame.empty:
         raise InputDataError(f"{source}: has no rows")

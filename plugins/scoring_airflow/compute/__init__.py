@@ -2,6 +2,8 @@
 
 from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
 
+BACKENDS = ("local", "azure_batch")
+
 
 def backend_for(name: str, config: dict) -> ComputeBackend:
     """Build a backend from its name and a JSON-safe config (what a trigger can carry)."""
@@ -13,7 +15,7 @@ def backend_for(name: str, config: dict) -> ComputeBackend:
         from scoring_airflow.compute.azure_batch import AzureBatchBackend
 
         return AzureBatchBackend(**config)
-    raise ValueError(f"unknown compute backend {name!r}; available: 'local', 'azure_batch'")
+    raise ValueError(f"unknown compute backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
-__all__ = ["ComputeBackend", "ScoringTask", "TaskStatus", "backend_for"]
+__all__ = ["BACKENDS", "ComputeBackend", "ScoringTask", "TaskStatus", "backend_for"]

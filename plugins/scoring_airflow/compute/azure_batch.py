@@ -26,6 +26,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from retail_scoring.storage import WRITE_GRANTS_VARIABLE
 from scoring_airflow.blob import CLOCK_SKEW, GrantSigner, container_of, path_in_container, revoke_write_grants
 from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
+from scoring_airflow.settings import ForecastSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,23 @@ class AzureBatchBackend(ComputeBackend):
     registry_conn_id: str = ""
     pool_poll_s: float = POOL_POLL_S
     pool_lifetime_s: int = 6 * 3600
+
+    @classmethod
+    def from_settings(cls, settings: ForecastSettings, node_settings: dict) -> "AzureBatchBackend":
+        """The backend a run plans with: the settings' ids and limits, the run's node params."""
+        return cls(
+            storage_root=settings.storage_root,
+            worker_image=settings.worker_image,
+            batch_conn_id=settings.batch_conn_id,
+            wasb_conn_id=settings.wasb_conn_id or "wasb_default",
+            registry_conn_id=settings.registry_conn_id,
+            autoscale_formula=settings.autoscale_formula,
+            keep_warm_pool=settings.keep_warm_pool,
+            node_wait_timeout_s=settings.node_wait_timeout_s,
+            pool_lifetime_s=settings.pool_lifetime_s,
+            pool_poll_s=settings.poll_interval_s,
+            **node_settings,
+        )
 
     def config(self) -> dict:
         return asdict(self)
