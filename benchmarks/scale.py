@@ -113,9 +113,9 @@ def measure(tree: Path, data: Path, models: Path, mode: list[str]) -> dict:
 
 def build(products: int, stores: int, cache: Path) -> tuple[Path, Path]:
     """The products' data folder and the tiny model set, built once with this checkout's code."""
-    from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
+    from retail_scoring.data.dataset import load_orange_juice, prepare_reference_series, write_products
     from retail_scoring.layout import StorageLayout
-    from retail_scoring.train import Hyperparameters, train_model_set
+    from retail_scoring.packages.gbm.train import Hyperparameters, train_model_set
 
     reference = prepare_reference_series(load_orange_juice())
     reference = reference[reference["store"] <= stores].reset_index(drop=True)

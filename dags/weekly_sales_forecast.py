@@ -10,8 +10,8 @@ from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from retail_scoring.layout import IDENTIFIER
-from retail_scoring.package import ENGINES
-from scoring_airflow import run_steps
+from retail_scoring.packages.base import ENGINES
+from scoring_airflow import planning, pool_tasks, publishing, validation
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import BACKENDS
 from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
@@ -146,32 +146,32 @@ def weekly_sales_forecast():
         context = get_current_context()
         dag_run = context["dag_run"]
         run_date = dag_run.logical_date or dag_run.run_after
-        return run_steps.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings)
+        return planning.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings)
 
     @setup
     @task(retries=0)  # quota, image or node-deadline failures do not heal in minutes; clear to retry
     def create_pool(run_plan: dict) -> str:
-        return run_steps.create_pool(run_plan)
+        return pool_tasks.create_pool(run_plan)
 
     @task(trigger_rule="all_done")
     def collect_logs(run_plan: dict) -> None:
-        run_steps.collect_task_logs(run_plan, settings.log_cap_bytes)
+        pool_tasks.collect_task_logs(run_plan, settings.log_cap_bytes)
 
     @task(retries=0)
     def validate(run_plan: dict) -> dict:
-        return run_steps.validate_run(run_plan)
+        return validation.validate_run(run_plan)
 
     @task(outlets=[CURRENT_FORECAST])
     def publish(run_plan: dict) -> dict:
         if not run_plan["publish"]:
             raise AirflowSkipException("publish is off for this run (a challenger): the current forecast is unchanged")
-        published = run_steps.publish_run(run_plan)
+        published = publishing.publish_run(run_plan)
         get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
         return published
 
     @task
     def delete_pool(run_plan: dict) -> None:
-        run_steps.delete_pool(run_plan)
+        pool_tasks.delete_pool(run_plan)
 
     sales_in = WaitForSalesOperator(task_id="wait_for_sales", settings=settings, retries=0)
     run_plan = plan()

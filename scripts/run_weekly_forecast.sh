@@ -13,7 +13,7 @@ model_version="${FORECAST_MODEL_VERSION:-gbm-1250x6-v1}"
 echo "== seeding $FORECAST_STORAGE_ROOT with 90 products and model set $model_version"
 retail-scoring build-data --storage "$FORECAST_STORAGE_ROOT" --products "${FORECAST_PRODUCTS:-90}" | tail -n 1
 # --replace: the demo storage mirrors the committed package (runs pin the manifest they planned with)
-retail-scoring upload-models --storage "$FORECAST_STORAGE_ROOT" --source "include/models/$model_version" --replace
+retail-scoring upload-package --storage "$FORECAST_STORAGE_ROOT" --source "include/models/$model_version" --replace
 
 airflow db migrate >/dev/null
 origin="$(python -m scoring_airflow.cli latest-origin)"

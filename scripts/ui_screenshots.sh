@@ -23,7 +23,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True  # no login page in th
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False  # only the runs triggered here
 rm -rf "$AIRFLOW_HOME" .local/ui-storage .local/ui-pools
 retail-scoring build-data --storage "$FORECAST_STORAGE_ROOT" --products 4 | tail -n 1
-retail-scoring upload-models --storage "$FORECAST_STORAGE_ROOT" --source include/models/gbm-1250x6-v1
+retail-scoring upload-package --storage "$FORECAST_STORAGE_ROOT" --source include/models/gbm-1250x6-v1
 
 source scripts/airflow_standalone.sh
 

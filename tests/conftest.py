@@ -1,4 +1,4 @@
-"""Shared fixtures: a small slice of the real reference data and a tiny model set trained on it."""
+"""Shared fixtures: a small slice of the real reference data and a tiny model package trained on it."""
 
 import json
 import logging
@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import read_catalogue
-from retail_scoring.dataset import load_orange_juice, prepare_reference_series, write_products
+from retail_scoring.data.catalogue import read_catalogue
+from retail_scoring.data.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import REFERENCE_OUTPUT, read_manifest, upload_package
-from retail_scoring.train import Hyperparameters, train_model_set
+from retail_scoring.packages.base import REFERENCE_OUTPUT, read_manifest, upload_package
+from retail_scoring.packages.gbm.train import Hyperparameters, train_model_set
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
 
@@ -43,7 +43,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, small_reference: pd
 
 @pytest.fixture
 def layout(tmp_path: Path, small_reference: pd.DataFrame, tiny_model_dir: Path) -> StorageLayout:
-    """Storage with 3 products and the tiny model set, like a seeded local deployment."""
+    """Storage with 3 products and the tiny model package, like a seeded local deployment."""
     layout = StorageLayout(f"file://{tmp_path}/storage")
     write_products(layout, small_reference, 3)
     upload_package(tiny_model_dir, layout)
@@ -55,7 +55,7 @@ def local_path(url: str) -> Path:
 
 
 def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) -> dict:
-    """A plan as `plan` makes it for these partitions (origin 107, the tiny model set), with its run
+    """A plan as `plan` makes it for these partitions (origin 107, the tiny model package), with its run
     manifest in storage, for tests that drive the operator or the workers without planning."""
     products = [product for group in partitions.values() for product in group]
     plan = {

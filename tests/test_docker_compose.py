@@ -108,7 +108,7 @@ def test_init_creates_user_connections_and_seeds_azurite(compose):
     assert {"AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_ACCOUNT_KEY", "AZURE_BATCH_ACCOUNT_URL"} <= set(
         init["environment"]
     )
-    assert "retail-scoring build-data" in script and "retail-scoring upload-models" in script
+    assert "retail-scoring build-data" in script and "retail-scoring upload-package" in script
     assert "BlobEndpoint=http://azurite:10000/devstoreaccount1" in init["environment"]["WASB_CONNECTION_STRING"]
     assert init["environment"]["FORECAST_WASB_CONN_ID"] == "wasb_default"
     assert init["environment"]["FORECAST_STORAGE_ROOT"] == "abfs://forecast"

@@ -16,13 +16,8 @@ from pathlib import Path
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
-from scoring_airflow.run_steps import (
-    changed_since_published,
-    origin_range,
-    package_manifest,
-    read_current,
-    read_products,
-)
+from scoring_airflow.planning import origin_range, package_manifest, read_products
+from scoring_airflow.publishing import changed_since_published, read_current
 from scoring_airflow.settings import ForecastSettings
 
 

@@ -7,7 +7,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retail_scoring import storage
-from retail_scoring.catalogue import read_sales_through
+from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for

@@ -13,11 +13,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from retail_scoring import storage  # noqa: E402
-from retail_scoring.accuracy import combine_accuracy  # noqa: E402
+from retail_scoring.data.schema import quantile_column  # noqa: E402
+from retail_scoring.data.tables import read_forecast, read_product_table  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.package import OutputContract  # noqa: E402
-from retail_scoring.schema import quantile_column  # noqa: E402
-from retail_scoring.tables import read_forecast, read_product_table  # noqa: E402
+from retail_scoring.packages.base import OutputContract  # noqa: E402
+from retail_scoring.run.accuracy import combine_accuracy  # noqa: E402
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import read_summary, run_partitions  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
@@ -154,7 +154,7 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     lines = [
         f"# Forecast run {run_id}",
         "",
-        f"Origin week {plan['origin']}, model set {plan['model_version']}, "
+        f"Origin week {plan['origin']}, model package {plan['model_version']}, "
         f"{validation['checked_products']} products in {plan['partition_count']} partitions, "
         f"pool of {plan['pool_size']} ({plan['compute_backend']}). Written {datetime.now(UTC).isoformat()}.",
         "",

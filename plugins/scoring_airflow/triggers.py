@@ -12,7 +12,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from retail_scoring import storage
-from retail_scoring.catalogue import read_sales_through
+from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage

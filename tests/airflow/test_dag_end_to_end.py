@@ -9,12 +9,12 @@ import pytest
 from airflow.sdk.definitions.param import ParamValidationError
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue
-from retail_scoring.tables import read_forecast
+from retail_scoring.data.catalogue import build_catalogue
+from retail_scoring.data.tables import read_forecast
 from scoring_airflow.cli import summary
 from scoring_airflow.planning import storage_run_id
+from scoring_airflow.publishing import read_current
 from scoring_airflow.report import accuracy_history
-from scoring_airflow.run_steps import read_current
 from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
 from tests.conftest import local_path
@@ -151,11 +151,11 @@ def test_origin_outside_the_data_fails_planning_with_the_valid_range(airflow_db,
 
 
 def test_a_run_that_scores_but_fails_validation_is_not_published(airflow_db, layout, forecast_env):
-    """A model set copied to a new name without editing its manifest scores fine, but its
+    """A model package copied to a new name without editing its manifest scores fine, but its
     forecasts carry the manifest's version: validation refuses them and the current forecast stays."""
     assert run_dag(OLDER_WEEK, {"products": [1], "pool_size": 1}).state == "success"
     published = storage.read_bytes(layout.current_forecast())
-    shutil.copytree(local_path(layout.model_set_dir("tiny-test")), local_path(layout.model_set_dir("tiny-copy")))
+    shutil.copytree(local_path(layout.package_dir("tiny-test")), local_path(layout.package_dir("tiny-copy")))
 
     dag_run = run_dag(LATEST_WEEK, {**TWO_PRODUCTS, "model_version": "tiny-copy"})
     assert dag_run.state == "failed"

@@ -16,10 +16,10 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
+from retail_scoring.data.dataset import write_products
+from retail_scoring.data.tables import read_forecast
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
-from retail_scoring.tables import read_forecast
+from retail_scoring.packages.base import upload_package
 from scoring_airflow.blob import GrantSigner, connect_storage, path_in_container, revoke_write_grants
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import fsspec
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
+from retail_scoring.data.dataset import write_products
+from retail_scoring.data.tables import read_forecast
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
-from retail_scoring.tables import read_forecast
+from retail_scoring.packages.base import upload_package
 from scoring_airflow.planning import storage_run_id
 from tests.airflow.conftest import run_dag
 from tests.conftest import TINY_MODELS

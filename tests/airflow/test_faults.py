@@ -21,11 +21,11 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
+from retail_scoring.data.dataset import write_products
+from retail_scoring.data.tables import read_forecast
 from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
-from retail_scoring.tables import read_forecast
+from retail_scoring.packages.base import upload_package
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
 from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments

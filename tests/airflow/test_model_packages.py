@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.package import seal_package, upload_package
-from retail_scoring.tables import read_forecast
-from scoring_airflow.planning import PlanError, storage_run_id
-from scoring_airflow.run_steps import plan_run, read_current
+from retail_scoring.data.tables import read_forecast
+from retail_scoring.packages.base import seal_package, upload_package
+from scoring_airflow.planning import PlanError, plan_run, storage_run_id
+from scoring_airflow.publishing import read_current
 from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of, task_state

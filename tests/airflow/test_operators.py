@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from retail_scoring import storage
+from retail_scoring.data.tables import read_forecast, write_table
 from retail_scoring.errors import ScoringError
-from retail_scoring.scoring import RunChecks, score_partition
-from retail_scoring.tables import read_forecast, write_table
+from retail_scoring.run.partition import RunChecks, score_partition
 from scoring_airflow.partitions import pin_summaries, run_problems
-from scoring_airflow.run_steps import ValidationFailed, publish_run, validate_run
+from scoring_airflow.publishing import publish_run
+from scoring_airflow.validation import ValidationFailed, validate_run
 from tests.conftest import TINY_MODELS, local_path, write_plan
 
 RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]

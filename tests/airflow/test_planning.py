@@ -8,27 +8,25 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue
-from retail_scoring.schema import SKUS_PER_PRODUCT
+from retail_scoring.data.catalogue import build_catalogue
+from retail_scoring.data.schema import SKUS_PER_PRODUCT
 from scoring_airflow.planning import (
     PlanError,
+    check_capacity,
     check_origin,
+    engine_threads,
     is_job_of_run,
     job_id,
     origin_for_logical_date,
-    partition_products,
-    requested_products,
-    select_products,
-    storage_run_id,
-)
-from scoring_airflow.run_steps import (
-    check_capacity,
-    engine_threads,
     origin_range,
     package_manifest,
     param,
+    partition_products,
     plan_run,
     read_products,
+    requested_products,
+    select_products,
+    storage_run_id,
 )
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import TEST_STORES, local_path

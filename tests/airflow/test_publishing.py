@@ -16,7 +16,7 @@ from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.planning import storage_run_id
-from scoring_airflow.run_steps import changed_since_published, publish_run, read_current
+from scoring_airflow.publishing import changed_since_published, publish_run, read_current
 from tests.airflow.conftest import run_dag
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)  # origin 107

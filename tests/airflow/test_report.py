@@ -8,7 +8,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
+from retail_scoring.packages.base import REFERENCE_OUTPUT, OutputContract
 from scoring_airflow.report import (
     BAND_50_COLOUR,
     BAND_90_COLOUR,

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from retail_scoring.catalogue import read_sales_through
-from retail_scoring.dataset import ingest_next_week, record_sales_through
-from retail_scoring.tables import read_forecast, read_product_table
+from retail_scoring.data.catalogue import read_sales_through
+from retail_scoring.data.dataset import ingest_next_week, record_sales_through
+from retail_scoring.data.tables import read_forecast, read_product_table
 from scoring_airflow.planning import storage_run_id
-from scoring_airflow.run_steps import read_current
+from scoring_airflow.publishing import read_current
 from tests.airflow.conftest import run_dag
 
 NEXT_MONDAY = datetime(2026, 11, 30, 6, tzinfo=UTC)  # forecasts from week 108, not in the demo data yet

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
+from retail_scoring.data.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
+from retail_scoring.packages.base import upload_package
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.settings import PROJECT_DIR, ForecastSettings
 from tests.airflow.conftest import run_dag

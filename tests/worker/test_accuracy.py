@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retail_scoring.accuracy import accuracy_sums, combine_accuracy
-from retail_scoring.schema import QUANTILE_COLUMNS, QUANTILES, quantile_column
+from retail_scoring.data.schema import QUANTILE_COLUMNS, QUANTILES, quantile_column
+from retail_scoring.run.accuracy import accuracy_sums, combine_accuracy
 
 
 def accuracy_metrics(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles=QUANTILES) -> dict:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue
+from retail_scoring.data.catalogue import build_catalogue
 from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue, read_catalogue
 from retail_scoring.cli import main
-from retail_scoring.dataset import ingest_next_week, record_sales_through
+from retail_scoring.data.catalogue import build_catalogue, read_catalogue
+from retail_scoring.data.dataset import ingest_next_week, record_sales_through
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.scoring import score_partition
+from retail_scoring.run.partition import score_partition
 from tests.conftest import TEST_STORES, TINY_MODELS, local_path
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue
-from retail_scoring.errors import ModelSetError
+from retail_scoring.data.catalogue import build_catalogue
+from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import read_manifest, upload_package
+from retail_scoring.packages.base import read_manifest, upload_package
 from retail_scoring.storage import sha256_hex
 from tests.conftest import TINY_MODELS, local_path, write_plan
 
@@ -106,7 +106,7 @@ def test_failed_rerun_leaves_earlier_forecast_untouched(layout):
 
 
 def model_dir(layout: StorageLayout):
-    return local_path(layout.model_set_dir(TINY_MODELS))
+    return local_path(layout.package_dir(TINY_MODELS))
 
 
 def test_missing_model_file_is_named(layout):
@@ -169,7 +169,7 @@ def score_partition_of_run(layout: StorageLayout, run_id: str, partition: str = 
 
 
 def test_a_model_set_changed_since_the_run_was_planned_is_refused(layout):
-    """The run manifest pins the model set's manifest: a retry never scores with a re-uploaded set."""
+    """The run manifest pins the model package's manifest: a retry never scores with a re-uploaded set."""
     write_plan(layout, "run-1", {"partition_000": [1]}, model_manifest_sha256="0" * 64)
     result = score_partition_of_run(layout, "run-1")
     assert result.returncode == 2
@@ -235,9 +235,18 @@ def test_a_stored_model_set_is_replaced_only_when_asked(layout, tiny_model_dir, 
     manifest = json.loads((changed / "manifest.json").read_text())
     (changed / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))
     before = storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json"))
-    with pytest.raises(ModelSetError, match=f"model package {TINY_MODELS} exists with other content"):
+    with pytest.raises(ModelPackageError, match=f"model package {TINY_MODELS} exists with other content"):
         upload_package(changed, layout)
     assert storage.read_bytes(layout.model_file(TINY_MODELS, "manifest.json")) == before
     assert upload_package(tiny_model_dir, layout) == TINY_MODELS, "the same content again is fine"
     upload_package(changed, layout, replace=True)
     assert read_manifest(layout, TINY_MODELS)[1] != sha256_hex(before), "a replaced set has a new content hash"
+
+
+def test_upload_package_keeps_its_old_name_as_an_alias(tmp_path, tiny_model_dir):
+    from retail_scoring.cli import main
+
+    for command in ("upload-package", "upload-models"):
+        layout = StorageLayout(f"file://{tmp_path}/{command}")
+        assert main([command, "--storage", layout.root, "--source", str(tiny_model_dir)]) == 0
+        assert read_manifest(layout, TINY_MODELS)[1], command

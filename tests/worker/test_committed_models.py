@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
-from retail_scoring.errors import ModelSetError
+from retail_scoring.data.dataset import write_products
+from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import load_package, upload_package
-from retail_scoring.scoring import score_partition
+from retail_scoring.packages.base import load_package, upload_package
+from retail_scoring.run.partition import score_partition
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
 
@@ -50,7 +50,7 @@ def test_a_changed_file_is_refused_by_its_checksum(tmp_path, model_dir):
     changed = sorted(json.loads((model_dir / "manifest.json").read_text())["files"])[0]
     path = local_path(layout.model_file(version, changed))
     path.write_bytes(path.read_bytes() + b"\n")
-    with pytest.raises(ModelSetError, match=rf"{changed}: sha256 \w+ does not match the manifest's \w+"):
+    with pytest.raises(ModelPackageError, match=rf"{changed}: sha256 \w+ does not match the manifest's \w+"):
         with load_package(layout, version):
             pass
 
@@ -64,7 +64,7 @@ def test_a_swapped_model_file_is_refused_by_its_checksum(tmp_path, model_dir):
     swapped = local_path(layout.model_file(version, "gbm_t1_q25.rds"))
     swapped.write_bytes(local_path(layout.model_file(version, "gbm_t1_q5.rds")).read_bytes())
     refusal = r"gbm_t1_q25.rds: sha256 \w+ does not match the manifest's \w+"
-    with pytest.raises(ModelSetError, match=refusal), load_package(layout, version):
+    with pytest.raises(ModelPackageError, match=refusal), load_package(layout, version):
         pass
 
 

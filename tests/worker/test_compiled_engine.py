@@ -12,7 +12,10 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.cli import main
-from retail_scoring.compiled import (
+from retail_scoring.errors import InputDataError, ModelPackageError
+from retail_scoring.layout import StorageLayout
+from retail_scoring.packages.base import load_package, parse_manifest, seal_package, upload_package
+from retail_scoring.packages.gbm.compiled import (
     CompiledModel,
     check_parity,
     check_self,
@@ -20,11 +23,8 @@ from retail_scoring.compiled import (
     export_trees,
     parity_rows,
 )
-from retail_scoring.errors import InputDataError, ModelSetError
-from retail_scoring.layout import StorageLayout
-from retail_scoring.models import load_r_models, manifest_entries
-from retail_scoring.package import load_package, parse_manifest, seal_package, upload_package
-from retail_scoring.scoring import score_partition
+from retail_scoring.packages.gbm.kind import load_r_models, manifest_entries
+from retail_scoring.run.partition import score_partition
 from tests.conftest import TINY_MODELS, write_plan
 
 MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
@@ -32,7 +32,7 @@ MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
 
 @pytest.fixture(scope="session")
 def compiled_tiny(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model set packaged with its compiled engine, as `retail-scoring package --compile` does."""
+    """The tiny model package packaged with its compiled engine, as `retail-scoring package --compile` does."""
     folder = tmp_path_factory.mktemp("compiled") / TINY_MODELS
     shutil.copytree(tiny_model_dir, folder)
     assert main(["package", "--source", str(folder), "--compile"]) == 0
@@ -69,7 +69,7 @@ def test_the_compiled_engine_writes_the_same_forecast_bytes_as_r(layout, compile
 def test_auto_takes_the_compiled_engine_where_packaged_and_r_elsewhere(layout, compiled_tiny):
     with load_package(layout, TINY_MODELS, engine="auto") as package:
         assert package.engine == "r", "the uploaded tiny set has no compiled engine"
-    with pytest.raises(ModelSetError, match=f"model package {TINY_MODELS} has no compiled engine"):
+    with pytest.raises(ModelPackageError, match=f"model package {TINY_MODELS} has no compiled engine"):
         with load_package(layout, TINY_MODELS, engine="compiled"):
             pass
     upload_package(compiled_tiny, layout, replace=True)
@@ -91,7 +91,7 @@ def test_the_parity_gate_refuses_an_engine_that_differs_from_r_by_a_bit(compiled
     every_feature = sorted({f for names in features.values() for f in names})
     rows = parity_rows([export_trees(model, name) for name, model in r_models.items()], every_feature)
     check_parity(folder, {"gbm_t2_q50": libraries["gbm_t2_q50"]}, r_models, features, rows)  # its own: passes
-    with pytest.raises(ModelSetError, match=r"gbm_t1_q5: the compiled engine differs from R's predict on \d+ of"):
+    with pytest.raises(ModelPackageError, match=r"gbm_t1_q5: the compiled engine differs from R's predict on \d+ of"):
         check_parity(folder, libraries, r_models, features, rows)
 
 
@@ -117,7 +117,7 @@ def test_a_worker_refuses_a_compiled_library_swapped_for_another_models(layout, 
     seal_package(folder)
     upload_package(folder, layout, replace=True)
     with pytest.raises(
-        ModelSetError, match=r"gbm_t2_q50.so: the compiled library of gbm_t2_q50 does not predict what R"
+        ModelPackageError, match=r"gbm_t2_q50.so: the compiled library of gbm_t2_q50 does not predict what R"
     ):
         with load_package(layout, TINY_MODELS, engine="compiled"):
             pass
@@ -142,7 +142,7 @@ def test_the_self_check_refuses_a_library_off_by_one_ulp(compiled_tiny):
 
     predictors["gbm_t4_q75"] = OneUlpHigher(compiled_tiny / libraries["gbm_t4_q75"], "gbm_t4_q75", 1)
     with pytest.raises(
-        ModelSetError, match=r"gbm_t4_q75 does not predict .* on 1 of 64 self-check rows \(first row 5\)"
+        ModelPackageError, match=r"gbm_t4_q75 does not predict .* on 1 of 64 self-check rows \(first row 5\)"
     ):
         check_self(compiled_tiny, predictors, features)
 
@@ -152,7 +152,7 @@ def test_a_compiled_engine_left_from_other_model_files_is_refused(compiled_tiny,
     shutil.copytree(compiled_tiny, folder)
     raw = json.loads((folder / "manifest.json").read_text())
     raw["compiled_engine"]["compiled_from"]["gbm_t3_q50"] = "0" * 64  # as if gbm_t3_q50.rds were retrained
-    with pytest.raises(ModelSetError, match=r"not compiled from these model files \(gbm_t3_q50\); package again"):
+    with pytest.raises(ModelPackageError, match=r"not compiled from these model files \(gbm_t3_q50\); package again"):
         parse_manifest(raw, "stale/manifest.json")
 
 
@@ -165,7 +165,7 @@ def test_categorical_splits_make_packaging_say_the_model_is_not_supported():
         " d$y <- d$y + (d$f == 'b') * 3;"
         " gbm(y ~ f + x, data = d, distribution = 'gaussian', n.trees = 20, interaction.depth = 2, bag.fraction = 1)"
     )
-    with pytest.raises(ModelSetError, match=r"toy: splits on categorical features \['f'\] are not supported"):
+    with pytest.raises(ModelPackageError, match=r"toy: splits on categorical features \['f'\] are not supported"):
         export_trees(model, "toy")
 
 
@@ -182,7 +182,7 @@ def test_the_compiled_engine_refuses_rows_with_missing_values(compiled_tiny):
 def test_an_r_script_package_has_no_compiled_engine(tmp_path):
     layout = StorageLayout(f"file://{tmp_path}/storage")
     upload_package(MODELS / "ranger-qrf-v1", layout)
-    with pytest.raises(ModelSetError, match="kind r-script has no compiled engine; use engine auto or r"):
+    with pytest.raises(ModelPackageError, match="kind r-script has no compiled engine; use engine auto or r"):
         with load_package(layout, "ranger-qrf-v1", engine="compiled"):
             pass
 

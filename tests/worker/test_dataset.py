@@ -1,7 +1,7 @@
 import numpy as np
 
-from retail_scoring.dataset import product_tables
-from retail_scoring.schema import HORIZON, TABLES
+from retail_scoring.data.dataset import product_tables
+from retail_scoring.data.schema import HORIZON, TABLES
 
 
 def test_reference_series_follow_the_reference_cleaning(reference_series):

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retail_scoring.data.schema import HORIZON, PRICE_COLUMNS
 from retail_scoring.errors import InputDataError
-from retail_scoring.features import scoring_features, training_features
-from retail_scoring.schema import HORIZON, PRICE_COLUMNS
+from retail_scoring.packages.gbm.features import scoring_features, training_features
 
 
 def series(weeks: range, sales: list[float], sku: int = 1, store: int = 1) -> pd.DataFrame:

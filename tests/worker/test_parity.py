@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retail_scoring.scoring import score_partition
-from retail_scoring.tables import read_forecast, read_product_table
+from retail_scoring.data.tables import read_forecast, read_product_table
+from retail_scoring.run.partition import score_partition
 from tests.conftest import TINY_MODELS, local_path
 
 REFERENCE_SCRIPT = Path(__file__).parents[1] / "r" / "reference_forecast.R"
@@ -19,7 +19,7 @@ def reference_forecast(layout, product: int, origin: int, tmp_path: Path) -> pd.
         inputs[table] = tmp_path / f"{table}.csv"
         read_product_table(layout, product, table).to_csv(inputs[table], index=False, float_format="%.17g")
     output = tmp_path / "reference.csv"
-    model_dir = local_path(layout.model_set_dir(TINY_MODELS))
+    model_dir = local_path(layout.package_dir(TINY_MODELS))
     subprocess.run(
         [
             "Rscript",

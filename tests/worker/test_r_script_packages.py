@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from retail_scoring import storage
-from retail_scoring.catalogue import build_catalogue
-from retail_scoring.errors import ModelSetError, ScoringError
-from retail_scoring.package import seal_package, upload_package
-from retail_scoring.scoring import score_partition
-from retail_scoring.tables import read_forecast, read_product_table
+from retail_scoring.data.catalogue import build_catalogue
+from retail_scoring.data.tables import read_forecast, read_product_table
+from retail_scoring.errors import ModelPackageError, ScoringError
+from retail_scoring.packages.base import seal_package, upload_package
+from retail_scoring.run.partition import score_partition
 from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 
@@ -94,7 +94,7 @@ def test_an_r_error_in_score_exits_2_naming_package_function_message_and_calls(l
 
 def test_an_r_error_in_load_models_is_named(layout, tmp_path):
     naive_package(layout, tmp_path, replace("  list(levels", '  stop("coefficients.csv is missing")\n  list(levels'))
-    with pytest.raises(ModelSetError, match=r"score.R: load_models\(\) failed: coefficients.csv is missing"):
+    with pytest.raises(ModelPackageError, match=r"score.R: load_models\(\) failed: coefficients.csv is missing"):
         score_partition(layout, [1], ORIGIN, VERSION, "load")
 
 
@@ -154,7 +154,7 @@ def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_
     (tmp_path / "helpers.R").write_text("weeks_back <- 13L\n")  # beside the package, never in it
     source = '  source(file.path(model_dir, "helpers.R"), local = TRUE)\n  list(levels'
     naive_package(layout, tmp_path, replace("  list(levels", source))
-    with pytest.raises(ModelSetError) as refused:
+    with pytest.raises(ModelPackageError) as refused:
         score_partition(layout, [1], ORIGIN, VERSION, "unlisted")
     assert (
         f"model package {VERSION}: the code sources 'helpers.R', which is not among the package's files "
@@ -174,14 +174,14 @@ def test_a_package_sources_its_own_listed_files(layout, tmp_path):
 
 def test_a_script_without_a_required_function_is_refused(layout, tmp_path):
     naive_package(layout, tmp_path, replace("load_models <- function", "load_the_models <- function"))
-    with pytest.raises(ModelSetError, match=r"score.R does not define the function load_models\(\)"):
+    with pytest.raises(ModelPackageError, match=r"score.R does not define the function load_models\(\)"):
         score_partition(layout, [1], ORIGIN, VERSION, "nofunction")
 
 
 def test_a_missing_r_dependency_is_named_by_the_worker(layout, tmp_path):
     naive_package(layout, tmp_path, manifest_change=lambda m: m.update(r_dependencies={"gbm": "", "forecastX": "1.0"}))
     with pytest.raises(
-        ModelSetError, match=f"cannot run model package {VERSION}: R package 'forecastX' is not installed"
+        ModelPackageError, match=f"cannot run model package {VERSION}: R package 'forecastX' is not installed"
     ):
         score_partition(layout, [1], ORIGIN, VERSION, "nodependency")
 
@@ -209,7 +209,7 @@ def test_packaging_refuses_a_bad_manifest_naming_the_field(tmp_path, change, ref
     manifest = json.loads((folder / "manifest.json").read_text())
     change(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelSetError, match=None) as raised:
+    with pytest.raises(ModelPackageError, match=None) as raised:
         seal_package(folder)
     assert str(folder / "manifest.json") in str(raised.value) and refusal in str(raised.value)
 

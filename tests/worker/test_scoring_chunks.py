@@ -3,8 +3,9 @@ reported after each chunk, and a bad product in one chunk does not stop the next
 
 import pytest
 
-from retail_scoring import scoring, storage
+from retail_scoring import storage
 from retail_scoring.errors import ScoringError
+from retail_scoring.run import partition as scoring
 from tests.conftest import TINY_MODELS, local_path
 
 

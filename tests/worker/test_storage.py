@@ -6,7 +6,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from retail_scoring import storage
-from retail_scoring.tables import read_forecast, write_table
+from retail_scoring.data.tables import read_forecast, write_table
 from tests.conftest import local_path
 
 

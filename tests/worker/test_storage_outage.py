@@ -5,9 +5,9 @@ import sys
 import threading
 
 from retail_scoring import storage
-from retail_scoring.dataset import write_products
+from retail_scoring.data.dataset import write_products
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import upload_package
+from retail_scoring.packages.base import upload_package
 from tests.conftest import TINY_MODELS
 
 LAYOUT = StorageLayout("abfs://outage")

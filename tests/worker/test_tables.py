@@ -4,8 +4,8 @@ strictly ascending, so a duplicate row right after its twin is still found."""
 import pandas as pd
 import pytest
 
+from retail_scoring.data.tables import check_table, is_sorted_by_row_key
 from retail_scoring.errors import InputDataError
-from retail_scoring.tables import check_table, is_sorted_by_row_key
 
 
 def keys(*rows: tuple[int, int, int]) -> pd.DataFrame:

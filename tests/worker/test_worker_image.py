@@ -23,7 +23,7 @@ def test_the_images_r_packages_are_the_list_planning_checks_and_this_machine_has
     """The image installs worker_r_packages.txt (pinned Debian packages), planning reads the same
     list, and setup.sh installed it here: the R versions it names are the ones R loads."""
     from retail_scoring import rsession
-    from retail_scoring.package import worker_r_packages
+    from retail_scoring.packages.base import worker_r_packages
 
     dockerfile = (WORKER_IMAGE / "Dockerfile").read_text()
     assert (

@@ -1,6 +1,6 @@
 """The worker CLI: what a scoring task runs, locally or in the worker image on a Batch node.
 
-Exit codes: 0 done, 2 bad input or model set (message names the culprit), 3 storage unavailable,
+Exit codes: 0 done, 2 bad input or model package (message names the culprit), 3 storage unavailable,
 1 anything else.
 """
 
@@ -21,7 +21,7 @@ from retail_scoring.errors import (
     UsageError,
 )
 from retail_scoring.layout import StorageLayout
-from retail_scoring.package import ENGINES
+from retail_scoring.packages.base import ENGINES
 
 log = logging.getLogger("retail_scoring")
 
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        help="score one partition of a planned run (--partition: products, origin and model set from the run "
+        help="score one partition of a planned run (--partition: products, origin and model package from the run "
         "manifest), or given products outside a run",
     )
     score.add_argument("--storage", required=True, help="storage root URL (file:///..., abfs://container)")
@@ -61,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--storage", required=True)
 
-    train = commands.add_parser("train", help="train a model set on one product's history")
+    train = commands.add_parser("train", help="train a model package on one product's history")
     train.add_argument("--storage", required=True, help="storage root holding the data")
     train.add_argument("--product", type=int, default=1)
-    train.add_argument("--output", required=True, type=Path, help="local folder for the model set")
+    train.add_argument("--output", required=True, type=Path, help="local folder for the model package")
     train.add_argument("--model-version", required=True)
     train.add_argument("--n-trees", type=int, default=1250)
     train.add_argument("--interaction-depth", type=int, default=20)
@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     train_package.add_argument("--product", type=int, default=1)
     train_package.add_argument("--source", required=True, type=Path, help="the package folder")
 
-    upload = commands.add_parser("upload-models", help="copy a local model package folder to storage")
+    upload = commands.add_parser(
+        "upload-package", aliases=["upload-models"], help="copy a local model package folder to storage"
+    )
+    upload.set_defaults(command="upload-package")
     upload.add_argument("--storage", required=True)
     upload.add_argument("--source", required=True, type=Path)
     upload.add_argument("--replace", action="store_true", help="replace a stored version that has other content")
@@ -101,11 +104,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "package":
-        from retail_scoring.package import seal_package
+        from retail_scoring.packages.base import seal_package
 
         manifest = seal_package(args.source)
         if args.compile:
-            from retail_scoring.models import compile_package
+            from retail_scoring.packages.gbm.kind import compile_package
 
             compile_package(args.source, manifest)
             manifest = seal_package(args.source)
@@ -115,20 +118,20 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "score":
         score(layout, args)
     elif args.command == "catalogue":
-        from retail_scoring.catalogue import build_catalogue
+        from retail_scoring.data.catalogue import build_catalogue
 
         print(f"{layout.catalogue()}: {build_catalogue(layout)} products")
     elif args.command == "build-data":
-        from retail_scoring.dataset import build_dataset
+        from retail_scoring.data.dataset import build_dataset
 
         build_dataset(layout, args.products)
     elif args.command == "ingest-week":
-        from retail_scoring.dataset import ingest_next_week
+        from retail_scoring.data.dataset import ingest_next_week
 
         print(f"sales of week {ingest_next_week(layout)} landed")
     elif args.command == "train":
-        from retail_scoring.tables import read_product_table
-        from retail_scoring.train import Hyperparameters, train_model_set
+        from retail_scoring.data.tables import read_product_table
+        from retail_scoring.packages.gbm.train import Hyperparameters, train_model_set
 
         params = Hyperparameters(args.n_trees, args.interaction_depth, args.shrinkage, args.n_minobsinnode)
         history = read_product_table(layout, args.product, "history")
@@ -136,15 +139,15 @@ def run(args: argparse.Namespace) -> None:
             history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
         train_model_set(history, args.output, args.model_version, params, args.jobs)
     elif args.command == "train-package":
-        from retail_scoring.package import seal_package
-        from retail_scoring.rscript import train_r_package
-        from retail_scoring.tables import read_product_table
+        from retail_scoring.data.tables import read_product_table
+        from retail_scoring.packages.base import seal_package
+        from retail_scoring.packages.rscript import train_r_package
 
         trained = train_r_package(args.source, read_product_table(layout, args.product, "history"))
         manifest = seal_package(args.source)
         print(f"{manifest.source}: trained ({trained}) and sealed, {len(manifest.files)} files")
-    elif args.command == "upload-models":
-        from retail_scoring.package import upload_package
+    elif args.command == "upload-package":
+        from retail_scoring.packages.base import upload_package
 
         upload_package(args.source, layout, replace=args.replace)
 
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> None:
 def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     """Score a partition of a planned run as its manifest says (and write its summary), or the
     products given on the command line."""
-    from retail_scoring.scoring import RunChecks, score_partition
+    from retail_scoring.run.partition import RunChecks, score_partition
 
     if args.partition is None:
         missing = [f"--{name}" for name in ("products", "origin", "model_version") if getattr(args, name) is None]

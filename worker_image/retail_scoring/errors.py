@@ -1,7 +1,7 @@
 """Errors a scoring task reports to its user; each message names the culprit, and the exit codes
 the worker CLI turns them into."""
 
-EXIT_BAD_INPUT = 2  # the data or the model set is wrong: running again cannot help
+EXIT_BAD_INPUT = 2  # the data or the model package is wrong: running again cannot help
 EXIT_STORAGE_UNAVAILABLE = 3  # storage did not answer or is full: a retry may succeed
 
 
@@ -13,8 +13,8 @@ class InputDataError(ScoringError):
     """A product file is missing, unreadable or breaks the schema or the data rules."""
 
 
-class ModelSetError(ScoringError):
-    """A model set is incomplete, corrupt or does not match its manifest."""
+class ModelPackageError(ScoringError):
+    """A model package is incomplete, corrupt or does not match its manifest."""
 
 
 class StorageUnavailableError(ScoringError):

@@ -98,12 +98,12 @@ class StorageLayout:
     def product_file(self, product: int, table: str, suffix: str = "parquet") -> str:
         return self._join("data", "products", product_label(product), f"{table}.{suffix}")
 
-    def model_set_dir(self, model_version: str) -> str:
+    def package_dir(self, model_version: str) -> str:
         return self._join("models", checked_identifier("model_version", model_version))
 
     def model_file(self, model_version: str, file_name: str) -> str:
         """A file of a model package: the manifest, or a model named by the manifest."""
-        return f"{self.model_set_dir(model_version)}/{checked_identifier('model file name', file_name)}"
+        return f"{self.package_dir(model_version)}/{checked_identifier('model file name', file_name)}"
 
     def runs_dir(self) -> str:
         return self._join("runs")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 _STARTING_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
-# R collects garbage whenever its heap must grow, and with a model set's ~2 million tree nodes in
+# R collects garbage whenever its heap must grow, and with a model package's ~2 million tree nodes in
 # memory every collection is long. Starting R with a larger heap (its own startup variables; the
 # environment can still set them) skips most collections: model load 1.4 -> 1.05 s, pandas-to-R
 # 0.19 -> 0.04 s for 10 products. Memory is only taken as used.

@@ -6,7 +6,7 @@ memory); the report adds the partitions' sums up (`combine_accuracy`), so it nev
 import numpy as np
 import pandas as pd
 
-from retail_scoring.schema import QUANTILES, ROW_KEY, quantile_column
+from retail_scoring.data.schema import QUANTILES, ROW_KEY, quantile_column
 
 SALES_COLUMNS = [*ROW_KEY, "sales"]  # known sales: held-back actuals, or history after the origin
 INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}

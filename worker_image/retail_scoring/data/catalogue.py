@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retail_scoring import storage
+from retail_scoring.data.tables import check_table, read_raw_product_table
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout, product_label, product_of_folder
-from retail_scoring.tables import check_table, read_raw_product_table
 
 log = logging.getLogger(__name__)
 

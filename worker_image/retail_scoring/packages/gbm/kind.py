@@ -11,7 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retail_scoring.compiled import (
+from retail_scoring.data.schema import HORIZON, N_LAGS, QUANTILE_COLUMNS, QUANTILES, ROW_KEY, model_name
+from retail_scoring.errors import InputDataError, ModelPackageError, UnsafeIdentifierError
+from retail_scoring.layout import checked_identifier, product_label
+from retail_scoring.packages.base import (
+    MANIFEST_FILE,
+    REFERENCE_INPUT,
+    REFERENCE_OUTPUT,
+    ChunkScores,
+    ModelPackage,
+    PackageManifest,
+    ProductInput,
+)
+from retail_scoring.packages.gbm.compiled import (
     R_PREDICT_GBM,
     CompiledModel,
     check_self,
@@ -19,19 +31,7 @@ from retail_scoring.compiled import (
     engine_platform,
     engine_threads,
 )
-from retail_scoring.errors import InputDataError, ModelSetError, UnsafeIdentifierError
-from retail_scoring.features import scoring_features
-from retail_scoring.layout import checked_identifier, product_label
-from retail_scoring.package import (
-    MANIFEST_FILE,
-    REFERENCE_INPUT,
-    REFERENCE_OUTPUT,
-    ChunkScores,
-    PackageKind,
-    PackageManifest,
-    ProductInput,
-)
-from retail_scoring.schema import HORIZON, N_LAGS, QUANTILE_COLUMNS, QUANTILES, ROW_KEY, model_name
+from retail_scoring.packages.gbm.features import scoring_features
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,15 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
             for m in manifest["models"]
         ]
     except (KeyError, TypeError) as error:
-        raise ModelSetError(f"{source}: manifest entry lacks field {error}") from error
+        raise ModelPackageError(f"{source}: manifest entry lacks field {error}") from error
     except UnsafeIdentifierError as error:
-        raise ModelSetError(f"{source}: {error}") from error
+        raise ModelPackageError(f"{source}: {error}") from error
     served: dict[tuple[int, float], str] = {}
     for entry in entries:
         for step in entry.steps:
             key = (step, entry.quantile)
             if key in served:
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{source}: step {step} quantile {entry.quantile} served by both {served[key]} and {entry.name}"
                 )
             served[key] = entry.name
@@ -78,7 +78,7 @@ def manifest_entries(manifest: dict, source: str) -> list[ModelEntry]:
         if (step, q) not in served
     ]
     if missing:
-        raise ModelSetError(f"{source}: manifest has no model for {', '.join(missing)}")
+        raise ModelPackageError(f"{source}: manifest has no model for {', '.join(missing)}")
     return entries
 
 
@@ -97,20 +97,20 @@ def load_r_models(manifest: PackageManifest, folder: Path, entries: list[ModelEn
         try:
             loaded = load_model(str(folder / entry.file))
         except Exception as error:  # rpy2 raises RRuntimeError for corrupt RDS
-            raise ModelSetError(f"{where}: cannot be read as an R object ({error})") from error
+            raise ModelPackageError(f"{where}: cannot be read as an R object ({error})") from error
         r_class = str(loaded.rx2("class")[0])
         if r_class != "gbm":
-            raise ModelSetError(f"{where}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
+            raise ModelPackageError(f"{where}: {entry.name} is an R object of class '{r_class}', expected 'gbm'")
         var_names = tuple(str(v) for v in loaded.rx2("var_names"))
         if var_names != entry.features:
-            raise ModelSetError(
+            raise ModelPackageError(
                 f"{where}: {entry.name} was trained on {list(var_names)}, manifest says {list(entry.features)}"
             )
         r_models[entry.name] = loaded.rx2("model")
     return r_models
 
 
-class GbmLagQuantiles(PackageKind):
+class GbmLagQuantilesPackage(ModelPackage):
     """The built-in kind: the reference's lag features computed in pandas, one gbm per (step group,
     quantile), predicted on stacked rows by R's own predict.gbm or, when the package carries one,
     by its compiled engine (bit-identical; see compiled.py)."""
@@ -129,12 +129,12 @@ class GbmLagQuantiles(PackageKind):
     def check(cls, manifest: PackageManifest) -> None:
         """The reference's output, a model for every (step, quantile), each among the files."""
         if dict(manifest.input.exogenous) != dict(REFERENCE_INPUT.exogenous) or manifest.input.history_weeks != N_LAGS:
-            raise ModelSetError(
+            raise ModelPackageError(
                 f"{manifest.source}: kind gbm-lag-quantiles reads the reference's columns and {N_LAGS} weeks of "
                 f"history; the manifest's input is {manifest.input.to_dict()}"
             )
         if manifest.output != REFERENCE_OUTPUT:
-            raise ModelSetError(
+            raise ModelPackageError(
                 f"{manifest.source}: kind gbm-lag-quantiles forecasts {HORIZON} weeks at quantiles {list(QUANTILES)}; "
                 f"the manifest's output is {manifest.output.to_dict()}"
             )
@@ -143,24 +143,24 @@ class GbmLagQuantiles(PackageKind):
         files = [entry.file for entry in entries] + [compiled[e.name] for e in entries if e.name in compiled]
         if compiled:
             if "self_check" not in manifest.raw["compiled_engine"]:
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{manifest.source}: the compiled engine has no self-check rows; package again with --compile"
                 )
             files.append(manifest.raw["compiled_engine"]["self_check"])
         unlisted = sorted(set(files) - set(manifest.files))
         if unlisted:
-            raise ModelSetError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
+            raise ModelPackageError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
         if compiled:
             compiled_from = manifest.raw["compiled_engine"].get("compiled_from", {})
             stale = [e.name for e in entries if compiled_from.get(e.name) != manifest.files.get(e.file)]
             if set(compiled) != {entry.name for entry in entries} or stale:
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{manifest.source}: the compiled engine was not compiled from these model files "
                     f"({', '.join(stale[:3]) or 'models missing'}); package again with --compile"
                 )
 
     @classmethod
-    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "GbmLagQuantiles":
+    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "GbmLagQuantilesPackage":
         entries = manifest_entries(manifest.raw, manifest.source)
         if cls._uses_compiled_engine(manifest, engine):
             section = manifest.raw["compiled_engine"]
@@ -190,7 +190,7 @@ class GbmLagQuantiles(PackageKind):
                 else f"was compiled for {section['platform']}, this worker is {engine_platform()}"
             )
             if engine == "compiled":
-                raise ModelSetError(f"{manifest.source}: model package {manifest.version} {why}")
+                raise ModelPackageError(f"{manifest.source}: model package {manifest.version} {why}")
             log.info("model package %s %s: scoring with R", manifest.version, why)
             return False
         return True
@@ -271,7 +271,7 @@ def compile_package(folder: Path, manifest: PackageManifest) -> None:
     gate, and record the engine (its libraries and the model files they were compiled from) in
     the manifest. Seal the folder again afterwards, so the libraries get their checksums."""
     if manifest.kind != "gbm-lag-quantiles":
-        raise ModelSetError(f"{manifest.source}: kind {manifest.kind} has no compiled engine")
+        raise ModelPackageError(f"{manifest.source}: kind {manifest.kind} has no compiled engine")
     entries = manifest_entries(manifest.raw, manifest.source)
     r_models = load_r_models(manifest, folder, entries)
     section = compile_models(folder, r_models, {entry.name: list(entry.features) for entry in entries})

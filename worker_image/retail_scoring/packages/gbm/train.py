@@ -1,4 +1,4 @@
-"""Train a model set: one gbm quantile regression per (step 1..6, quantile) plus "t7" per quantile."""
+"""Train a model package: one gbm quantile regression per (step 1..6, quantile) plus "t7" per quantile."""
 
 import json
 import logging
@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from retail_scoring import rsession
-from retail_scoring.features import training_features
-from retail_scoring.models import model_columns
-from retail_scoring.package import MANIFEST_FILE, REFERENCE_INPUT, REFERENCE_OUTPUT
-from retail_scoring.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
+from retail_scoring.data.schema import HORIZON, QUANTILES, STEPS_WITH_OWN_MODEL, features_for_step, model_name
+from retail_scoring.packages.base import MANIFEST_FILE, REFERENCE_INPUT, REFERENCE_OUTPUT
+from retail_scoring.packages.gbm.features import training_features
+from retail_scoring.packages.gbm.kind import model_columns
 from retail_scoring.storage import sha256_hex
 
 log = logging.getLogger(__name__)

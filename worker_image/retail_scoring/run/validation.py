@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from retail_scoring.package import REFERENCE_OUTPUT, OutputContract
-from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
+from retail_scoring.data.schema import ROW_KEY, SERIES_KEY, forecast_schema
+from retail_scoring.packages.base import REFERENCE_OUTPUT, OutputContract
 
 DEFAULT_MAX_FORECAST_RATIO = 100.0
 

@@ -9,10 +9,10 @@ sales of week origin-k+1 and level the mean log sales of the whole visible histo
 import numpy as np
 import pandas as pd
 
+from retail_scoring.data.schema import HORIZON, N_LAGS, ROW_KEY, SERIES_KEY
+from retail_scoring.data.tables import is_sorted_by_row_key
 from retail_scoring.errors import InputDataError
-from retail_scoring.package import REFERENCE_INPUT
-from retail_scoring.schema import HORIZON, N_LAGS, ROW_KEY, SERIES_KEY
-from retail_scoring.tables import is_sorted_by_row_key
+from retail_scoring.packages.base import REFERENCE_INPUT
 
 LAG_COLUMNS = tuple(f"lag{k}" for k in range(1, N_LAGS + 1))
 EXOGENOUS = tuple(column for column, _ in REFERENCE_INPUT.exogenous)  # the kind reads the reference's columns

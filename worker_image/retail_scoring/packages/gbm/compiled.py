@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retail_scoring.errors import InputDataError, ModelSetError
+from retail_scoring.errors import InputDataError, ModelPackageError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def export_trees(r_model, name: str) -> GbmTrees:
     used = np.unique(split_var[split_var >= 0])
     categorical = [var_names[i] for i in used if var_type[i] != 0]
     if categorical:
-        raise ModelSetError(
+        raise ModelPackageError(
             f"{name}: splits on categorical features {categorical} are not supported by the compiled engine; "
             "package without --compile to score it with R"
         )
@@ -176,7 +176,7 @@ class CompiledModel:
         try:
             self._predictor = tl2cgen.Predictor(str(library), nthread=threads)
         except Exception as error:  # tl2cgen raises its own error for a library it cannot load
-            raise ModelSetError(f"{library}: compiled engine of {name} cannot be loaded ({error})") from error
+            raise ModelPackageError(f"{library}: compiled engine of {name} cannot be loaded ({error})") from error
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         import tl2cgen
@@ -199,15 +199,15 @@ def check_self(folder: Path, predictors: dict[str, "CompiledModel"], features: d
     with np.load(folder / SELF_CHECK_FILE, allow_pickle=False) as stored:
         for name, predictor in predictors.items():
             if f"{name}.rows" not in stored:
-                raise ModelSetError(f"{folder / SELF_CHECK_FILE}: no self-check rows for {name}; package again")
+                raise ModelPackageError(f"{folder / SELF_CHECK_FILE}: no self-check rows for {name}; package again")
             rows, expected = stored[f"{name}.rows"], stored[f"{name}.predictions"]
             if rows.shape[1] != len(features[name]):
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{SELF_CHECK_FILE}: {name}'s rows have {rows.shape[1]} features, not {len(features[name])}"
                 )
             differs = differing_rows(expected, predictor.predict(rows))
             if len(differs):
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{predictor.library.name}: the compiled library of {name} does not predict what R predicted for "
                     f"it at packaging on {len(differs)} of {len(rows)} self-check rows (first row {differs[0]}); "
                     "refused: the library is not the one packaged with this model"
@@ -301,7 +301,7 @@ def check_parity(
         differs = differing_rows(expected, found)
         if len(differs):
             row = differs[0]
-            raise ModelSetError(
+            raise ModelPackageError(
                 f"{name}: the compiled engine differs from R's predict on {len(differs)} of {len(rows)} "
                 f"parity rows, first row {row}: R {expected[row]!r}, compiled {found[row]!r}; not packaged"
             )

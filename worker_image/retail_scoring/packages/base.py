@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.errors import ModelSetError, UnsafeIdentifierError
+from retail_scoring.data.schema import HORIZON, N_LAGS, PRICE_COLUMNS, QUANTILES, SERIES_KEY, quantile_column
+from retail_scoring.errors import ModelPackageError, UnsafeIdentifierError
 from retail_scoring.layout import StorageLayout, checked_identifier
-from retail_scoring.schema import HORIZON, N_LAGS, PRICE_COLUMNS, QUANTILES, SERIES_KEY, quantile_column
 from retail_scoring.storage import sha256_hex
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ MANIFEST_FILE = "manifest.json"
 # one), or `auto`: compiled where the package has an engine that runs here, else R.
 ENGINES = ("auto", "r", "compiled")
 KINDS = {
-    "gbm-lag-quantiles": "retail_scoring.models:GbmLagQuantiles",
-    "r-script": "retail_scoring.rscript:RScriptPackage",
+    "gbm-lag-quantiles": "retail_scoring.packages.gbm.kind:GbmLagQuantilesPackage",
+    "r-script": "retail_scoring.packages.rscript:RScriptPackage",
 }
 
 
@@ -91,16 +91,16 @@ class InputContract:
     def from_dict(cls, data: dict, source: str) -> "InputContract":
         for field_name, expected in TABLE_LAYOUT.items():
             if data.get(field_name) != expected:
-                raise ModelSetError(
+                raise ModelPackageError(
                     f"{source}: input {field_name} is {data.get(field_name)!r}; the product tables have {expected!r}"
                 )
         exogenous = tuple((str(column), str(kind)) for column, kind in data["exogenous"].items())
         unknown = [f"{column}: {kind}" for column, kind in exogenous if kind not in COLUMN_TYPES]
         if unknown:
-            raise ModelSetError(f"{source}: input exogenous types must be integer or number, found {unknown}")
+            raise ModelPackageError(f"{source}: input exogenous types must be integer or number, found {unknown}")
         history_weeks = int(data["history_weeks"])
         if history_weeks < 1:
-            raise ModelSetError(f"{source}: input history_weeks must be at least 1")
+            raise ModelPackageError(f"{source}: input history_weeks must be at least 1")
         return cls(exogenous, history_weeks)
 
     def mismatch(self, column_kinds: dict[str, str], source: str, package: str) -> str | None:
@@ -140,11 +140,11 @@ def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]
     try:  # read and caught, never exists() first: adlfs answers False during an outage
         data = storage.read_bytes(url)
     except FileNotFoundError as error:
-        raise ModelSetError(f"{url}: model package manifest not found") from error
+        raise ModelPackageError(f"{url}: model package manifest not found") from error
     try:
         return json.loads(data), sha256_hex(data)
     except json.JSONDecodeError as error:
-        raise ModelSetError(f"{url}: manifest is not valid JSON ({error})") from error
+        raise ModelPackageError(f"{url}: manifest is not valid JSON ({error})") from error
 
 
 def parse_manifest(manifest: dict, source: str) -> PackageManifest:
@@ -159,24 +159,24 @@ def parse_manifest(manifest: dict, source: str) -> PackageManifest:
             manifest["model_version"], kind, input_contract, contract, dependencies, files, manifest, source
         )
     except UnsafeIdentifierError as error:
-        raise ModelSetError(f"{source}: {error}") from error
+        raise ModelPackageError(f"{source}: {error}") from error
     except KeyError as error:
-        raise ModelSetError(f"{source}: manifest lacks field {error}") from error
+        raise ModelPackageError(f"{source}: manifest lacks field {error}") from error
     except (TypeError, ValueError, AttributeError) as error:
-        raise ModelSetError(f"{source}: manifest field has the wrong type ({error})") from error
+        raise ModelPackageError(f"{source}: manifest field has the wrong type ({error})") from error
     if kind not in KINDS:
-        raise ModelSetError(f"{source}: unknown package kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        raise ModelPackageError(f"{source}: unknown package kind {kind!r}; known kinds: {', '.join(KINDS)}")
     if MANIFEST_FILE in files:
-        raise ModelSetError(f"{source}: the manifest cannot list itself among the files")
+        raise ModelPackageError(f"{source}: the manifest cannot list itself among the files")
     if not 1 <= contract.horizon <= 104 or not contract.quantiles:
-        raise ModelSetError(f"{source}: output needs a horizon of 1..104 weeks and at least one quantile")
+        raise ModelPackageError(f"{source}: output needs a horizon of 1..104 weeks and at least one quantile")
     if any(not 0 < q < 1 for q in contract.quantiles) or list(contract.quantiles) != sorted(set(contract.quantiles)):
-        raise ModelSetError(f"{source}: output quantiles must be distinct, ascending and between 0 and 1")
+        raise ModelPackageError(f"{source}: output quantiles must be distinct, ascending and between 0 and 1")
     package_kind(kind).check(parsed)
     return parsed
 
 
-class PackageKind(ABC):
+class ModelPackage(ABC):
     """A loaded model package. Loaded once per task; `score` is called once per chunk of products."""
 
     def __init__(self, manifest: PackageManifest):
@@ -194,7 +194,7 @@ class PackageKind(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "PackageKind":
+    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "ModelPackage":
         """Load the package from `folder`, which holds its verified files, to score with `engine`
         (one of ENGINES: `auto` picks the package's fastest that runs here); a kind without the
         engine asked for refuses, naming it."""
@@ -236,7 +236,7 @@ def worker_r_packages() -> dict[str, str]:
     return packages
 
 
-def package_kind(kind: str) -> type[PackageKind]:
+def package_kind(kind: str) -> type[ModelPackage]:
     module, _, name = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -280,7 +280,7 @@ def remove_scratch_of_dead_workers() -> None:
 @contextmanager
 def load_package(
     layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None, engine: str = "auto"
-) -> Iterator[PackageKind]:
+) -> Iterator[ModelPackage]:
     """The package, loaded for `engine`: its manifest checked against the run's pin (when the run
     recorded one), every file checked against the manifest's sha256 and copied to a scratch folder
     that lives as long as the package, and its R dependencies checked in this worker's R."""
@@ -289,14 +289,14 @@ def load_package(
     raw, manifest_sha256 = read_manifest(layout, model_version)
     source = layout.model_file(model_version, MANIFEST_FILE)
     if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
-        raise ModelSetError(
+        raise ModelPackageError(
             f"{source}: model package {model_version} changed since the run was planned (manifest sha256 "
             f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
         )
     manifest = dataclasses.replace(parse_manifest(raw, source), sha256=manifest_sha256)
     missing = missing_r_dependencies(manifest.r_dependencies, rsession.installed_packages(manifest.r_dependencies))
     if missing:
-        raise ModelSetError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
+        raise ModelPackageError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
     remove_scratch_of_dead_workers()
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         for name, digest in manifest.files.items():
@@ -304,10 +304,10 @@ def load_package(
             try:
                 data = storage.read_bytes(url)
             except FileNotFoundError as error:
-                raise ModelSetError(f"{url}: file of model package {model_version} not found") from error
+                raise ModelPackageError(f"{url}: file of model package {model_version} not found") from error
             found = sha256_hex(data)
             if found != digest:
-                raise ModelSetError(f"{url}: sha256 {found} does not match the manifest's {digest}")
+                raise ModelPackageError(f"{url}: sha256 {found} does not match the manifest's {digest}")
             (Path(scratch) / name).write_bytes(data)
         package = package_kind(manifest.kind).load(manifest, Path(scratch), engine)
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
@@ -321,7 +321,7 @@ def seal_package(folder: Path) -> PackageManifest:
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelSetError(f"{manifest_path}: cannot read the manifest ({error})") from error
+        raise ModelPackageError(f"{manifest_path}: cannot read the manifest ({error})") from error
     manifest["files"] = {
         path.name: sha256_hex(path.read_bytes())
         for path in sorted(folder.iterdir())
@@ -341,9 +341,9 @@ def upload_package(source: Path, layout: StorageLayout, replace: bool = False) -
     manifest_url = layout.model_file(version, MANIFEST_FILE)
     storage.create_root(layout.root)
     if storage.exists(manifest_url) and storage.read_bytes(manifest_url) != manifest_bytes and not replace:
-        raise ModelSetError(
+        raise ModelPackageError(
             f"{manifest_url}: model package {version} exists with other content; upload under a new version, "
-            "or replace it explicitly (upload-models --replace)"
+            "or replace it explicitly (upload-package --replace)"
         )
     for path in sorted(source.iterdir()):
         if path.name != MANIFEST_FILE and path.is_file():

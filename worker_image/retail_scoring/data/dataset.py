@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.catalogue import Table, catalogue_entry, read_sales_through, write_catalogue
+from retail_scoring.data.catalogue import Table, catalogue_entry, read_sales_through, write_catalogue
+from retail_scoring.data.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
+from retail_scoring.data.tables import read_product_table, write_table
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout, product_of_folder
-from retail_scoring.schema import HORIZON, PRICE_COLUMNS, SKUS_PER_PRODUCT, TABLES
-from retail_scoring.tables import read_product_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring import storage
-from retail_scoring.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
-from retail_scoring.catalogue import check_against_catalogue, column_kinds, read_catalogue
+from retail_scoring.data.catalogue import check_against_catalogue, column_kinds, read_catalogue
+from retail_scoring.data.schema import ROW_KEY, SERIES_KEY, forecast_schema
+from retail_scoring.data.tables import check_table, column_differences, read_raw_product_table, write_table
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.package import OutputContract, PackageKind, PackageManifest, ProductInput, load_package
-from retail_scoring.schema import ROW_KEY, SERIES_KEY, forecast_schema
-from retail_scoring.tables import check_table, column_differences, read_raw_product_table, write_table
-from retail_scoring.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
+from retail_scoring.packages.base import ModelPackage, OutputContract, PackageManifest, ProductInput, load_package
+from retail_scoring.packages.gbm.features import check_series_reach_origin, series_bounds, sorted_by_series
+from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
+from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def score_partition(
 
 
 def as_forecast(
-    scored: pd.DataFrame, planned: pd.DataFrame, origin: int, package: PackageKind
+    scored: pd.DataFrame, planned: pd.DataFrame, origin: int, package: ModelPackage
 ) -> tuple[pd.DataFrame, list[str]]:
     """A package's forecast of one product (whose `planned` series it must cover) as a forecast
     file's rows (quantiles sorted so they never cross, rows in (sku, store, week) order), and the
@@ -247,7 +247,7 @@ def _score_chunk(
     layout: StorageLayout,
     products: list[int],
     origin: int,
-    package: PackageKind,
+    package: ModelPackage,
     catalogue: pd.DataFrame,
     run_id: str,
     checks: RunChecks,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from retail_scoring.errors import ModelSetError
+from retail_scoring.data.schema import SERIES_KEY
+from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import product_label
-from retail_scoring.package import ChunkScores, PackageKind, PackageManifest, ProductInput
-from retail_scoring.schema import SERIES_KEY
+from retail_scoring.packages.base import ChunkScores, ModelPackage, PackageManifest, ProductInput
 
 # Calls `f(...)`; on an R error returns its message and the calls on the stack when it happened,
 # without the frames of this wrapper and R's condition handling.
@@ -36,7 +36,7 @@ function(f, ...) {
 """
 
 
-class PackageCodeError(ModelSetError):
+class PackageCodeError(ModelPackageError):
     """The package's own R code failed: running again cannot help."""
 
 
@@ -104,7 +104,7 @@ def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
 
     script = folder / "train.R"
     if not script.is_file():
-        raise ModelSetError(
+        raise ModelPackageError(
             f"{script}: not found; a trainable r-script package defines train(history, model_dir) there"
         )
     files = [path.name for path in folder.iterdir() if path.is_file()]
@@ -113,7 +113,7 @@ def train_r_package(folder: Path, history: pd.DataFrame) -> dict:
     return {name: list(value.rx2(name)) for name in value.names} if value.names else {}
 
 
-class RScriptPackage(PackageKind):
+class RScriptPackage(ModelPackage):
     """A package whose scoring is its own R code."""
 
     def __init__(self, manifest: PackageManifest, functions: dict, models):
@@ -126,18 +126,18 @@ class RScriptPackage(PackageKind):
     def check(cls, manifest: PackageManifest) -> None:
         script = manifest.raw.get("script")
         if not isinstance(script, str) or script not in manifest.files:
-            raise ModelSetError(
+            raise ModelPackageError(
                 f"{manifest.source}: kind r-script needs `script`: the name of the R file, among the manifest's "
                 "files, that defines load_models(model_dir) and score(models, history, future, origin)"
             )
         if not isinstance(manifest.raw.get("per_product", False), bool):
-            raise ModelSetError(f"{manifest.source}: `per_product` must be true or false")
+            raise ModelPackageError(f"{manifest.source}: `per_product` must be true or false")
 
     @classmethod
     def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "RScriptPackage":
         """Source the script into its own environment and call its load_models once."""
         if engine == "compiled":
-            raise ModelSetError(f"{manifest.source}: kind r-script has no compiled engine; use engine auto or r")
+            raise ModelPackageError(f"{manifest.source}: kind r-script has no compiled engine; use engine auto or r")
         functions = source_functions(
             folder / manifest.raw["script"],
             ("load_models", "score"),

@@ -8,9 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retail_scoring import storage
+from retail_scoring.data.schema import (
+    KNOWN_BASE_SKUS,
+    MAX_PLAUSIBLE_VALUE,
+    PRICE_COLUMNS,
+    QUANTILE_COLUMN,
+    ROW_KEY,
+    TABLES,
+)
 from retail_scoring.errors import InputDataError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.schema import KNOWN_BASE_SKUS, MAX_PLAUSIBLE_VALUE, PRICE_COLUMNS, QUANTILE_COLUMN, ROW_KEY, TABLES
 
 
 def read_product_table(layout: StorageLayout, product: int, table: str) -> pd.DataFrame:

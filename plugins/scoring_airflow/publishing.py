@@ -1,0 +1,83 @@
+"""The publish task and what reads its result: each product's newest published forecast, pinned by
+content, and whether storage still holds it as published."""
+
+import logging
+from datetime import UTC, datetime
+
+from retail_scoring import storage
+from retail_scoring.layout import StorageLayout
+from scoring_airflow import partitions
+from scoring_airflow.outages import survives_outages
+from scoring_airflow.partitions import run_problems
+from scoring_airflow.validation import ValidationFailed, describe_problems
+
+log = logging.getLogger(__name__)
+
+
+@survives_outages
+def publish_run(plan: dict) -> dict:
+    """Publish the run's products under its origin and into the current forecast, which holds each
+    product's newest published forecast: a reforecast or a run at a newer origin replaces just its
+    products, a backfill of an older origin leaves products with newer forecasts alone. Each entry
+    pins the forecast's content (sha256, stored identity), checked once more here against storage,
+    so what is published is what was scored and validated. Both indexes are updated by
+    compare-and-swap, so publishers finishing together lose nothing."""
+    layout = StorageLayout(plan["storage_root"])
+    problems, summaries = run_problems(layout, plan)
+    found = [problem for partition in problems.values() for lst in partition.values() for problem in lst]
+    if found:
+        raise ValidationFailed("changed since validation; nothing published:\n" + describe_problems(found))
+    origin = plan["origin"]
+    published_at = datetime.now(UTC).isoformat()
+    entries = {
+        product: {
+            "origin": origin,
+            "run_id": plan["run_id"],
+            "forecast": layout.forecast_file(plan["run_id"], int(product)),
+            **written,
+            "model_version": plan["model_version"],
+            "published_at": published_at,
+        }
+        for summary in summaries.values()
+        for product, written in summary["forecasts"].items()
+    }
+
+    def merged(index: dict | None, newer_only: bool) -> dict:
+        products = (index or {}).get("products", {})
+        replaced = {p: e for p, e in entries.items() if not newer_only or products.get(p, e)["origin"] <= origin}
+        return {"products": {**products, **replaced}}
+
+    storage.update_json(layout.published_index(origin), lambda index: {"origin": origin, **merged(index, False)})
+    current = storage.update_json(layout.current_forecast(), lambda index: merged(index, True))
+    moved = sum(current["products"][p]["run_id"] == plan["run_id"] for p in entries)
+    log.info(
+        "published %d products of run %s under origin %d; %d of them now in the current forecast%s",
+        len(entries),
+        plan["run_id"],
+        origin,
+        moved,
+        f" ({len(entries) - moved} have newer forecasts)" if moved < len(entries) else "",
+    )
+    return {
+        "origin": origin,
+        "products": len(entries),
+        "current": moved,
+        "run_id": plan["run_id"],
+        "index": layout.current_forecast() if moved else layout.published_index(origin),
+    }
+
+
+def changed_since_published(layout: StorageLayout, entries: dict[str, dict]) -> list[str]:
+    """The published forecasts (product -> index entry) that storage no longer holds as published:
+    one listing per run behind them, no file read."""
+    changed = []
+    for run_id in sorted({entry["run_id"] for entry in entries.values()}):
+        stored = partitions.stored_forecasts(layout, run_id)
+        for entry in entries.values():
+            if entry["run_id"] == run_id and stored.get(entry["forecast"].rsplit("/", 1)[-1]) != entry["identity"]:
+                changed.append(entry["forecast"])
+    return changed
+
+
+def read_current(layout: StorageLayout) -> dict | None:
+    return storage.read_json(layout.current_forecast())

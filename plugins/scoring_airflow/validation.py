@@ -1,0 +1,50 @@
+"""The validate task: every partition's pinned summary and its forecasts as stored, checked from
+P summaries and two listings; the report written; the run failed on any problem."""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from retail_scoring import storage
+from retail_scoring.layout import StorageLayout
+from scoring_airflow.outages import survives_outages
+from scoring_airflow.partitions import run_problems
+
+log = logging.getLogger(__name__)
+
+
+class ValidationFailed(Exception):
+    """The run's forecasts are incomplete or wrong; the report in storage lists every problem."""
+
+
+@survives_outages
+def validate_run(plan: dict) -> dict:
+    """Check every partition's summary (its scoring task checked each forecast as it wrote it; the
+    score task pinned the summary when the job ended) and that the forecasts it names are in
+    storage as written; write the report, fail with a readable summary. Reads P summaries and two
+    listings, never the N forecasts."""
+    layout = StorageLayout(plan["storage_root"])
+    report_partitions = run_problems(layout, plan)[0]
+    problems = [problem for found in report_partitions.values() for lst in found.values() for problem in lst]
+    report = {
+        "run_id": plan["run_id"],
+        "valid": not problems,
+        "checked_products": plan["product_count"],
+        "problem_count": len(problems),
+        "partitions": report_partitions,
+        "checked_at": datetime.now(UTC).isoformat(),
+    }
+    report_url = layout.validation_report(plan["run_id"])
+    storage.write_bytes_atomic(report_url, json.dumps(report, indent=2).encode())
+    if problems:
+        raise ValidationFailed(
+            f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
+            f"(full report: {report_url}):\n" + describe_problems(problems)
+        )
+    log.info("all %d products valid; report at %s", report["checked_products"], report_url)
+    return report
+
+
+def describe_problems(problems: list[str], shown: int = 20) -> str:
+    more = f"\n... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "\n".join(f"- {problem}" for problem in problems[:shown]) + more

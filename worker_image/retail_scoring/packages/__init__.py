@@ -1,0 +1,1 @@
+"""Model packages: the interface every kind implements (base), and the kinds."""
