@@ -20,7 +20,14 @@ from retail_scoring.data.dataset import write_products
 from retail_scoring.data.tables import read_forecast
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
-from scoring_airflow.blob import GrantSigner, connect_storage, path_in_container, revoke_write_grants
+from scoring_airflow.blob import (
+    ContainerPolicies,
+    GrantSigner,
+    connect_storage,
+    path_in_container,
+    revoke_write_grants,
+    write_policy_id,
+)
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask
 from scoring_airflow.planning import batch_id, storage_run_id
@@ -336,3 +343,22 @@ def test_an_r_script_package_runs_on_batch_with_blob_storage(batch_env):
     assert "model package ranger-qrf-v1 (r-script) loaded" in read_blob(
         LAYOUT.task_log(run_id, "partition_000", "stdout")
     )
+
+
+def test_at_most_five_jobs_hold_write_grants_on_a_container_and_expired_ones_make_room(azurite):
+    """Azure allows 5 stored access policies per container: a sixth job is refused saying so;
+    policies of ours past their expiry (a run whose Airflow died) are dropped first."""
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container("grants")
+    policies = ContainerPolicies(container)
+    now = datetime.now(UTC)
+    for job in range(4):
+        policies.add(write_policy_id(f"live-{job}"), now, now + timedelta(hours=1))
+    policies.add(write_policy_id("gone"), now - timedelta(hours=2), now - timedelta(hours=1))
+    policies.add(write_policy_id("fifth"), now, now + timedelta(hours=1))  # the expired one made room
+    held = {identifier.id for identifier in container.get_container_access_policy()["signed_identifiers"]}
+    assert write_policy_id("gone") not in held and len(held) == 5
+    with pytest.raises(RuntimeError, match="at most 5 scoring jobs can hold write grants at once"):
+        policies.add(write_policy_id("sixth"), now, now + timedelta(hours=1))
+    policies.revoke(write_policy_id("live-0"))
+    policies.add(write_policy_id("sixth"), now, now + timedelta(hours=1))
