@@ -121,9 +121,12 @@ def run_problems(layout: StorageLayout, plan: dict) -> tuple[dict[str, dict[str,
 
 def recorded_forecast(layout: StorageLayout, run_id: str, product: int) -> dict | None:
     """What the scoring task that wrote a run's forecast of `product` recorded of it (bytes,
-    sha256, stored identity), or None when no summary of the run records it."""
+    sha256, stored identity), or None when no pinned summary of the run records it."""
     manifest = storage.read_json(layout.run_manifest(run_id)) or {"partitions": {}}
     for partition, products in manifest["partitions"].items():
         if product in products:
+            pinned = read_summary_pins(layout, run_id).get(partition)
+            if pinned is None or stored_summaries(layout, run_id).get(partition) != pinned:
+                return None
             return ((read_summary(layout, run_id, partition) or {}).get("forecasts") or {}).get(str(product))
     return None

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retail_scoring import storage
+from scoring_airflow.partitions import pin_summaries
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of
 from tests.conftest import local_path
@@ -72,6 +73,9 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     summary = storage.read_json(summary_url)
     summary["forecasts"]["1"] = storage.write_recorded(unreadable, b"PAR1 but not Parquet PAR1")
     storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
+    forged = api_client.get(f"{forecasts_link}product_001.csv")
+    assert forged.status_code == 409, "a summary written since its job ended vouches for nothing"
+    pin_summaries(layout, run_id, ["partition_000"])  # as if its scoring task had written that file
     refused = api_client.get(f"{forecasts_link}product_001.csv")
     assert refused.status_code == 422 and "not a readable forecast" in refused.text
 
