@@ -8,9 +8,7 @@ from retail_scoring.layout import StorageLayout
 from scoring_airflow.compute import backend_for
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import partition_labels
-from scoring_airflow.planning import (
-    is_job_of_run,
-)
+from scoring_airflow.planning import is_job_of_run
 
 log = logging.getLogger(__name__)
 

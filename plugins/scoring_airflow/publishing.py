@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
-from scoring_airflow import partitions
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import run_problems
+from scoring_airflow.partitions import run_problems, stored_forecasts
 from scoring_airflow.validation import ValidationFailed, describe_problems
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def changed_since_published(layout: StorageLayout, entries: dict[str, dict]) -> 
     one listing per run behind them, no file read."""
     changed = []
     for run_id in sorted({entry["run_id"] for entry in entries.values()}):
-        stored = partitions.stored_forecasts(layout, run_id)
+        stored = stored_forecasts(layout, run_id)
         for entry in entries.values():
             if entry["run_id"] == run_id and stored.get(entry["forecast"].rsplit("/", 1)[-1]) != entry["identity"]:
                 changed.append(entry["forecast"])
