@@ -364,7 +364,8 @@ MUTATIONS = [
         "READ_PERMISSIONS = ContainerSasPermissions(read=True, list=True)",
         "READ_PERMISSIONS = ContainerSasPermissions(read=True, list=True, write=True, create=True)",
         (
-            "tests/airflow/test_dag_on_azure_batch.py::test_a_task_can_read_the_container_and_write_only_its_own_outputs",
+            "tests/airflow/test_dag_on_azure_batch.py::"
+            "test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_job_ends",
         ),
     ),
     Mutation(

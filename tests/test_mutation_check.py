@@ -19,7 +19,9 @@ def test_every_mutation_still_applies_to_exactly_one_place(mutation):
         f"{mutation.file}: the original text occurs {text.count(mutation.original)}x"
     )
     for test in mutation.tests:
-        assert (PROJECT / test.split("::")[0]).exists(), test
+        path, _, name = test.partition("::")
+        assert (PROJECT / path).exists(), test
+        assert not name or f"def {name}(" in (PROJECT / path).read_text(), f"{test}: no such test"
 
 
 def test_mutation_names_are_unique():
