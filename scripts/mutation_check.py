@@ -402,7 +402,7 @@ MUTATIONS = [
     Mutation(
         "package-content-ignored",
         "plugins/scoring_airflow/partitions.py",
-        '    if summary["package_sha256"] != package_sha256:',
+        "    if scored_with != package_sha256:",
         "    if False:",
         ("tests/airflow/test_operators.py",),
     ),

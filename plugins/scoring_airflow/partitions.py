@@ -71,10 +71,11 @@ def partition_problems(
     summary_url = layout.partition_summary(run_id, partition)
     if summary is None:
         return {"summary": [f"{summary_url}: missing: the partition's scoring task has not finished"]}
-    if summary["package_sha256"] != package_sha256:
+    scored_with = summary.get("package_sha256")  # absent from summaries of versions before the pins
+    if scored_with != package_sha256:
         return {
             "summary": [
-                f"{summary_url}: scored with model package content {summary['package_sha256'][:12]}, but the run "
+                f"{summary_url}: scored with model package content {str(scored_with)[:12]}, but the run "
                 f"pins {package_sha256[:12]} (the package was replaced since): every partition is scored again"
             ]
         }

@@ -162,3 +162,15 @@ def test_a_summary_of_other_products_or_with_failed_products_is_not_done(layout)
     assert summary["products_scored"] == [1, 2] and "product_009" in summary["failures"][0]
     assert not is_done(layout, [1, 2, 9])
     assert problems_of(layout, [1, 2, 9])["summary"] == summary["failures"], "validation names the failure"
+
+
+def test_a_summary_written_before_summaries_recorded_content_is_scored_again(layout):
+    """A run failed before an upgrade and cleared after it: its old summaries are not trusted and
+    their partitions are scored again, never a crash."""
+    score(layout)
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    summary = storage.read_json(summary_url)
+    del summary["package_sha256"], summary["forecasts"]
+    storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
+    pin_summaries(layout, RUN, [PARTITION])
+    assert "scored with model package content None" in problems_of(layout)["summary"][0]
