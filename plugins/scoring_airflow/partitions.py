@@ -33,7 +33,7 @@ def stored_forecasts(layout: StorageLayout, run_id: str) -> dict[str, str]:
 
 def stored_summaries(layout: StorageLayout, run_id: str) -> dict[str, str]:
     """Each partition's summary and its stored identity, from one listing."""
-    folder = layout.partition_summary(run_id, partition_label(0)).rsplit("/", 1)[0]
+    folder = layout.partition_summaries_dir(run_id)
     return {
         name.removesuffix(SUMMARY_SUFFIX): identity
         for name, identity in storage.list_identities(folder).items()

@@ -123,8 +123,11 @@ class StorageLayout:
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
 
+    def partition_summaries_dir(self, run_id: str) -> str:
+        return f"{self.run_dir(run_id)}/partitions"
+
     def partition_summary(self, run_id: str, partition: str) -> str:
-        return f"{self.run_dir(run_id)}/partitions/{checked_identifier('partition', partition)}.json"
+        return f"{self.partition_summaries_dir(run_id)}/{checked_identifier('partition', partition)}.json"
 
     def summary_pins(self, run_id: str) -> str:
         return f"{self.run_dir(run_id)}/summary_pins.json"

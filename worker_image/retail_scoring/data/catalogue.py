@@ -136,11 +136,12 @@ def read_catalogue(layout: StorageLayout) -> pd.DataFrame:
     return frame
 
 
-def check_against_catalogue(layout: StorageLayout, entry: pd.Series | None, url: str, table: pd.DataFrame) -> None:
-    """A product's table as the worker read it from `url` is the one its catalogue row was made
-    from (storage gives it the identity recorded then), and holds only the catalogue's SKUs of
+def check_against_catalogue(
+    layout: StorageLayout, product: int, entry: pd.Series | None, url: str, table: pd.DataFrame
+) -> None:
+    """A product's table as the worker read it from `url` is the one its catalogue row `entry` was
+    made from (storage gives it the identity recorded then), and holds only the catalogue's SKUs of
     the product: a file replaced or relabelled since would otherwise be scored as that product."""
-    product = product_of_folder(url.rsplit("/", 2)[-2])
     if entry is None:
         raise InputDataError(
             f"{product_label(product)} is not in the product catalogue {layout.catalogue()}; {rebuild_hint(layout)}"

@@ -104,7 +104,7 @@ def product_tables(
             raise InputDataError(mismatch)
     entry = catalogue.loc[product] if product in catalogue.index else None
     for url, frame in tables:
-        check_against_catalogue(layout, entry, url, frame)
+        check_against_catalogue(layout, product, entry, url, frame)
     return tables[0][1], tables[1][1]
 
 
