@@ -21,7 +21,8 @@ from retail_scoring import storage
 from retail_scoring.data.dataset import load_orange_juice, prepare_reference_series, write_products
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
-from retail_scoring.run.partition import PartitionSummary, score_partition
+from retail_scoring.run.contract import PartitionSummary
+from retail_scoring.run.partition import score_partition
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
 

@@ -146,32 +146,33 @@ def weekly_sales_forecast():
         context = get_current_context()
         dag_run = context["dag_run"]
         run_date = dag_run.logical_date or dag_run.run_after
-        return planning.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings)
+        return planning.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings).to_dict()
 
     @setup
     @task(retries=0)  # quota, image or node-deadline failures do not heal in minutes; clear to retry
     def create_pool(run_plan: dict) -> str:
-        return pool_tasks.create_pool(run_plan)
+        return pool_tasks.create_pool(planning.read_plan(run_plan))
 
     @task(trigger_rule="all_done")
     def collect_logs(run_plan: dict) -> None:
-        pool_tasks.collect_task_logs(run_plan, settings.log_cap_bytes)
+        pool_tasks.collect_task_logs(planning.read_plan(run_plan), settings.log_cap_bytes)
 
     @task(retries=0)
     def validate(run_plan: dict) -> dict:
-        return validation.validate_run(run_plan)
+        return validation.validate_run(planning.read_plan(run_plan))
 
     @task(outlets=[CURRENT_FORECAST])
     def publish(run_plan: dict) -> dict:
-        if not run_plan["publish"]:
+        plan = planning.read_plan(run_plan)
+        if not plan.publish:
             raise AirflowSkipException("publish is off for this run (a challenger): the current forecast is unchanged")
-        published = publishing.publish_run(run_plan)
+        published = publishing.publish_run(plan)
         get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
         return published
 
     @task
     def delete_pool(run_plan: dict) -> None:
-        pool_tasks.delete_pool(run_plan)
+        pool_tasks.delete_pool(planning.read_plan(run_plan))
 
     sales_in = WaitForSalesOperator(task_id="wait_for_sales", settings=settings, retries=0)
     run_plan = plan()

@@ -60,7 +60,7 @@ MUTATIONS = [
     Mutation(
         "teardown-keeps-jobs",
         "plugins/scoring_airflow/pool_tasks.py",
-        '        if is_job_of_run(job, plan["run_id"]):\n            backend.delete_job(job)',
+        "        if is_job_of_run(job, plan.run_id):\n            backend.delete_job(job)",
         "        pass",
         ("tests/airflow/test_dag_on_azure_batch.py::test_weekly_run_on_batch_with_blob_storage",),
     ),
@@ -74,7 +74,7 @@ MUTATIONS = [
     Mutation(
         "teardown-keeps-pool",
         "plugins/scoring_airflow/pool_tasks.py",
-        '    backend.delete_pool(plan["pool_id"])',
+        "    backend.delete_pool(plan.pool_id)",
         "    pass",
         ("tests/airflow/test_dag_end_to_end.py::test_weekly_run_scores_validates_publishes_and_deletes_the_pool",),
     ),
@@ -89,7 +89,7 @@ MUTATIONS = [
     Mutation(
         "force-ignored",
         "plugins/scoring_airflow/operators.py",
-        'problems = {} if plan["force"] else through_outages(',
+        "problems = {} if plan.force else through_outages(",
         "problems = {} if False else through_outages(",
         ("tests/airflow/test_dag_end_to_end.py::test_backfill_for_an_older_week_sees_only_history_up_to_its_origin",),
     ),
@@ -103,21 +103,21 @@ MUTATIONS = [
     Mutation(
         "skip-ignores-replaced-files",
         "plugins/scoring_airflow/partitions.py",
-        '        elif written is None or stored != written["identity"]:',
+        "        elif written is None or stored != written.identity:",
         "        elif written is None:",
         ("tests/airflow/test_operators.py",),
     ),
     Mutation(
         "skip-ignores-summarised-problems",
         "plugins/scoring_airflow/partitions.py",
-        'found = list(summary["problems"].get(str(product), []))',
+        "found = list(summary.problems.get(str(product), []))",
         "found = []",
         ("tests/airflow/test_operators.py",),
     ),
     Mutation(
         "skip-ignores-failures",
         "plugins/scoring_airflow/partitions.py",
-        'problems = {"summary": list(summary["failures"])} if summary["failures"] else {}',
+        'problems = {"summary": list(summary.failures)} if summary.failures else {}',
         "problems = {}",
         ("tests/airflow/test_operators.py",),
     ),
@@ -268,7 +268,7 @@ MUTATIONS = [
     ),
     Mutation(
         "validation-fast-path-trusts-row-count",
-        "worker_image/retail_scoring/run/validation.py",
+        "worker_image/retail_scoring/data/tables.py",
         "return all(np.array_equal(frame[column].to_numpy(), values) for column, values in expected.items())",
         "return True",
         ("tests/worker/test_validation.py",),
@@ -319,8 +319,8 @@ MUTATIONS = [
     Mutation(
         "upload-replaces-silently",
         "worker_image/retail_scoring/packages/base.py",
-        "storage.read_bytes(manifest_url) != manifest_bytes and not replace:",
-        "storage.read_bytes(manifest_url) != manifest_bytes and False:",
+        "    if stored != manifest_bytes and not replace:",
+        "    if stored != manifest_bytes and False:",
         ("tests/worker/test_cli_errors.py::test_a_stored_model_set_is_replaced_only_when_asked",),
     ),
     Mutation(
@@ -402,7 +402,7 @@ MUTATIONS = [
     Mutation(
         "package-content-ignored",
         "plugins/scoring_airflow/partitions.py",
-        "    if scored_with != package_sha256:",
+        "    if summary.package_sha256 != package_sha256:",
         "    if False:",
         ("tests/airflow/test_operators.py",),
     ),
@@ -532,7 +532,7 @@ MUTATIONS = [
     Mutation(
         "cost-ignores-pool-size",
         "plugins/scoring_airflow/report.py",
-        'node_hours = plan["pool_size"] * span_s / 3600',
+        "node_hours = plan.pool_size * span_s / 3600",
         "node_hours = span_s / 3600",
         ("tests/airflow/test_report.py",),
     ),

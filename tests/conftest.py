@@ -1,6 +1,5 @@
 """Shared fixtures: a small slice of the real reference data and a tiny model package trained on it."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from retail_scoring.data.dataset import load_orange_juice, prepare_reference_ser
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import REFERENCE_OUTPUT, read_manifest, upload_package
 from retail_scoring.packages.gbm.train import Hyperparameters, train_model_set
+from retail_scoring.run.contract import RunManifest, RunPlan
 
 logging.getLogger("rpy2").setLevel(logging.WARNING)  # its exit-time INFO lines hit closed streams
 
@@ -54,29 +54,43 @@ def local_path(url: str) -> Path:
     return Path(url.removeprefix("file://"))
 
 
-def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) -> dict:
-    """A plan as `plan` makes it for these partitions (origin 107, the tiny model package), with its run
-    manifest in storage, for tests that drive the operator or the workers without planning."""
-    products = [product for group in partitions.values() for product in group]
-    plan = {
+def run_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) -> RunPlan:
+    """A plan as `plan` makes it for these partitions (origin 107, the tiny model package, the
+    local backend), without reading storage."""
+    defaults = {
         "run_id": run_id,
-        "storage_root": layout.root,
+        "airflow_run_id": f"manual__{run_id}",
+        "run_date": "2026-11-23",
         "origin": 107,
         "model_version": TINY_MODELS,
-        "model_manifest_sha256": read_manifest(layout, TINY_MODELS)[1],
-        "max_forecast_ratio": 100.0,
-        "output": REFERENCE_OUTPUT.to_dict(),
+        "model_manifest_sha256": "",
+        "package_kind": "gbm-lag-quantiles",
+        "output": REFERENCE_OUTPUT,
+        "storage_root": layout.root,
         "run_manifest": layout.run_manifest(run_id),
-        "product_count": len(products),
-        "partition_count": len(partitions),
+        "compute_backend": "local",
+        "backend_config": {},
+        "pool_id": f"pool-{run_id}",
+        "pool_size": 1,
+        "vm_size": "local",
         "force": False,
-        **fields,
+        "publish": True,
+        "max_forecast_ratio": 100.0,
+        "engine": "auto",
+        "engine_threads": None,
+        "product_count": sum(len(products) for products in partitions.values()),
+        "partition_count": len(partitions),
     }
+    return RunPlan(**{**defaults, **fields})
+
+
+def write_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) -> RunPlan:
+    """`run_plan` pinning the tiny model package as uploaded, with its run manifest in storage, for
+    tests that drive the operator or the workers without planning."""
+    fields.setdefault("model_manifest_sha256", read_manifest(layout, TINY_MODELS)[1])
+    plan = run_plan(layout, run_id, partitions, **fields)
     series = read_catalogue(layout).set_index("product")["series"]
-    manifest = {
-        **plan,
-        "partitions": partitions,
-        "series_per_product": {str(p): int(series[p]) if p in series.index else None for p in products},
-    }
-    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
+    products = [product for group in partitions.values() for product in group]
+    series_per_product = {str(p): int(series[p]) if p in series.index else None for p in products}
+    storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series_per_product).to_json())
     return plan

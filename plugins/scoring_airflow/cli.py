@@ -68,10 +68,9 @@ def summary(settings: ForecastSettings) -> str:
 
 
 def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
-    url = layout.run_accuracy(run_id)
-    if not storage.exists(url):
+    accuracy = storage.read_json(layout.run_accuracy(run_id))
+    if accuracy is None:
         return ["accuracy:          not computed for this run"]
-    accuracy = json.loads(storage.read_bytes(url))
     if not accuracy.get("rows"):
         return ["accuracy:          no actual sales yet for the forecast weeks"]
     described = {

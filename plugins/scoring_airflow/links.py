@@ -4,6 +4,7 @@ Airflow's API server) and, on Azure Batch, the Batch account in the Azure portal
 from airflow.configuration import conf
 from airflow.sdk import BaseOperatorLink
 
+from scoring_airflow.planning import read_plan
 from scoring_airflow.settings import ForecastSettings
 
 URL_PREFIX = "/forecast-outputs"  # where the plugin mounts outputs_app in the API server
@@ -12,7 +13,7 @@ URL_PREFIX = "/forecast-outputs"  # where the plugin mounts outputs_app in the A
 def outputs_url(plan: dict, folder: str) -> str:
     """Relative to the UI's own server unless [api] base_url says where the API server is."""
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    return f"{base}{URL_PREFIX}/runs/{plan['run_id']}/{folder}/"
+    return f"{base}{URL_PREFIX}/runs/{read_plan(plan).run_id}/{folder}/"
 
 
 class ForecastReportLink(BaseOperatorLink):
@@ -38,6 +39,6 @@ class BatchAccountLink(BaseOperatorLink):
 
     def get_link(self, operator, *, ti_key) -> str:
         account = ForecastSettings().batch_account_resource_id
-        if operator.plan["compute_backend"] != "azure_batch" or not account:
+        if read_plan(operator.plan).compute_backend != "azure_batch" or not account:
             return ""
         return f"https://portal.azure.com/#resource{account}/overview"

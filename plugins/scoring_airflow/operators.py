@@ -9,12 +9,13 @@ from airflow.sdk.exceptions import AirflowException
 from retail_scoring import storage
 from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
+from retail_scoring.run.contract import RunPlan
 from scoring_airflow import report
 from scoring_airflow.compute import ScoringTask, backend_for
 from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
-from scoring_airflow.partitions import partition_labels, pin_summaries, run_partitions, run_problems
-from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date
+from scoring_airflow.partitions import partition_labels, pin_summaries, read_run_manifest, run_problems
+from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date, read_plan
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
@@ -27,10 +28,10 @@ def describe_products(products: list[int]) -> str:
     return f"products {', '.join(map(str, products[:PRODUCTS_NAMED]))}" + (f" and {more} more" if more > 0 else "")
 
 
-def worker_arguments(plan: dict, partition: str) -> list[str]:
+def worker_arguments(plan: RunPlan, partition: str) -> list[str]:
     """The worker CLI's arguments for one partition, the same on every backend and for any number of
     products: the worker reads its products from the run manifest."""
-    return ["score", "--storage", plan["storage_root"], "--run-id", plan["run_id"], "--partition", partition]
+    return ["score", "--storage", plan.storage_root, "--run-id", plan.run_id, "--partition", partition]
 
 
 def partition_outputs(layout: StorageLayout, run_id: str, partition: str, products: list[int]) -> tuple[str, ...]:
@@ -57,14 +58,19 @@ class ScorePartitionsOperator(BaseOperator):
         self.settings = settings or ForecastSettings()
         self._job_id: str | None = None
 
+    @property
+    def run_plan(self) -> RunPlan:
+        return read_plan(self.plan)
+
     def _backend(self):
-        return backend_for(self.plan["compute_backend"], self.plan["backend_config"])
+        return backend_for(self.run_plan.compute_backend, self.run_plan.backend_config)
 
     def execute(self, context: Context) -> dict:
-        plan = self.plan
-        layout = StorageLayout(plan["storage_root"])
-        partitions = through_outages(lambda: run_partitions(plan), "planning the scoring job")
-        problems = {} if plan["force"] else through_outages(lambda: run_problems(layout, plan)[0], "the rerun skip")
+        plan = self.run_plan
+        layout = StorageLayout(plan.storage_root)
+        manifest = through_outages(lambda: read_run_manifest(plan), "planning the scoring job")
+        partitions = manifest.partitions
+        problems = {} if plan.force else through_outages(lambda: run_problems(layout, manifest)[0], "the rerun skip")
         tasks = []
         for partition, products in partitions.items():
             if partition in problems and not problems[partition]:
@@ -77,27 +83,27 @@ class ScorePartitionsOperator(BaseOperator):
                 ScoringTask(
                     task_id=partition,
                     arguments=worker_arguments(plan, partition),
-                    stdout_url=layout.task_log(plan["run_id"], partition, "stdout"),
-                    stderr_url=layout.task_log(plan["run_id"], partition, "stderr"),
-                    writes=partition_outputs(layout, plan["run_id"], partition, products),
+                    stdout_url=layout.task_log(plan.run_id, partition, "stdout"),
+                    stderr_url=layout.task_log(plan.run_id, partition, "stderr"),
+                    writes=partition_outputs(layout, plan.run_id, partition, products),
                 )
             )
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
             return {"scored": [], "skipped": list(partitions), "statuses": []}
-        self._job_id = job_id(plan["run_id"], context["ti"].try_number)
+        self._job_id = job_id(plan.run_id, context["ti"].try_number)
         self._backend().submit_job(
-            plan["pool_id"], self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
+            plan.pool_id, self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
         )
-        self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan["pool_id"])
+        self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan.pool_id)
         self.defer(
             trigger=ScoringJobTrigger(
-                plan["compute_backend"],
-                plan["backend_config"],
+                plan.compute_backend,
+                plan.backend_config,
                 self._job_id,
                 self.settings.poll_interval_s,
                 progress=PartitionProgress(
-                    plan["storage_root"], plan["run_id"], {t.task_id: len(partitions[t.task_id]) for t in tasks}
+                    plan.storage_root, plan.run_id, {t.task_id: len(partitions[t.task_id]) for t in tasks}
                 ),
             ),
             method_name="execute_complete",
@@ -106,13 +112,14 @@ class ScorePartitionsOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict) -> dict:
         if event.get("error"):
             raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
-        layout = StorageLayout(self.plan["storage_root"])
+        plan = self.run_plan
+        layout = StorageLayout(plan.storage_root)
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
 
         def end_and_pin() -> str:
             self._backend().end_job(event["job_id"])  # no task's grant writes after the pins below
-            pin_summaries(layout, self.plan["run_id"], [s["task_id"] for s in event["statuses"]])
-            partitions = run_partitions(self.plan)
+            pin_summaries(layout, plan.run_id, [s["task_id"] for s in event["statuses"]])
+            partitions = read_run_manifest(plan).partitions
             return "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
 
         failures = through_outages(end_and_pin, "ending the scoring job")
@@ -120,11 +127,11 @@ class ScorePartitionsOperator(BaseOperator):
             raise AirflowException(f"{len(failed)} of {len(event['statuses'])} partitions failed:\n{failures}")
         scored = [s["task_id"] for s in event["statuses"]]
         self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
-        skipped = [p for p in partition_labels(self.plan) if p not in scored]
+        skipped = [p for p in partition_labels(plan) if p not in scored]
         return {"scored": scored, "skipped": skipped, "statuses": event["statuses"]}
 
     def _describe_failure(self, layout: StorageLayout, status: dict, partitions: dict[str, list[int]]) -> str:
-        stderr_url = layout.task_log(self.plan["run_id"], status["task_id"], "stderr")
+        stderr_url = layout.task_log(self.run_plan.run_id, status["task_id"], "stderr")
         try:
             tail = storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
         except FileNotFoundError:
@@ -154,7 +161,7 @@ class WriteReportOperator(BaseOperator):
         self.settings = settings or ForecastSettings()
 
     def execute(self, context: Context) -> str:
-        return report.write_report(self.plan, self.score_result, self.settings)
+        return report.write_report(read_plan(self.plan), self.score_result, self.settings)
 
 
 class WaitForSalesOperator(BaseOperator):

@@ -105,7 +105,7 @@ def forecast_csv(run_id: str, name: str) -> Response:
     product = product_of_folder(match[1])
     data = _read(lambda layout: layout.forecast_file(run_id, product))
     recorded = recorded_forecast(_layout(), run_id, product)
-    if recorded is None or storage.sha256_hex(data) != recorded["sha256"]:
+    if recorded is None or storage.sha256_hex(data) != recorded.sha256:
         raise HTTPException(409, f"{match[1]} of this run is not the file its scoring task wrote; not served")
     csv = io.BytesIO()
     try:

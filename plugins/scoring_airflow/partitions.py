@@ -9,21 +9,29 @@ summary recorded when the task wrote it."""
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, partition_label
+from retail_scoring.run.contract import ContractError, PartitionSummary, RunManifest, RunPlan
+from retail_scoring.storage import RecordedFile
 
 SUMMARY_SUFFIX = ".json"
 
 
-def partition_labels(plan: dict) -> list[str]:
-    return [partition_label(index) for index in range(plan["partition_count"])]
+def partition_labels(plan: RunPlan) -> list[str]:
+    return [partition_label(index) for index in range(plan.partition_count)]
 
 
-def run_partitions(plan: dict) -> dict[str, list[int]]:
-    """Each partition's products, from the run manifest in storage (the plan in XCom has only counts)."""
-    return storage.read_json(plan["run_manifest"])["partitions"]
+def read_run_manifest(plan: RunPlan) -> RunManifest:
+    """The run manifest in storage, with each partition's products (the plan in XCom has only counts)."""
+    return RunManifest.from_json(storage.read_bytes(plan.run_manifest), plan.run_manifest)
 
 
-def read_summary(layout: StorageLayout, run_id: str, partition: str) -> dict | None:
-    return storage.read_json(layout.partition_summary(run_id, partition))
+def read_summary(layout: StorageLayout, run_id: str, partition: str) -> PartitionSummary | None:
+    """A partition's summary, or None when its task has not written one. A summary of another
+    contract version (written before an upgrade) raises ContractError."""
+    url = layout.partition_summary(run_id, partition)
+    try:
+        return PartitionSummary.from_json(storage.read_bytes(url), url)
+    except FileNotFoundError:
+        return None
 
 
 def stored_forecasts(layout: StorageLayout, run_id: str) -> dict[str, str]:
@@ -59,7 +67,7 @@ def partition_problems(
     run_id: str,
     partition: str,
     products: list[int],
-    summary: dict | None,
+    summary: PartitionSummary | None,
     forecasts: dict[str, str],
     package_sha256: str,
 ) -> dict[str, list[str]]:
@@ -71,39 +79,41 @@ def partition_problems(
     summary_url = layout.partition_summary(run_id, partition)
     if summary is None:
         return {"summary": [f"{summary_url}: missing: the partition's scoring task has not finished"]}
-    scored_with = summary.get("package_sha256")  # absent from summaries of versions before the pins
-    if scored_with != package_sha256:
+    if summary.package_sha256 != package_sha256:
         return {
             "summary": [
-                f"{summary_url}: scored with model package content {str(scored_with)[:12]}, but the run "
+                f"{summary_url}: scored with model package content {summary.package_sha256[:12]}, but the run "
                 f"pins {package_sha256[:12]} (the package was replaced since): every partition is scored again"
             ]
         }
-    if summary["products"] != products:
+    if summary.products != products:
         return {"summary": [f"{summary_url}: written for other products than the run's plan gives the partition"]}
-    problems = {"summary": list(summary["failures"])} if summary["failures"] else {}
+    problems = {"summary": list(summary.failures)} if summary.failures else {}
     for product in products:
         url = layout.forecast_file(run_id, product)
-        found = list(summary["problems"].get(str(product), []))
-        written = summary["forecasts"].get(str(product))
+        found = list(summary.problems.get(str(product), []))
+        written = summary.forecasts.get(str(product))
         stored = forecasts.get(url.rsplit("/", 1)[-1])
         if stored is None:
             found.append(f"{url}: missing")
-        elif written is None or stored != written["identity"]:
+        elif written is None or stored != written.identity:
             found.append(f"{url}: not the file the partition's scoring task wrote (written again since)")
         if found:
             problems[str(product)] = found
     return problems
 
 
-def run_problems(layout: StorageLayout, plan: dict) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict]]:
-    """Every partition's problems (empty when valid) and summaries, from P summary reads and two
-    listings: a summary counts only as pinned when its scoring job ended."""
-    run_id = plan["run_id"]
+def run_problems(
+    layout: StorageLayout, manifest: RunManifest
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, PartitionSummary]]:
+    """Every partition's problems (empty when valid) and trusted summaries, from P summary reads and
+    two listings: a summary counts only as pinned when its scoring job ended, and only when it is
+    of this contract version (one written before an upgrade gets its partition scored again)."""
+    run_id = manifest.plan.run_id
     pins, summaries_now = read_summary_pins(layout, run_id), stored_summaries(layout, run_id)
     forecasts = stored_forecasts(layout, run_id)
     problems, summaries = {}, {}
-    for partition, products in run_partitions(plan).items():
+    for partition, products in manifest.partitions.items():
         url = layout.partition_summary(run_id, partition)
         if partition in summaries_now and summaries_now[partition] != pins.get(partition):
             why = (
@@ -113,21 +123,30 @@ def run_problems(layout: StorageLayout, plan: dict) -> tuple[dict[str, dict[str,
             )
             problems[partition] = {"summary": [f"{url}: {why}; not trusted"]}
             continue
-        summaries[partition] = read_summary(layout, run_id, partition)
+        try:
+            summary = read_summary(layout, run_id, partition)
+        except ContractError as error:
+            problems[partition] = {"summary": [str(error)]}
+            continue
         problems[partition] = partition_problems(
-            layout, run_id, partition, products, summaries[partition], forecasts, plan["model_manifest_sha256"]
+            layout, run_id, partition, products, summary, forecasts, manifest.plan.model_manifest_sha256
         )
+        if summary is not None:
+            summaries[partition] = summary
     return problems, summaries
 
 
-def recorded_forecast(layout: StorageLayout, run_id: str, product: int) -> dict | None:
+def recorded_forecast(layout: StorageLayout, run_id: str, product: int) -> RecordedFile | None:
     """What the scoring task that wrote a run's forecast of `product` recorded of it (bytes,
-    sha256, stored identity), or None when no pinned summary of the run records it."""
-    manifest = storage.read_json(layout.run_manifest(run_id)) or {"partitions": {}}
-    for partition, products in manifest["partitions"].items():
-        if product in products:
-            pinned = read_summary_pins(layout, run_id).get(partition)
-            if pinned is None or stored_summaries(layout, run_id).get(partition) != pinned:
-                return None
-            return ((read_summary(layout, run_id, partition) or {}).get("forecasts") or {}).get(str(product))
-    return None
+    sha256, stored identity), or None when no pinned summary of this contract version records it."""
+    url = layout.run_manifest(run_id)
+    try:
+        manifest = RunManifest.from_json(storage.read_bytes(url), url)
+        partition = next((p for p, products in manifest.partitions.items() if product in products), None)
+        pinned = read_summary_pins(layout, run_id).get(partition)
+        if partition is None or pinned is None or stored_summaries(layout, run_id).get(partition) != pinned:
+            return None
+        summary = read_summary(layout, run_id, partition)
+    except (FileNotFoundError, ContractError):
+        return None
+    return summary.forecasts.get(str(product)) if summary else None

@@ -27,6 +27,7 @@ from retail_scoring.packages.base import (
     read_manifest,
     worker_r_packages,
 )
+from retail_scoring.run.contract import RunManifest, RunPlan
 from scoring_airflow.compute import BACKENDS
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
@@ -303,33 +304,32 @@ def plan_run(
     partitions = partition_products(
         products, task_slots, param(params, "partitioning", "per_node"), settings.max_products_per_partition
     )
-    plan = {
-        "run_id": run_id,
-        "airflow_run_id": airflow_run_id,
-        "run_date": run_date.isoformat(),
-        "origin": origin,
-        "model_version": model_version,
-        "model_manifest_sha256": manifest_sha256,
-        "package_kind": manifest.kind,
-        "output": manifest.output.to_dict(),
-        "storage_root": settings.storage_root,
-        "run_manifest": layout.run_manifest(run_id),
-        "compute_backend": backend,
-        "backend_config": backend_config(backend, settings, node_settings),
-        "pool_id": settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
-        "pool_size": pool_size,
-        "vm_size": node_settings["vm_size"],
-        "force": bool(params.get("force", False)),
-        "publish": bool(param(params, "publish", True)),
-        "max_forecast_ratio": settings.max_forecast_ratio,
-        "engine": engine,
-        "engine_threads": engine_threads(backend, pool_size, node_settings, settings),
-        "product_count": len(products),
-        "partition_count": len(partitions),
-    }
+    plan = RunPlan(
+        run_id=run_id,
+        airflow_run_id=airflow_run_id,
+        run_date=run_date.isoformat(),
+        origin=origin,
+        model_version=model_version,
+        model_manifest_sha256=manifest_sha256,
+        package_kind=manifest.kind,
+        output=manifest.output,
+        storage_root=settings.storage_root,
+        run_manifest=layout.run_manifest(run_id),
+        compute_backend=backend,
+        backend_config=backend_config(backend, settings, node_settings),
+        pool_id=settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
+        pool_size=pool_size,
+        vm_size=node_settings["vm_size"],
+        force=bool(params.get("force", False)),
+        publish=bool(param(params, "publish", True)),
+        max_forecast_ratio=settings.max_forecast_ratio,
+        engine=engine,
+        engine_threads=engine_threads(backend, pool_size, node_settings, settings),
+        product_count=len(products),
+        partition_count=len(partitions),
+    )
     series = {str(p): None if pd.isna(n) else int(n) for p, n in catalogue["series"].items()}
-    run_manifest = {**plan, "partitions": partitions, "series_per_product": series}
-    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(run_manifest).encode())
+    storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series).to_json())
     log.info(
         "run %s: origin week %d, model %s, %d products in %d partitions on a pool of %d (%s backend)",
         run_id,
@@ -341,6 +341,11 @@ def plan_run(
         backend,
     )
     return plan
+
+
+def read_plan(document: dict) -> RunPlan:
+    """The plan as the plan task returned it, read back from XCom by the run's other tasks."""
+    return RunPlan.from_dict(document, "the run plan (the plan task's XCom)")
 
 
 def check_capacity(backend: str, pool_size: int, node_settings: dict, settings: ForecastSettings) -> int:

@@ -5,6 +5,7 @@ import logging
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from retail_scoring.run.contract import RunPlan
 from scoring_airflow.compute import backend_for
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import partition_labels
@@ -13,27 +14,27 @@ from scoring_airflow.planning import is_job_of_run
 log = logging.getLogger(__name__)
 
 
-def create_pool(plan: dict) -> str:
-    backend_for(plan["compute_backend"], plan["backend_config"]).create_pool(plan["pool_id"], plan["pool_size"])
-    return plan["pool_id"]
+def create_pool(plan: RunPlan) -> str:
+    backend_for(plan.compute_backend, plan.backend_config).create_pool(plan.pool_id, plan.pool_size)
+    return plan.pool_id
 
 
-def delete_pool(plan: dict) -> None:
+def delete_pool(plan: RunPlan) -> None:
     """Teardown: the run's own jobs (whatever state they are in), then the pool."""
-    backend = backend_for(plan["compute_backend"], plan["backend_config"])
+    backend = backend_for(plan.compute_backend, plan.backend_config)
     for job in backend.job_ids():
-        if is_job_of_run(job, plan["run_id"]):
+        if is_job_of_run(job, plan.run_id):
             backend.delete_job(job)
-    backend.delete_pool(plan["pool_id"])
+    backend.delete_pool(plan.pool_id)
 
 
 @survives_outages
-def collect_task_logs(plan: dict, cap_bytes: int) -> None:
+def collect_task_logs(plan: RunPlan, cap_bytes: int) -> None:
     """Copy each partition's stdout/stderr into this task's log, the last `cap_bytes` of each."""
-    layout = StorageLayout(plan["storage_root"])
+    layout = StorageLayout(plan.storage_root)
     for partition in partition_labels(plan):
         for stream in ("stdout", "stderr"):
-            url = layout.task_log(plan["run_id"], partition, stream)
+            url = layout.task_log(plan.run_id, partition, stream)
             try:
                 text = storage.read_bytes(url).decode(errors="replace")
             except FileNotFoundError:

@@ -2,43 +2,45 @@
 content, and whether storage still holds it as published."""
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from retail_scoring.run.contract import RunPlan
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import run_problems, stored_forecasts
+from scoring_airflow.partitions import read_run_manifest, run_problems, stored_forecasts
 from scoring_airflow.validation import ValidationFailed, describe_problems
 
 log = logging.getLogger(__name__)
 
 
 @survives_outages
-def publish_run(plan: dict) -> dict:
+def publish_run(plan: RunPlan) -> dict:
     """Publish the run's products under its origin and into the current forecast, which holds each
     product's newest published forecast: a reforecast or a run at a newer origin replaces just its
     products, a backfill of an older origin leaves products with newer forecasts alone. Each entry
     pins the forecast's content (sha256, stored identity), checked once more here against storage,
     so what is published is what was scored and validated. Both indexes are updated by
     compare-and-swap, so publishers finishing together lose nothing."""
-    layout = StorageLayout(plan["storage_root"])
-    problems, summaries = run_problems(layout, plan)
+    layout = StorageLayout(plan.storage_root)
+    problems, summaries = run_problems(layout, read_run_manifest(plan))
     found = [problem for partition in problems.values() for lst in partition.values() for problem in lst]
     if found:
         raise ValidationFailed("changed since validation; nothing published:\n" + describe_problems(found))
-    origin = plan["origin"]
+    origin = plan.origin
     published_at = datetime.now(UTC).isoformat()
     entries = {
         product: {
             "origin": origin,
-            "run_id": plan["run_id"],
-            "forecast": layout.forecast_file(plan["run_id"], int(product)),
-            **written,
-            "model_version": plan["model_version"],
+            "run_id": plan.run_id,
+            "forecast": layout.forecast_file(plan.run_id, int(product)),
+            **asdict(written),
+            "model_version": plan.model_version,
             "published_at": published_at,
         }
         for summary in summaries.values()
-        for product, written in summary["forecasts"].items()
+        for product, written in summary.forecasts.items()
     }
 
     def merged(index: dict | None, newer_only: bool) -> dict:
@@ -48,11 +50,11 @@ def publish_run(plan: dict) -> dict:
 
     storage.update_json(layout.published_index(origin), lambda index: {"origin": origin, **merged(index, False)})
     current = storage.update_json(layout.current_forecast(), lambda index: merged(index, True))
-    moved = sum(current["products"][p]["run_id"] == plan["run_id"] for p in entries)
+    moved = sum(current["products"][p]["run_id"] == plan.run_id for p in entries)
     log.info(
         "published %d products of run %s under origin %d; %d of them now in the current forecast%s",
         len(entries),
-        plan["run_id"],
+        plan.run_id,
         origin,
         moved,
         f" ({len(entries) - moved} have newer forecasts)" if moved < len(entries) else "",
@@ -61,7 +63,7 @@ def publish_run(plan: dict) -> dict:
         "origin": origin,
         "products": len(entries),
         "current": moved,
-        "run_id": plan["run_id"],
+        "run_id": plan.run_id,
         "index": layout.current_forecast() if moved else layout.published_index(origin),
     }
 

@@ -18,8 +18,9 @@ from retail_scoring.data.tables import read_forecast, read_product_table  # noqa
 from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.packages.base import OutputContract  # noqa: E402
 from retail_scoring.run.accuracy import combine_accuracy  # noqa: E402
+from retail_scoring.run.contract import PartitionSummary, RunPlan  # noqa: E402
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import read_summary, run_partitions  # noqa: E402
+from scoring_airflow.partitions import read_run_manifest, read_summary  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,17 @@ def forecast_figure(
     return figure
 
 
-def run_accuracy(plan: dict, summaries: dict[str, dict | None]) -> dict:
+def run_accuracy(plan: RunPlan, summaries: dict[str, PartitionSummary | None]) -> dict:
     """Accuracy over the forecast rows that have actual sales, added up from the partitions' sums;
     says how many rows do not have them yet."""
-    output = OutputContract.from_dict(plan["output"])
-    sums = [summary["accuracy"] for summary in summaries.values() if summary and summary["accuracy"]]
+    output = plan.output
+    sums = [summary.accuracy for summary in summaries.values() if summary and summary.accuracy]
     metrics = combine_accuracy(sums, output.quantiles)
     return {
-        "run_id": plan["run_id"],
-        "origin": plan["origin"],
-        "model_version": plan["model_version"],
-        "products": plan["product_count"],
+        "run_id": plan.run_id,
+        "origin": plan.origin,
+        "model_version": plan.model_version,
+        "products": plan.product_count,
         "recorded_at": datetime.now(UTC).isoformat(),
         **metrics,
         "rows_without_actuals": sum(part["forecast_rows"] for part in sums) - metrics["rows"],
@@ -85,58 +86,55 @@ def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
 
 def accuracy_history(layout: StorageLayout) -> pd.DataFrame:
     """Every run's accuracy record, by origin."""
-    records = []
-    for run_id in storage.list_names(layout.runs_dir()):
-        url = layout.run_accuracy(run_id)
-        if storage.exists(url):
-            records.append(json.loads(storage.read_bytes(url)))
+    records = [storage.read_json(layout.run_accuracy(run_id)) for run_id in storage.list_names(layout.runs_dir())]
+    records = [record for record in records if record is not None]
     return pd.DataFrame(records).sort_values(["origin", "run_id"], ignore_index=True) if records else pd.DataFrame()
 
 
-def partition_timings(summaries: dict[str, dict | None], statuses: list[dict]) -> pd.DataFrame:
+def partition_timings(summaries: dict[str, PartitionSummary | None], statuses: list[dict]) -> pd.DataFrame:
     rows = []
     for status in statuses:
-        summary = summaries.get(status["task_id"]) or {}
+        summary = summaries.get(status["task_id"])
         rows.append(
             {
                 "partition": status["task_id"],
-                "products": len(summary.get("products", [])),
+                "products": len(summary.products) if summary else 0,
                 "attempts": status["attempts"],
                 "queue_wait_s": status["started_at"] - status["queued_at"],
                 "run_s": status["finished_at"] - status["started_at"],
-                "model_load_s": summary.get("model_load_s"),
-                "predict_s": summary.get("predict_s"),
-                "rows": summary.get("rows"),
-                "peak_rss_mb": summary.get("peak_rss_mb"),
+                "model_load_s": summary.model_load_s if summary else None,
+                "predict_s": summary.predict_s if summary else None,
+                "rows": summary.rows if summary else None,
+                "peak_rss_mb": summary.peak_rss_mb if summary else None,
             }
         )
     return pd.DataFrame(rows)
 
 
-def cost_estimate(plan: dict, statuses: list[dict], settings: ForecastSettings) -> dict:
+def cost_estimate(plan: RunPlan, statuses: list[dict], settings: ForecastSettings) -> dict:
     """Node-hours the pool was busy with this job, times the VM size's hourly price."""
-    vm_size = plan["vm_size"]
+    vm_size = plan.vm_size
     if not statuses:
         return {"node_hours": 0.0, "vm_size": vm_size, "usd": 0.0}
     span_s = max(s["finished_at"] for s in statuses) - min(s["queued_at"] for s in statuses)
-    node_hours = plan["pool_size"] * span_s / 3600
+    node_hours = plan.pool_size * span_s / 3600
     price = settings.vm_hourly_prices.get(vm_size)
     return {"node_hours": node_hours, "vm_size": vm_size, "usd": None if price is None else node_hours * price}
 
 
 @survives_outages
-def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> str:
+def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) -> str:
     """Write the figure and report.md for the run; returns the report's URL."""
-    layout = StorageLayout(plan["storage_root"])
-    run_id = plan["run_id"]
-    partitions = run_partitions(plan)
+    layout = StorageLayout(plan.storage_root)
+    run_id = plan.run_id
+    partitions = read_run_manifest(plan).partitions
     summaries = {partition: read_summary(layout, run_id, partition) for partition in partitions}
     first_product = min(products[0] for products in partitions.values())
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
     skus = sorted(forecast["sku"].unique())[:4]
-    output = OutputContract.from_dict(plan["output"])
-    figure = forecast_figure(history[history["week"] <= plan["origin"]], forecast, settings.report_store, skus, output)
+    output = plan.output
+    figure = forecast_figure(history[history["week"] <= plan.origin], forecast, settings.report_store, skus, output)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=90)
     plt.close(figure)
@@ -154,9 +152,9 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
     lines = [
         f"# Forecast run {run_id}",
         "",
-        f"Origin week {plan['origin']}, model package {plan['model_version']}, "
-        f"{validation['checked_products']} products in {plan['partition_count']} partitions, "
-        f"pool of {plan['pool_size']} ({plan['compute_backend']}). Written {datetime.now(UTC).isoformat()}.",
+        f"Origin week {plan.origin}, model package {plan.model_version}, "
+        f"{validation['checked_products']} products in {plan.partition_count} partitions, "
+        f"pool of {plan.pool_size} ({plan.compute_backend}). Written {datetime.now(UTC).isoformat()}.",
         "",
         f"![store {settings.report_store}](forecast_store{settings.report_store}.png)",
         "",
@@ -181,11 +179,11 @@ def write_report(plan: dict, score_result: dict, settings: ForecastSettings) -> 
         "",
         accuracy_table(accuracy_over_time),
         "",
-        f"## Model packages compared at origin {plan['origin']}",
+        f"## Model packages compared at origin {plan.origin}",
         "Each package's newest run at this origin (champion and challengers); compare them where they "
         "cover the same products and rows.",
         "",
-        package_comparison(accuracy_over_time, plan["origin"]),
+        package_comparison(accuracy_over_time, plan.origin),
     ]
     report_url = layout.report_file(run_id, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(lines).encode())

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from retail_scoring.run.contract import RunPlan
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import run_problems
+from scoring_airflow.partitions import read_run_manifest, run_problems
 
 log = logging.getLogger(__name__)
 
@@ -18,23 +19,23 @@ class ValidationFailed(Exception):
 
 
 @survives_outages
-def validate_run(plan: dict) -> dict:
+def validate_run(plan: RunPlan) -> dict:
     """Check every partition's summary (its scoring task checked each forecast as it wrote it; the
     score task pinned the summary when the job ended) and that the forecasts it names are in
     storage as written; write the report, fail with a readable summary. Reads P summaries and two
     listings, never the N forecasts."""
-    layout = StorageLayout(plan["storage_root"])
-    report_partitions = run_problems(layout, plan)[0]
+    layout = StorageLayout(plan.storage_root)
+    report_partitions = run_problems(layout, read_run_manifest(plan))[0]
     problems = [problem for found in report_partitions.values() for lst in found.values() for problem in lst]
     report = {
-        "run_id": plan["run_id"],
+        "run_id": plan.run_id,
         "valid": not problems,
-        "checked_products": plan["product_count"],
+        "checked_products": plan.product_count,
         "problem_count": len(problems),
         "partitions": report_partitions,
         "checked_at": datetime.now(UTC).isoformat(),
     }
-    report_url = layout.validation_report(plan["run_id"])
+    report_url = layout.validation_report(plan.run_id)
     storage.write_bytes_atomic(report_url, json.dumps(report, indent=2).encode())
     if problems:
         raise ValidationFailed(

@@ -56,8 +56,8 @@ def run_dag(logical_date: datetime, conf: dict | None = None):
     return load_dag().test(logical_date=logical_date, run_after=logical_date, run_conf=conf or {})
 
 
-def plan_problems(layout, plan: dict) -> dict[str, dict[str, list[str]]]:
-    """What validation finds in each partition of the plan (empty lists: valid)."""
-    from scoring_airflow.partitions import run_problems
+def plan_problems(layout, plan) -> dict[str, dict[str, list[str]]]:
+    """What validation finds in each partition of the plan (a RunPlan; empty lists: valid)."""
+    from scoring_airflow.partitions import read_run_manifest, run_problems
 
-    return run_problems(layout, plan)[0]
+    return run_problems(layout, read_run_manifest(plan))[0]

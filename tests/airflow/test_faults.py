@@ -26,6 +26,7 @@ from retail_scoring.data.tables import read_forecast
 from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
+from retail_scoring.run.contract import RunManifest, RunPlan
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
 from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
@@ -110,7 +111,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_never_leaves_a_partial_for
         backend.delete_pool("pool-k")
     assert written_when_killed < len(products), "the kill landed mid-partition"
     assert (status["state"], status["attempts"]) == ("succeeded", 2)
-    pin_summaries(layout, plan["run_id"], ["partition_000"])  # what the score task does when the job ends
+    pin_summaries(layout, plan.run_id, ["partition_000"])  # what the score task does when the job ends
     assert plan_problems(layout, plan) == {"partition_000": {}}, "the retry's forecasts and summary are whole"
 
 
@@ -137,30 +138,30 @@ def test_a_backfill_and_the_weekly_run_at_the_same_time_share_nothing(airflow_db
     assert [final[1] for final in finals] == ["success", "success"], outputs[0][-3000:] + outputs[1][-3000:]
     run_dirs = storage.list_names(f"{layout.root}/runs")
     assert len(run_dirs) == 2
-    origins = sorted(
-        json.loads(storage.read_bytes(f"{layout.root}/runs/{d}/manifest.json"))["origin"] for d in run_dirs
-    )
+    origins = sorted(RunManifest.from_json(storage.read_bytes(layout.run_manifest(d)), d).plan.origin for d in run_dirs)
     assert origins == [56, 107]
     assert not any(forecast_env.iterdir()), "both pools were deleted"
 
 
-def local_plan(layout, run_id: str) -> dict:
+def local_plan(layout, run_id: str) -> RunPlan:
     partitions = {"partition_000": [1], "partition_001": [2]}
-    return write_plan(layout, run_id, partitions, compute_backend="local", backend_config={}, pool_id=f"pool-{run_id}")
+    return write_plan(layout, run_id, partitions)
 
 
 @contextmanager
-def local_pool_of(plan: dict) -> Iterator[LocalBackend]:
-    backend = backend_for("local", plan["backend_config"])
-    backend.create_pool(plan["pool_id"], 2)
+def local_pool_of(plan: RunPlan) -> Iterator[LocalBackend]:
+    backend = backend_for("local", plan.backend_config)
+    backend.create_pool(plan.pool_id, 2)
     try:
         yield backend
     finally:
-        backend.delete_pool(plan["pool_id"])
+        backend.delete_pool(plan.pool_id)
 
 
-def deferred_submit(plan: dict) -> tuple[ScorePartitionsOperator, TaskDeferred]:
-    operator = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings(poll_interval_s=0.2))
+def deferred_submit(plan: RunPlan) -> tuple[ScorePartitionsOperator, TaskDeferred]:
+    operator = ScorePartitionsOperator(
+        task_id="score", plan=plan.to_dict(), settings=ForecastSettings(poll_interval_s=0.2)
+    )
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({"ti": SimpleNamespace(try_number=1)})
     return operator, deferred.value
@@ -174,9 +175,9 @@ def test_the_operator_resumed_after_a_triggerer_restart_submits_nothing_again(la
         classpath, kwargs = deferred.trigger.serialize()
         events = asyncio.run(first_events(ScoringJobTrigger(**kwargs), timeout_s=120))
         # The task resumes in a fresh worker process: a new operator instance, only the event.
-        resumed = ScorePartitionsOperator(task_id="score", plan=plan, settings=ForecastSettings())
+        resumed = ScorePartitionsOperator(task_id="score", plan=plan.to_dict(), settings=ForecastSettings())
         result = getattr(resumed, deferred.method_name)({"ti": SimpleNamespace(try_number=1)}, events[0].payload)
-        jobs = sorted(p.name for p in (tmp_path / "pools" / plan["pool_id"] / "jobs").iterdir())
+        jobs = sorted(p.name for p in (tmp_path / "pools" / plan.pool_id / "jobs").iterdir())
     assert result["scored"] == ["partition_000", "partition_001"]
     assert [s["attempts"] for s in result["statuses"]] == [1, 1]
     assert jobs == ["resume-try1"], "one job, submitted once"
@@ -187,7 +188,7 @@ def test_killing_the_deferred_scoring_task_deletes_its_job_and_stops_the_workers
     plan = local_plan(layout, "killed")
     with local_pool_of(plan) as backend:
         operator, _ = deferred_submit(plan)
-        job = tmp_path / "pools" / plan["pool_id"] / "jobs" / "killed-try1"
+        job = tmp_path / "pools" / plan.pool_id / "jobs" / "killed-try1"
         deadline = time.monotonic() + 30
         while len(list((job / "status").glob("*.json"))) < 2:
             assert time.monotonic() < deadline, "the workers never started"
@@ -208,11 +209,10 @@ class RetriedTask:
     pool_log: str
 
 
-def score_through_a_fault(layout: StorageLayout, tmp_path: Path, heal: Callable[[], None]) -> RetriedTask:
+def score_through_a_fault(plan: RunPlan, tmp_path: Path, heal: Callable[[], None]) -> RetriedTask:
     """Score product 1 on a local pool with one retry while the fault is there; heal it as soon as
     the first attempt has ended. The task's streams go to local files, so the first attempt's
     stderr is readable whatever the fault did to the storage root."""
-    plan = {"storage_root": layout.root, "run_id": "fault"}  # its run manifest was written before the fault
     logs = f"file://{tmp_path}/logs"
     backend = LocalBackend(str(tmp_path / "pools"))
     backend.create_pool("pool-f", 1)
@@ -247,9 +247,9 @@ def test_a_storage_outage_exits_3_naming_the_url_and_the_pool_retries_the_task(
     layout = StorageLayout("abfs://outage")
     write_products(layout, small_reference, 1)
     upload_package(tiny_model_dir, layout)
-    write_plan(layout, "fault", {"partition_000": [1]})
+    plan = write_plan(layout, "fault", {"partition_000": [1]})  # its run manifest is written before the fault
     flaky_azurite.cut()
-    retried = score_through_a_fault(layout, tmp_path, heal=flaky_azurite.restore)
+    retried = score_through_a_fault(plan, tmp_path, heal=flaky_azurite.restore)
     assert_exit_3_then_retried(retried, r"^error: abfs://outage/\S+: storage unavailable after retries")
     assert storage.exists(layout.forecast_file("fault", 1))
 
@@ -290,7 +290,7 @@ def test_a_full_disk_exits_3_leaves_no_temporary_file_and_the_pool_retries(
         leftovers.extend(p.name for p in small_disk.rglob(".tmp-*"))  # what the failed attempt left
         filler.unlink()
 
-    retried = score_through_a_fault(layout, tmp_path, heal=free_space)
+    retried = score_through_a_fault(plan, tmp_path, heal=free_space)
     assert_exit_3_then_retried(retried, r"^error: \S+: storage unavailable \(No space left on device\)$")
     assert leftovers == []
     pin_summaries(layout, "fault", ["partition_000"])

@@ -5,6 +5,7 @@ exist, have the right size, or a summary says so."""
 
 import io
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pyarrow as pa
@@ -14,16 +15,18 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.data.tables import read_forecast, write_table
 from retail_scoring.errors import ScoringError
+from retail_scoring.run.contract import CONTRACT_VERSION, RunPlan
 from retail_scoring.run.partition import RunChecks, score_partition
-from scoring_airflow.partitions import pin_summaries, run_problems
+from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.publishing import publish_run
 from scoring_airflow.validation import ValidationFailed, validate_run
+from tests.airflow.conftest import plan_problems
 from tests.conftest import TINY_MODELS, local_path, write_plan
 
 RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]
 
 
-def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS, pin: bool = True) -> dict:
+def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS, pin: bool = True) -> RunPlan:
     """What the partition's scoring task does (write the forecasts and the summary), and what the
     score task does when its job ends (pin the summary); returns the run's plan."""
     summary_url = layout.partition_summary(RUN, PARTITION)
@@ -36,7 +39,7 @@ def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCT
 
 
 def problems_of(layout, products: list[int] = PRODUCTS, **plan_fields) -> dict[str, list[str]]:
-    return run_problems(layout, write_plan(layout, RUN, {PARTITION: products}, **plan_fields))[0][PARTITION]
+    return plan_problems(layout, write_plan(layout, RUN, {PARTITION: products}, **plan_fields))[PARTITION]
 
 
 def is_done(layout, products: list[int] = PRODUCTS) -> bool:
@@ -110,7 +113,7 @@ def test_a_forged_summary_vouching_for_a_replaced_forecast_is_refused(layout):
     foreign = read_forecast(url).assign(sku=999, q50=1e12)
     summary_url = layout.partition_summary(RUN, PARTITION)
     summary = storage.read_json(summary_url)
-    summary["forecasts"]["2"] = write_table(url, foreign, "forecast")
+    summary["forecasts"]["2"] = asdict(write_table(url, foreign, "forecast"))
     storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
     assert problems_of(layout) == {
         "summary": [f"{summary_url}: written again after its scoring job ended; not trusted"]
@@ -164,13 +167,18 @@ def test_a_summary_of_other_products_or_with_failed_products_is_not_done(layout)
     assert problems_of(layout, [1, 2, 9])["summary"] == summary["failures"], "validation names the failure"
 
 
-def test_a_summary_written_before_summaries_recorded_content_is_scored_again(layout):
+def test_a_summary_of_another_contract_version_is_scored_again(layout):
     """A run failed before an upgrade and cleared after it: its old summaries are not trusted and
     their partitions are scored again, never a crash."""
     score(layout)
     summary_url = layout.partition_summary(RUN, PARTITION)
     summary = storage.read_json(summary_url)
     del summary["package_sha256"], summary["forecasts"]
-    storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
+    storage.write_bytes_atomic(summary_url, json.dumps({**summary, "contract_version": 0}).encode())
     pin_summaries(layout, RUN, [PARTITION])
-    assert "scored with model package content None" in problems_of(layout)["summary"][0]
+    assert problems_of(layout) == {
+        "summary": [
+            f"{summary_url}: run contract version 0, but this release reads version {CONTRACT_VERSION}: Airflow's "
+            "plugins and the worker image must be of the same release; plan the run again"
+        ]
+    }

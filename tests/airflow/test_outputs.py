@@ -2,6 +2,7 @@
 real run and Airflow's real API server app (its own auth manager deciding who may read)."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -71,7 +72,7 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     unreadable = layout.forecast_file(run_id, 1)
     summary_url = layout.partition_summary(run_id, "partition_000")
     summary = storage.read_json(summary_url)
-    summary["forecasts"]["1"] = storage.write_recorded(unreadable, b"PAR1 but not Parquet PAR1")
+    summary["forecasts"]["1"] = asdict(storage.write_recorded(unreadable, b"PAR1 but not Parquet PAR1"))
     storage.write_bytes_atomic(summary_url, json.dumps(summary).encode())
     forged = api_client.get(f"{forecasts_link}product_001.csv")
     assert forged.status_code == 409, "a summary written since its job ended vouches for nothing"

@@ -145,9 +145,10 @@ def test_the_plan_in_xcom_has_counts_only_and_the_run_manifest_the_partitions(la
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
     one = plan_run("weekly", "manual__one", date(2026, 11, 23), {"products": [1]}, settings)
     three = plan_run("weekly", "manual__three", date(2026, 11, 23), {}, settings)
-    assert one.keys() == three.keys() and not any(isinstance(v, list) for v in three.values())
-    assert (three["product_count"], three["partition_count"]) == (3, 1)
-    manifest = json.loads(storage.read_bytes(three["run_manifest"]))
+    assert one.to_dict().keys() == three.to_dict().keys()
+    assert not any(isinstance(v, list) for v in three.to_dict().values())
+    assert (three.product_count, three.partition_count) == (3, 1)
+    manifest = json.loads(storage.read_bytes(three.run_manifest))
     assert manifest["partitions"] == {"partition_000": [1, 2, 3]}
     assert manifest["series_per_product"] == {"1": 66, "2": 66, "3": 66}
 
@@ -166,7 +167,7 @@ def test_more_local_workers_than_the_machine_holds_are_refused_saying_its_limit(
         PlanError, match=r"pool_size 1 is more local workers than this machine can run at once: at most 0"
     ):
         plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": 1}, greedy)
-    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": cores}, settings)["pool_size"] == cores
+    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": cores}, settings).pool_size == cores
 
 
 def test_more_task_slots_than_a_batch_vm_size_has_cores_are_refused(layout):
@@ -193,7 +194,7 @@ def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, smal
     for origin in (first_origin - 1, 108):
         with pytest.raises(PlanError, match=rf"origin week {origin} is outside the data: origins {first_origin}..107 "):
             plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": origin}, settings)
-    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": first_origin}, settings)["origin"] == (
+    assert plan_run("weekly", "manual__x", date(2026, 11, 23), {"origin_week": first_origin}, settings).origin == (
         first_origin
     )
 
@@ -203,13 +204,13 @@ def test_run_ids_that_fold_to_the_same_characters_stay_apart(layout):
     colons, dashes = "manual__2026-11-23T06:00:00+00:00", "manual__2026-11-23T06-00-00-00-00"
     first = plan_run("weekly", colons, date(2026, 11, 23), {"products": [1]}, settings)
     second = plan_run("weekly", dashes, date(2026, 11, 23), {"products": [2]}, settings)
-    assert first["run_id"] != second["run_id"] and first["pool_id"] != second["pool_id"]
+    assert first.run_id != second.run_id and first.pool_id != second.pool_id
     assert storage_run_id("weekly", dashes).startswith(f"weekly__{dashes}-"), "readable, then the hash"
     # A run named after another run's folder gets its own: every id carries the hash of the original.
-    named_like_first = first["run_id"].removeprefix("weekly__")
-    assert storage_run_id("weekly", named_like_first) not in (first["run_id"], second["run_id"])
+    named_like_first = first.run_id.removeprefix("weekly__")
+    assert storage_run_id("weekly", named_like_first) not in (first.run_id, second.run_id)
     for plan, products in ((first, [1]), (second, [2])):
-        assert json.loads(storage.read_bytes(layout.run_manifest(plan["run_id"])))["partitions"] == {
+        assert json.loads(storage.read_bytes(layout.run_manifest(plan.run_id)))["partitions"] == {
             "partition_000": products
         }
 
@@ -269,7 +270,7 @@ def test_a_stray_folder_is_ignored_and_a_product_without_plans_does_not_stop_the
     build_catalogue(layout)
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {}, settings)
-    manifest = json.loads(storage.read_bytes(plan["run_manifest"]))
+    manifest = json.loads(storage.read_bytes(plan.run_manifest))
     assert sorted(p for products in manifest["partitions"].values() for p in products) == [1, 2, 3]
     assert manifest["series_per_product"] == {"1": 66, "2": 66, "3": None}
     assert "product_002.bak: not a product folder (product_NNN); ignored" in caplog.text
@@ -324,7 +325,7 @@ def test_the_main_jobs_origin_is_the_newest_the_data_allows(layout, forecast_env
 def test_the_engine_is_planned_with_threads_that_share_the_nodes_cores(layout):
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": 1, "engine": "r"}, settings)
-    assert (plan["engine"], plan["engine_threads"]) == ("r", os.cpu_count())
+    assert (plan.engine, plan.engine_threads) == ("r", os.cpu_count())
     node = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0}
     assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 1}, settings) == 2
     assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 2}, settings) == 1

@@ -14,10 +14,12 @@ from sqlalchemy import select
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
+from retail_scoring.run.contract import PartitionSummary, RunManifest, RunPlan
 from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.planning import storage_run_id
 from scoring_airflow.publishing import changed_since_published, publish_run, read_current
 from tests.airflow.conftest import run_dag
+from tests.conftest import run_plan
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)  # origin 107
 OLDER_WEEK = datetime(2025, 12, 1, 6, tzinfo=UTC)  # origin 56
@@ -64,29 +66,18 @@ def test_a_reforecast_replaces_its_products_and_a_backfill_leaves_the_current_fo
     assert extras[0]["index"] == layout.current_forecast() and extras[2]["index"] == layout.published_index(56)
 
 
-def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> dict:
-    """A scored run as publishing sees it: a plan in XCom, its run manifest, one partition's
-    forecasts (a few bytes each) and summary, pinned as the score task pins it."""
+def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> RunPlan:
+    """A scored run as publishing sees it: its plan and run manifest, one partition's forecasts (a
+    few bytes each) and summary, pinned as the score task pins it."""
     layout = StorageLayout(root)
-    plan = {
-        "storage_root": root,
-        "run_id": run_id,
-        "origin": origin,
-        "model_version": "m",
-        "model_manifest_sha256": "m-sha256",
-        "run_manifest": layout.run_manifest(run_id),
-        "partition_count": 1,
-    }
-    manifest = {**plan, "partitions": {"partition_000": products}}
-    storage.write_bytes_atomic(plan["run_manifest"], json.dumps(manifest).encode())
-    forecasts = {
-        str(product): storage.write_recorded(layout.forecast_file(run_id, product), f"{run_id} {product}".encode())
-        for product in products
-    }
-    summary = {"products": products, "package_sha256": "m-sha256", "failures": [], "problems": {}}
-    storage.write_bytes_atomic(
-        layout.partition_summary(run_id, "partition_000"), json.dumps({**summary, "forecasts": forecasts}).encode()
-    )
+    partitions = {"partition_000": products}
+    plan = run_plan(layout, run_id, partitions, origin=origin, model_version="m", model_manifest_sha256="m-sha256")
+    storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, {}).to_json())
+    summary = PartitionSummary(products=products, package_sha256="m-sha256")
+    for product in products:
+        url = layout.forecast_file(run_id, product)
+        summary.forecasts[str(product)] = storage.write_recorded(url, f"{run_id} {product}".encode())
+    storage.write_bytes_atomic(layout.partition_summary(run_id, "partition_000"), summary.to_json())
     pin_summaries(layout, run_id, ["partition_000"])
     return plan
 

@@ -1,6 +1,8 @@
 """The report: its figure carries the right data (four SKUs, history, median, both bands), its cost
 figure and its accuracy history."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from scoring_airflow.report import (
     record_accuracy,
 )
 from scoring_airflow.settings import ForecastSettings
+from tests.conftest import run_plan
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,10 +86,11 @@ def test_cost_is_pool_nodes_times_the_job_span_times_the_vm_price():
         {"queued_at": 1000.0, "started_at": 1500.0, "finished_at": 2800.0},
     ]
     settings = ForecastSettings(vm_hourly_prices={"Standard_F2s_v2": 0.085})
-    cost = cost_estimate({"vm_size": "Standard_F2s_v2", "pool_size": 4}, statuses, settings)
+    plan = run_plan(StorageLayout("file:///unused"), "cost", {}, vm_size="Standard_F2s_v2", pool_size=4)
+    cost = cost_estimate(plan, statuses, settings)
     assert cost["node_hours"] == pytest.approx(4 * 1800 / 3600)
     assert cost["usd"] == pytest.approx(2.0 * 0.085)
-    unpriced = cost_estimate({"vm_size": "Standard_X", "pool_size": 4}, statuses, settings)
+    unpriced = cost_estimate(replace(plan, vm_size="Standard_X"), statuses, settings)
     assert unpriced["usd"] is None and unpriced["node_hours"] == pytest.approx(2.0)
 
 

@@ -6,16 +6,17 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
 from retail_scoring.run import partition as scoring
+from retail_scoring.run.contract import PartitionSummary
 from tests.conftest import TINY_MODELS, local_path
 
 
-def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> tuple[list, dict]:
+def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> tuple[list, PartitionSummary]:
     monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", products_per_chunk)
     progress: list[tuple[int, int]] = []
     summary = scoring.score_partition(
         layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p)
     )
-    return progress, summary.to_dict()
+    return progress, summary
 
 
 def test_a_partition_larger_than_a_chunk_writes_the_same_forecasts_and_summary(layout, monkeypatch):
@@ -26,10 +27,10 @@ def test_a_partition_larger_than_a_chunk_writes_the_same_forecasts_and_summary(l
         chunked_bytes = storage.read_bytes(layout.forecast_file("chunked", product))
         assert chunked_bytes == storage.read_bytes(layout.forecast_file("stacked", product))
     for figure in ("products_scored", "rows", "package_sha256", "problems", "failures", "accuracy"):
-        assert chunked[figure] == stacked[figure], figure
-    checksums = [{p: f["sha256"] for p, f in summary["forecasts"].items()} for summary in (chunked, stacked)]
+        assert getattr(chunked, figure) == getattr(stacked, figure), figure
+    checksums = [{p: f.sha256 for p, f in summary.forecasts.items()} for summary in (chunked, stacked)]
     assert checksums[0] == checksums[1] and len(checksums[0]) == 3, "each forecast's recorded checksum"
-    assert chunked["accuracy"]["rows"] == chunked["accuracy"]["forecast_rows"] == 3 * 858, "held-back actuals"
+    assert chunked.accuracy["rows"] == chunked.accuracy["forecast_rows"] == 3 * 858, "held-back actuals"
 
 
 def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):

@@ -22,6 +22,7 @@ from retail_scoring.errors import (
 )
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import ENGINES
+from retail_scoring.run.contract import RunManifest
 
 log = logging.getLogger("retail_scoring")
 
@@ -164,11 +165,12 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         engine = args.engine or "auto"
         score_partition(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine)
         return
-    plan = read_run_manifest(layout, args.run_id)
-    if args.partition not in plan["partitions"]:
+    manifest = read_run_manifest(layout, args.run_id)
+    plan = manifest.plan
+    if args.partition not in manifest.partitions:
         raise UsageError(f"{layout.run_manifest(args.run_id)}: the run has no partition {args.partition}")
-    if plan.get("engine_threads"):  # the node's cores shared among the tasks the plan runs on it at once
-        os.environ["FORECAST_ENGINE_THREADS"] = str(plan["engine_threads"])
+    if plan.engine_threads:  # the node's cores shared among the tasks the plan runs on it at once
+        os.environ["FORECAST_ENGINE_THREADS"] = str(plan.engine_threads)
 
     def report_progress(done: int, total: int) -> None:
         """The run's progress file for this partition, which the scoring job's waiter reads."""
@@ -177,22 +179,22 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
 
     score_partition(
         layout,
-        plan["partitions"][args.partition],
-        plan["origin"],
-        plan["model_version"],
+        manifest.partitions[args.partition],
+        plan.origin,
+        plan.model_version,
         args.run_id,
-        plan["model_manifest_sha256"],
+        plan.model_manifest_sha256,
         report_progress,
-        RunChecks(plan["model_version"], plan["max_forecast_ratio"], plan["series_per_product"]),
+        RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
         layout.partition_summary(args.run_id, args.partition),
-        plan.get("engine", "auto"),
+        plan.engine,
     )
 
 
-def read_run_manifest(layout: StorageLayout, run_id: str) -> dict:
+def read_run_manifest(layout: StorageLayout, run_id: str) -> RunManifest:
     url = layout.run_manifest(run_id)
     try:  # read, not exists() first: adlfs' exists() answers False when storage does not answer
-        return json.loads(storage.read_bytes(url))
+        return RunManifest.from_json(storage.read_bytes(url), url)
     except FileNotFoundError as error:
         raise UsageError(f"{url}: no run manifest; plan the run first") from error
 

@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import fsspec
 from azure.core import MatchConditions
@@ -116,21 +117,34 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             fs.rm_file(temporary)
 
 
-def write_recorded(url: str, data: bytes) -> dict:
+@dataclass(frozen=True)
+class RecordedFile:
+    """A file as its writer left it: size, sha256, and the identity storage gave it
+    (stored_identity), which changes whenever the file is written again."""
+
+    bytes: int
+    sha256: str
+    identity: str
+
+
+def write_recorded(url: str, data: bytes) -> RecordedFile:
     """Write `data` atomically and return what identifies exactly this content in storage: its
     size, sha256 and stored identity. A run records these for every forecast it publishes, so a
     file written again since (whatever its size) is recognised from one listing."""
     write_bytes_atomic(url, data)
-    return {"bytes": len(data), "sha256": sha256_hex(data), "identity": identity(url)}
+    return RecordedFile(len(data), sha256_hex(data), identity(url))
 
 
 @names_url_when_unavailable
 def list_names(url: str) -> list[str]:
-    """Base names in a folder; empty when the folder does not exist."""
+    """Base names in a folder; empty when the folder does not exist (listed and caught, never
+    exists() first: adlfs answers False during an outage)."""
     fs, path = filesystem(url)
-    if not fs.exists(path):
+    try:
+        entries = fs.ls(path, detail=False)
+    except FileNotFoundError:
         return []
-    return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
 
 
 def stored_identity(entry: dict) -> str:

@@ -141,6 +141,22 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
 PRODUCT_TABLES_WITH_EXTRAS = ("history", "futurex")
 
 
+def has_forecast_rows(
+    frame: pd.DataFrame, series_sku: np.ndarray, series_store: np.ndarray, origin: int, horizon: int
+) -> bool:
+    """Whether `frame`'s rows are exactly the given series' weeks origin+1..origin+horizon, in
+    (sku, store, week) order: how plans and forecasts are laid out, recognised in one vectorised
+    pass."""
+    if len(frame) != len(series_sku) * horizon:
+        return False
+    expected = {
+        "sku": np.repeat(series_sku, horizon),
+        "store": np.repeat(series_store, horizon),
+        "week": np.tile(np.arange(origin + 1, origin + horizon + 1), len(series_sku)),
+    }
+    return all(np.array_equal(frame[column].to_numpy(), values) for column, values in expected.items())
+
+
 def is_sorted_by_row_key(frame: pd.DataFrame) -> bool:
     """Rows in strictly ascending (sku, store, week) order, as product files are written."""
     sku, store, week = (np.diff(frame[c].to_numpy()) for c in ROW_KEY)
@@ -157,7 +173,7 @@ def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     return f"sku={first['sku']} store={first['store']} week={first['week']}"
 
 
-def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> dict:
+def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> storage.RecordedFile:
     """Write `frame` as Parquet with the table's schema (a name in TABLES, or the schema itself),
     atomically; returns the file's size, sha256 and stored identity (storage.write_recorded), which
     a run records to recognise its own files in a listing."""

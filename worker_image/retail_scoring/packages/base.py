@@ -340,7 +340,11 @@ def upload_package(source: Path, layout: StorageLayout, replace: bool = False) -
     version = json.loads(manifest_bytes)["model_version"]
     manifest_url = layout.model_file(version, MANIFEST_FILE)
     storage.create_root(layout.root)
-    if storage.exists(manifest_url) and storage.read_bytes(manifest_url) != manifest_bytes and not replace:
+    try:  # read and caught, never exists() first: adlfs answers False during an outage
+        stored = storage.read_bytes(manifest_url)
+    except FileNotFoundError:
+        stored = manifest_bytes
+    if stored != manifest_bytes and not replace:
         raise ModelPackageError(
             f"{manifest_url}: model package {version} exists with other content; upload under a new version, "
             "or replace it explicitly (upload-package --replace)"

@@ -2,12 +2,11 @@
 let the package score the chunk, check each product's forecast against the package's output
 contract and write it."""
 
-import json
 import logging
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.packages.base import ModelPackage, OutputContract, PackageManifest, ProductInput, load_package
 from retail_scoring.packages.gbm.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
+from retail_scoring.run.contract import PartitionSummary
 from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
 log = logging.getLogger(__name__)
@@ -41,52 +41,6 @@ class RunChecks:
     model_version: str
     max_forecast_ratio: float = DEFAULT_MAX_FORECAST_RATIO
     series_per_product: dict[str, int | None] | None = None
-
-
-@dataclass
-class PartitionSummary:
-    """What a scoring task did, written once as the partition's summary: the products it was given,
-    the package content it scored with, the forecasts it wrote (each one's checksum and stored
-    identity), every product's problems, accuracy sums, and where
-    the seconds and memory went. Airflow's tasks read this, never the forecasts."""
-
-    products: list[int] = field(default_factory=list)
-    model_load_s: float = 0.0
-    features_s: float = 0.0
-    conversion_s: float = 0.0
-    predict_s: float = 0.0
-    write_s: float = 0.0
-    predict_calls: int = 0
-    rows: int = 0
-    quantile_count: int = 0
-    peak_rss_mb: float = 0.0
-    package_sha256: str = ""  # the manifest sha256 of the package content that scored these forecasts
-    products_scored: list[int] = field(default_factory=list)
-    # product -> its forecast file as written: bytes, sha256 and the identity storage gives it
-    forecasts: dict[str, dict] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)  # products not scored, and why
-    problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
-    accuracy: dict = field(default_factory=dict)  # accuracy_sums over the partition's forecasts
-
-    @property
-    def scoring_operations(self) -> int:
-        return self.rows * self.quantile_count
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "scoring_operations": self.scoring_operations}
-
-    def add_accuracy(self, sums: dict) -> None:
-        self.accuracy = {key: self.accuracy.get(key, 0) + value for key, value in sums.items()}
-
-    def summary(self) -> str:
-        total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s
-        return (
-            f"model_load_s={self.model_load_s:.3f} features_s={self.features_s:.3f} "
-            f"conversion_s={self.conversion_s:.3f} predict_s={self.predict_s:.3f} write_s={self.write_s:.3f} "
-            f"predict_calls={self.predict_calls} rows={self.rows} "
-            f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f} "
-            f"peak_rss_mb={self.peak_rss_mb:.0f}"
-        )
 
 
 def product_tables(
@@ -212,7 +166,7 @@ def score_partition(
     finally:
         summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if summary_url:
-            storage.write_bytes_atomic(summary_url, json.dumps(summary.to_dict()).encode())
+            storage.write_bytes_atomic(summary_url, summary.to_json())
     log.info("partition done: %s", summary.summary())
     if summary.failures:
         failed = f"{len(summary.failures)} of {len(products)} products failed: "

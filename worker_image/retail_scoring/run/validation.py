@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.data.schema import ROW_KEY, SERIES_KEY, forecast_schema
+from retail_scoring.data.tables import has_forecast_rows
 from retail_scoring.packages.base import REFERENCE_OUTPUT, OutputContract
 
 DEFAULT_MAX_FORECAST_RATIO = 100.0
@@ -56,14 +57,8 @@ def _exactly_the_planned_rows(
     if planned is None or len(frame) != n_series * horizon:
         return False
     series = planned[list(SERIES_KEY)].drop_duplicates().sort_values(list(SERIES_KEY))
-    if len(series) != n_series:
-        return False
-    expected = {
-        "sku": np.repeat(series["sku"].to_numpy(), horizon),
-        "store": np.repeat(series["store"].to_numpy(), horizon),
-        "week": np.tile(np.arange(origin + 1, origin + horizon + 1), n_series),
-    }
-    return all(np.array_equal(frame[column].to_numpy(), values) for column, values in expected.items())
+    sku, store = series["sku"].to_numpy(), series["store"].to_numpy()
+    return len(series) == n_series and has_forecast_rows(frame, sku, store, origin, horizon)
 
 
 def _row_problems(

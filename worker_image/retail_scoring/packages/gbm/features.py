@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.data.schema import HORIZON, N_LAGS, ROW_KEY, SERIES_KEY
-from retail_scoring.data.tables import is_sorted_by_row_key
+from retail_scoring.data.tables import has_forecast_rows, is_sorted_by_row_key
 from retail_scoring.errors import InputDataError
 from retail_scoring.packages.base import REFERENCE_INPUT
 
@@ -109,14 +109,7 @@ def _planned_weeks(future: pd.DataFrame, series_sku, series_store, origin: int, 
     """The planned rows of weeks origin+1..origin+HORIZON for exactly the given series, in their
     order; an error names the first series whose plans are incomplete."""
     future = sorted_by_series(future[(future["week"] > origin) & (future["week"] <= origin + HORIZON)])
-    expected = {
-        "sku": np.repeat(series_sku, HORIZON),
-        "store": np.repeat(series_store, HORIZON),
-        "week": np.tile(np.arange(origin + 1, origin + HORIZON + 1), len(series_sku)),
-    }
-    if len(future) == len(expected["week"]) and all(
-        np.array_equal(future[column].to_numpy(), values) for column, values in expected.items()
-    ):
+    if has_forecast_rows(future, series_sku, series_store, origin, HORIZON):
         return future
     weeks_planned = future.groupby(list(SERIES_KEY))["week"].nunique()
     weeks_planned = weeks_planned.reindex(pd.MultiIndex.from_arrays([series_sku, series_store]), fill_value=0)

@@ -1,0 +1,172 @@
+"""The run contract: the documents that cross between Airflow and the workers, defined once here
+and read on both sides through these types, never by string keys.
+
+- `RunPlan`: what planning decided (ids, counts, the pinned package content, where to compute);
+  Airflow's tasks pass it to each other through XCom, the same size for 90 products or 100,000.
+- `RunManifest`: the plan plus every partition's products and each product's series count,
+  written to storage by planning, read by each worker (`score --run-id --partition`).
+- `PartitionSummary`: what one scoring task did, written by the worker, read by Airflow's tasks
+  instead of every product's file.
+
+Each document is a JSON object carrying `contract_version`. A reader refuses a document of another
+version (an Airflow deployment and a worker image of different releases, a run planned before an
+upgrade), naming it, instead of misreading it: bump CONTRACT_VERSION whenever a field is added,
+removed or changes meaning."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
+
+from retail_scoring.errors import ScoringError
+from retail_scoring.packages.base import OutputContract
+from retail_scoring.storage import RecordedFile
+
+CONTRACT_VERSION = 1
+VERSION_FIELD = "contract_version"
+
+
+class ContractError(ScoringError):
+    """A run document of another contract version, or one missing what its version requires."""
+
+
+def parse_json(data: bytes, source: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise ContractError(f"{source}: not a run contract document: not JSON ({error})") from error
+
+
+def check_document(document: Any, names: list[str], source: str) -> None:
+    """`document` is a JSON object of this contract version with exactly the fields `names`."""
+    if not isinstance(document, dict):
+        raise ContractError(f"{source}: not a run contract document (a JSON object), got {type(document).__name__}")
+    version = document.get(VERSION_FIELD)
+    if version != CONTRACT_VERSION:
+        raise ContractError(
+            f"{source}: run contract version {version}, but this release reads version {CONTRACT_VERSION}: "
+            "Airflow's plugins and the worker image must be of the same release; plan the run again"
+        )
+    missing = [name for name in names if name not in document]
+    unknown = sorted(set(document) - set(names) - {VERSION_FIELD})
+    if missing or unknown:
+        differences = [
+            f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unknown", unknown)) if keys
+        ]
+        raise ContractError(f"{source}: not a version {CONTRACT_VERSION} run document: {'; '.join(differences)}")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run as planned. `backend_config` is the compute backend's own (plugins/compute), opaque
+    to the workers; `output` is the package's output contract, which the report and accuracy read."""
+
+    run_id: str
+    airflow_run_id: str
+    run_date: str
+    origin: int
+    model_version: str
+    model_manifest_sha256: str
+    package_kind: str
+    output: OutputContract
+    storage_root: str
+    run_manifest: str
+    compute_backend: str
+    backend_config: dict
+    pool_id: str
+    pool_size: int
+    vm_size: str
+    force: bool
+    publish: bool
+    max_forecast_ratio: float
+    engine: str
+    engine_threads: int | None
+    product_count: int
+    partition_count: int
+
+    def to_dict(self) -> dict:
+        return {VERSION_FIELD: CONTRACT_VERSION, **asdict(self), "output": self.output.to_dict()}
+
+    @classmethod
+    def from_dict(cls, document: Any, source: str) -> Self:
+        check_document(document, [f.name for f in fields(cls)], source)
+        values = {f.name: document[f.name] for f in fields(cls)}
+        return cls(**{**values, "output": OutputContract.from_dict(values["output"])})
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """The plan and what only the workers need: each partition's products (label -> products) and
+    each product's planned series count (None: the catalogue could not count them)."""
+
+    plan: RunPlan
+    partitions: dict[str, list[int]]
+    series_per_product: dict[str, int | None]
+
+    def to_json(self) -> bytes:
+        plan, partitions, series = self.plan.to_dict(), self.partitions, self.series_per_product
+        document = {
+            VERSION_FIELD: CONTRACT_VERSION,
+            "plan": plan,
+            "partitions": partitions,
+            "series_per_product": series,
+        }
+        return json.dumps(document).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str) -> Self:
+        document = parse_json(data, source)
+        check_document(document, ["plan", "partitions", "series_per_product"], source)
+        plan = RunPlan.from_dict(document["plan"], f"{source} (its plan)")
+        return cls(plan, document["partitions"], document["series_per_product"])
+
+
+@dataclass
+class PartitionSummary:
+    """What a scoring task did, written once as the partition's summary: the products it was given,
+    the package content it scored with, the forecasts it wrote, every product's problems, accuracy
+    sums, and where the seconds and memory went. Airflow's tasks read this, never the forecasts."""
+
+    products: list[int] = field(default_factory=list)
+    model_load_s: float = 0.0
+    features_s: float = 0.0
+    conversion_s: float = 0.0
+    predict_s: float = 0.0
+    write_s: float = 0.0
+    predict_calls: int = 0
+    rows: int = 0
+    quantile_count: int = 0
+    peak_rss_mb: float = 0.0
+    package_sha256: str = ""  # the manifest sha256 of the package content that scored these forecasts
+    products_scored: list[int] = field(default_factory=list)
+    forecasts: dict[str, RecordedFile] = field(default_factory=dict)  # product -> its forecast file as written
+    failures: list[str] = field(default_factory=list)  # products not scored, and why
+    problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
+    accuracy: dict = field(default_factory=dict)  # run.accuracy.accuracy_sums over the partition's forecasts
+
+    @property
+    def scoring_operations(self) -> int:
+        return self.rows * self.quantile_count
+
+    def to_json(self) -> bytes:
+        return json.dumps({VERSION_FIELD: CONTRACT_VERSION, **asdict(self)}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str) -> Self:
+        document = parse_json(data, source)
+        check_document(document, [f.name for f in fields(cls)], source)
+        values = {f.name: document[f.name] for f in fields(cls)}
+        forecasts = {product: RecordedFile(**written) for product, written in values["forecasts"].items()}
+        return cls(**{**values, "forecasts": forecasts})
+
+    def add_accuracy(self, sums: dict) -> None:
+        self.accuracy = {key: self.accuracy.get(key, 0) + value for key, value in sums.items()}
+
+    def summary(self) -> str:
+        total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s
+        return (
+            f"model_load_s={self.model_load_s:.3f} features_s={self.features_s:.3f} "
+            f"conversion_s={self.conversion_s:.3f} predict_s={self.predict_s:.3f} write_s={self.write_s:.3f} "
+            f"predict_calls={self.predict_calls} rows={self.rows} "
+            f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f} "
+            f"peak_rss_mb={self.peak_rss_mb:.0f}"
+        )
