@@ -3,9 +3,10 @@ the real `azure-batch` client (Azure Batch has no emulator).
 
 It checks each request's auth scheme, api-version and required body fields the way the service
 does, runs tasks' command lines as local processes (a container task runs the entrypoint its image
-maps to, with only the task's environment settings for storage credentials), uploads their output
-files to blob storage through the SAS in their destination, as Batch does, and injects faults: a
-pool resize error, slow nodes, a node preempted mid-task (the task runs again).
+maps to, with only the task's environment settings for storage credentials) or, in container mode,
+inside the task's image on a Docker engine as a Batch node does, uploads their output files to blob
+storage through the SAS in their destination, as Batch does, and injects faults: a pool resize
+error, slow nodes, a node preempted mid-task (the task runs again).
 
 Each behaviour cites the Batch documentation it follows (REST reference under
 https://learn.microsoft.com/rest/api/batchservice/). Where the documentation is unclear, the
@@ -76,10 +77,11 @@ class Faults:
 
 
 class BatchTestEndpoint:
-    def __init__(self, account: str, workdir: Path, entrypoints: dict[str, list[str]]):
+    def __init__(self, account: str, workdir: Path, entrypoints: dict[str, list[str]], containers: bool = False):
         self.account = account
         self.workdir = workdir
         self.entrypoints = entrypoints  # image name -> the command its entrypoint runs
+        self.containers = containers  # run container tasks in their image (docker), not via `entrypoints`
         self.faults = Faults()
         self.pools: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
@@ -104,8 +106,8 @@ class BatchTestEndpoint:
         self._running = False
         self.server.shutdown()
         with self.lock:
-            for process in self.processes.values():
-                _kill(process)
+            for (job_id, task_id), process in self.processes.items():
+                _kill(process, self.jobs[job_id]["tasks"][task_id].get("_container"))
 
     # REST
 
@@ -326,16 +328,26 @@ class BatchTestEndpoint:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE")}
         settings = {s["name"]: s["value"] for s in task.get("environmentSettings", [])}
         self.task_environments[task["id"]] = settings
-        environment.update(settings, AZ_BATCH_TASK_ID=task["id"], AZ_BATCH_JOB_ID=job_id)
+        batch_variables = {
+            "AZ_BATCH_TASK_ID": task["id"],
+            "AZ_BATCH_JOB_ID": job_id,
+            "AZ_BATCH_NODE_ROOT_DIR": str(self.workdir),
+            "AZ_BATCH_TASK_DIR": str(task_dir),
+            "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
+        }
+        environment.update(settings, **batch_variables)
         container = task.get("containerSettings")
-        if container and container["imageName"] not in self.entrypoints:
+        if container and not self._image_available(container["imageName"]):
             self._complete(task, exit_code=None, failure=("ContainerPullImageFailed", container["imageName"]))
             return
-        command = (
-            self.entrypoints[container["imageName"]] + shlex.split(task["commandLine"])
-            if container
-            else ["/bin/sh", "-c", task["commandLine"]]
-        )
+        if container and self.containers:
+            task["_container"] = f"{job_id}-{task['id']}-{task['_starts']}"
+            command = docker_run(task["_container"], container["imageName"], task_dir, [*settings, *batch_variables])
+            command += shlex.split(task["commandLine"])
+        elif container:
+            command = self.entrypoints[container["imageName"]] + shlex.split(task["commandLine"])
+        else:
+            command = ["/bin/sh", "-c", task["commandLine"]]
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
             self.processes[(job_id, task["id"])] = subprocess.Popen(
                 command, cwd=task_dir / "wd", stdout=out, stderr=err, env=environment, start_new_session=True
@@ -343,6 +355,13 @@ class BatchTestEndpoint:
         task.update(state="running", _dir=task_dir, _started=time.monotonic())
         info["startTime"] = now_iso()
         task.setdefault("_first_start", time.monotonic())
+
+    def _image_available(self, image: str) -> bool:
+        """On a node, the pool's containerImageNames are pulled before tasks run; here an image is
+        there when the engine has it (container mode) or the endpoint knows its entrypoint."""
+        if not self.containers:
+            return image in self.entrypoints
+        return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
     def _watch(self, job_id: str, task: dict) -> None:
         """TaskConstraints: maxWallClockTime counts from the first start, retries included, and ends
@@ -356,7 +375,7 @@ class BatchTestEndpoint:
             return
         limit = lookup(task, "constraints.maxWallClockTime")
         if limit and time.monotonic() - task["_first_start"] > isodate.parse_duration(limit).total_seconds():
-            _kill(process)
+            _kill(process, task.get("_container"))
             self._upload_outputs(task, succeeded=False)
             self._complete(task, exit_code=None, failure=("MaxWallClockTimeExceeded", "task ran out of time"))
             return
@@ -392,7 +411,7 @@ class BatchTestEndpoint:
         never reads it; a preemption shows as a new startTime with an unchanged retryCount."""
         process = self.processes.pop((job_id, task["id"]), None)
         if process is not None:
-            _kill(process)
+            _kill(process, task.get("_container"))
         if requeue and task["state"] == "running":
             task["state"] = "active"
 
@@ -418,7 +437,25 @@ def check_required_value(body: dict, dotted: str) -> None:
         raise BatchError(400, "MissingRequiredProperty", dotted)
 
 
-def _kill(process: subprocess.Popen) -> None:
+def docker_run(name: str, image: str, task_dir: Path, variables: list[str]) -> list[str]:
+    """How a Batch node runs a container task (batch-docker-container-workloads): the image's
+    entrypoint with the command line as arguments, the task directory mounted at the same path and
+    the working directory set to the task's (containerSettings.workingDirectory
+    "taskWorkingDirectory", the default), the task's environment settings and AZ_BATCH_*
+    variables (passed by name, so no secret is on a command line). Host networking, as the
+    engine here has no bridge. The image must be on the node already (`--pull never`)."""
+    (task_dir / "wd").chmod(0o777)  # the image's non-root user writes there, as on a node
+    command = ["docker", "run", "--rm", "--pull", "never", "--name", name, "--network", "host"]
+    command += ["--volume", f"{task_dir}:{task_dir}", "--workdir", str(task_dir / "wd")]
+    for variable in variables:
+        command += ["--env", variable]
+    return [*command, image]
+
+
+def _kill(process: subprocess.Popen, container: str | None = None) -> None:
+    """Stop a task's process; a container task's container too (killing `docker run` leaves it)."""
+    if container:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
