@@ -530,6 +530,27 @@ MUTATIONS = [
         ("tests/airflow/test_triggers.py",),
     ),
     Mutation(
+        "in-sample-ignores-windows-start",
+        "worker_image/retail_scoring/run/accuracy.py",
+        "return IN_SAMPLE if origin + 1 <= last and origin + horizon >= first else OUT_OF_SAMPLE",
+        "return IN_SAMPLE if origin + 1 <= last else OUT_OF_SAMPLE",
+        ("tests/airflow/test_report.py",),
+    ),
+    Mutation(
+        "comparison-keeps-in-sample-runs",
+        "plugins/scoring_airflow/report.py",
+        "compared = at_origin[out_of_sample & same_products]",
+        "compared = at_origin[same_products]",
+        ("tests/airflow/test_report.py",),
+    ),
+    Mutation(
+        "comparison-mixes-product-sets",
+        "plugins/scoring_airflow/report.py",
+        "compared = at_origin[out_of_sample & same_products]",
+        "compared = at_origin[out_of_sample]",
+        ("tests/airflow/test_report.py",),
+    ),
+    Mutation(
         "cost-ignores-pool-size",
         "plugins/scoring_airflow/report.py",
         "node_hours = plan.pool_size * span_s / 3600",

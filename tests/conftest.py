@@ -80,6 +80,7 @@ def run_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) ->
         "engine_threads": None,
         "product_count": sum(len(products) for products in partitions.values()),
         "partition_count": len(partitions),
+        "training_weeks": (0, 93),
     }
     return RunPlan(**{**defaults, **fields})
 

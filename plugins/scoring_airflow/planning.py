@@ -327,6 +327,7 @@ def plan_run(
         engine_threads=engine_threads(backend, pool_size, node_settings, settings),
         product_count=len(products),
         partition_count=len(partitions),
+        training_weeks=manifest.training_weeks,
     )
     series = {str(p): None if pd.isna(n) else int(n) for p, n in catalogue["series"].items()}
     storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series).to_json())

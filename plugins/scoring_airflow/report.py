@@ -17,7 +17,12 @@ from retail_scoring.data.schema import quantile_column  # noqa: E402
 from retail_scoring.data.tables import read_forecast, read_product_table  # noqa: E402
 from retail_scoring.layout import StorageLayout  # noqa: E402
 from retail_scoring.packages.base import OutputContract  # noqa: E402
-from retail_scoring.run.accuracy import combine_accuracy  # noqa: E402
+from retail_scoring.run.accuracy import (  # noqa: E402
+    OUT_OF_SAMPLE,
+    UNKNOWN_SAMPLE,
+    combine_accuracy,
+    forecast_sample,
+)
 from retail_scoring.run.contract import PartitionSummary, RunPlan  # noqa: E402
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import read_run_manifest, read_summary  # noqa: E402
@@ -60,9 +65,11 @@ def forecast_figure(
     return figure
 
 
-def run_accuracy(plan: RunPlan, summaries: dict[str, PartitionSummary | None]) -> dict:
+def run_accuracy(plan: RunPlan, summaries: dict[str, PartitionSummary | None], products: list[int]) -> dict:
     """Accuracy over the forecast rows that have actual sales, added up from the partitions' sums;
-    says how many rows do not have them yet."""
+    says how many rows do not have them yet, whether the forecast weeks lie in the package's
+    training window (`sample`), and which products it covers (`products_sha256`), so only
+    out-of-sample runs over the same products are compared."""
     output = plan.output
     sums = [summary.accuracy for summary in summaries.values() if summary and summary.accuracy]
     metrics = combine_accuracy(sums, output.quantiles)
@@ -71,6 +78,8 @@ def run_accuracy(plan: RunPlan, summaries: dict[str, PartitionSummary | None]) -
         "origin": plan.origin,
         "model_version": plan.model_version,
         "products": plan.product_count,
+        "products_sha256": storage.sha256_hex(json.dumps(sorted(products)).encode()),
+        "sample": forecast_sample(plan.origin, output.horizon, plan.training_weeks),
         "recorded_at": datetime.now(UTC).isoformat(),
         **metrics,
         "rows_without_actuals": sum(part["forecast_rows"] for part in sums) - metrics["rows"],
@@ -85,9 +94,10 @@ def record_accuracy(layout: StorageLayout, accuracy: dict) -> pd.DataFrame:
 
 
 def accuracy_history(layout: StorageLayout) -> pd.DataFrame:
-    """Every run's accuracy record, by origin."""
+    """Every run's accuracy record, by origin. Records of runs that did not record their sample or
+    products (made before they did) count as of unknown sample, compared with nothing."""
     records = [storage.read_json(layout.run_accuracy(run_id)) for run_id in storage.list_names(layout.runs_dir())]
-    records = [record for record in records if record is not None]
+    records = [{"sample": UNKNOWN_SAMPLE, "products_sha256": "", **record} for record in records if record]
     return pd.DataFrame(records).sort_values(["origin", "run_id"], ignore_index=True) if records else pd.DataFrame()
 
 
@@ -145,7 +155,7 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     statuses = score_result.get("statuses", [])
     timings = partition_timings(summaries, statuses)
     cost = cost_estimate(plan, statuses, settings)
-    accuracy = run_accuracy(plan, summaries)
+    accuracy = run_accuracy(plan, summaries, [product for group in partitions.values() for product in group])
     accuracy_over_time = record_accuracy(layout, accuracy)
     rows = int(timings["rows"].sum()) if not timings.empty else 0
     span_s = (max(s["finished_at"] for s in statuses) - min(s["started_at"] for s in statuses)) if statuses else 0
@@ -180,10 +190,11 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         accuracy_table(accuracy_over_time),
         "",
         f"## Model packages compared at origin {plan.origin}",
-        "Each package's newest run at this origin (champion and challengers); compare them where they "
-        "cover the same products and rows.",
+        "Each package's newest out-of-sample run at this origin over this run's products (champion and "
+        "challengers). In-sample runs (forecast weeks the package was trained on) say nothing about the "
+        "future and are left out, as are runs over other products.",
         "",
-        package_comparison(accuracy_over_time, plan.origin),
+        package_comparison(accuracy_over_time, plan.origin, accuracy["products_sha256"]),
     ]
     report_url = layout.report_file(run_id, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(lines).encode())
@@ -191,15 +202,25 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     return report_url
 
 
-def package_comparison(history: pd.DataFrame, origin: int) -> str:
-    """Per model package, its newest run's accuracy at `origin`."""
+def package_comparison(history: pd.DataFrame, origin: int, products_sha256: str) -> str:
+    """Per model package, its newest out-of-sample run's accuracy at `origin` over the products
+    `products_sha256` names; says how many runs at the origin were left out and why."""
     if history.empty or "pinball_q50" not in history:
         return "(no actuals yet)"
     at_origin = history[history["origin"] == origin].sort_values("recorded_at", kind="stable")
-    newest = at_origin.groupby("model_version").tail(1).astype({"products": "int64"})
+    out_of_sample = at_origin["sample"] == OUT_OF_SAMPLE
+    same_products = at_origin["products_sha256"] == products_sha256
+    compared = at_origin[out_of_sample & same_products]
+    left_out = (
+        f"Left out: {int((~out_of_sample).sum())} run(s) not out of sample, "
+        f"{int((out_of_sample & ~same_products).sum())} over other products."
+    )
+    if compared.empty:
+        return f"(no out-of-sample run over these products) {left_out}"
+    newest = compared.groupby("model_version").tail(1).astype({"products": "int64"})
     columns = ["model_version", "run_id", "products", "rows", "pinball_q50", "mape_q50", "coverage_50", "coverage_90"]
     table = newest[[c for c in columns if c in newest]].sort_values("pinball_q50")
-    return table.to_markdown(index=False, floatfmt=".3f")
+    return f"{table.to_markdown(index=False, floatfmt='.3f')}\n\n{left_out}"
 
 
 def accuracy_table(history: pd.DataFrame) -> str:
@@ -210,6 +231,7 @@ def accuracy_table(history: pd.DataFrame) -> str:
             "run_id",
             "origin",
             "model_version",
+            "sample",
             "rows",
             "pinball_q50",
             "mape_q50",

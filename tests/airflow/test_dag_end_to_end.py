@@ -58,6 +58,7 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert accuracy["rows"] == 66 * 13, "the held-back weeks are the actuals of the latest week's run"
     assert accuracy["rows_without_actuals"] == 66 * 13, "product 2's actuals are missing: counted, not a failure"
     assert 0 <= accuracy["coverage_50"] <= accuracy["coverage_90"] <= 1
+    assert accuracy["sample"] == "out of sample", "weeks 108..120: after the tiny package's training weeks"
     assert accuracy_history(layout)["run_id"].tolist() == [run_id]
     assert not any(forecast_env.iterdir()), "the pool was deleted"
     printed = summary(ForecastSettings())
@@ -113,6 +114,7 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     assert sorted(forecast["week"].unique()) == list(range(57, 70))
     accuracy = json.loads(storage.read_bytes(layout.run_accuracy(run_id_of(first))))
     assert accuracy["rows"] == 66 * 13, "a backfill's forecast weeks are scored against the history"
+    assert accuracy["sample"] == "in sample", "weeks 57..69: the tiny package was trained on them"
 
     # Sales after the origin did not exist yet at that date: changing them must change nothing.
     history_path = local_path(layout.product_file(1, "history"))

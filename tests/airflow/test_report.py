@@ -11,6 +11,7 @@ from matplotlib.colors import to_rgba
 
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import REFERENCE_OUTPUT, OutputContract
+from retail_scoring.run.accuracy import IN_SAMPLE, OUT_OF_SAMPLE, UNKNOWN_SAMPLE, forecast_sample
 from scoring_airflow.report import (
     BAND_50_COLOUR,
     BAND_90_COLOUR,
@@ -116,19 +117,60 @@ def test_figure_of_a_package_with_other_quantiles_draws_its_own_band_and_median(
     assert axis.get_lines()[1].get_linestyle() == "--", "the median"
 
 
-def test_packages_are_compared_by_their_newest_run_at_the_origin():
+def test_packages_are_compared_by_their_newest_out_of_sample_run_over_the_same_products():
+    def run(run_id, origin, version, pinball, hour, sample=OUT_OF_SAMPLE, products="p90"):
+        return {
+            "run_id": run_id,
+            "origin": origin,
+            "model_version": version,
+            "rows": 90,
+            "pinball_q50": pinball,
+            "products": 90,
+            "products_sha256": products,
+            "sample": sample,
+            "recorded_at": f"2026-11-30T{hour}",
+        }
+
     records = pd.DataFrame(
         [
-            {"run_id": "a", "origin": 107, "model_version": "gbm", "rows": 90, "pinball_q50": 1933.0,
-             "products": 90, "recorded_at": "2026-11-30T09:00:00"},
-            {"run_id": "b", "origin": 107, "model_version": "forest", "rows": 90, "pinball_q50": 1800.0,
-             "products": 90, "recorded_at": "2026-11-30T10:00:00"},
-            {"run_id": "c", "origin": 107, "model_version": "forest", "rows": 90, "pinball_q50": 1749.0,
-             "products": 90, "recorded_at": "2026-11-30T11:00:00"},
-            {"run_id": "d", "origin": 106, "model_version": "gbm", "rows": 90, "pinball_q50": 1.0,
-             "products": 90, "recorded_at": "2026-11-30T12:00:00"},
+            run("a", 107, "gbm", 1933.0, "09"),
+            run("b", 107, "forest", 1800.0, "10"),
+            run("c", 107, "forest", 1749.0, "11"),
+            run("d", 106, "gbm", 1.0, "12"),
+            run("e", 107, "gbm", 5.0, "13", sample=IN_SAMPLE),  # seen its forecast weeks: no evidence
+            run("f", 107, "ranger", 2.0, "14", products="p10"),  # a 10-product challenger
         ]
     )  # fmt: skip
-    table = package_comparison(records, 107)
-    rows = [line.split("|")[1:4] for line in table.splitlines()[2:]]
+    table = package_comparison(records, 107, "p90")
+    rows = [line.split("|")[1:4] for line in table.splitlines()[2:4]]
     assert [[cell.strip() for cell in row] for row in rows] == [["forest", "c", "90"], ["gbm", "a", "90"]]
+    assert table.endswith("Left out: 1 run(s) not out of sample, 1 over other products.")
+    assert package_comparison(records, 107, "p10").startswith("| model_version"), "the challenger's own set"
+    assert package_comparison(records, 106, "p10").startswith("(no out-of-sample run over these products)")
+
+
+@pytest.mark.parametrize(
+    ("origin", "training_weeks", "expected"),
+    [
+        (107, (0, 107), OUT_OF_SAMPLE),  # the committed package at the newest origin: weeks 108..120 are new
+        (94, (0, 107), IN_SAMPLE),
+        (60, (0, 60), OUT_OF_SAMPLE),  # forecasts weeks 61..73, trained through 60
+        (59, (0, 60), IN_SAMPLE),  # week 60 is a forecast week it was trained on
+        (10, (40, 60), OUT_OF_SAMPLE),  # weeks 11..23, before the window
+        (30, (40, 60), IN_SAMPLE),  # weeks 31..43 reach into it
+        (107, None, UNKNOWN_SAMPLE),
+    ],
+)
+def test_a_forecast_is_in_sample_when_any_of_its_weeks_is_in_the_training_window(origin, training_weeks, expected):
+    assert forecast_sample(origin, 13, training_weeks) == expected
+
+
+def test_old_accuracy_records_count_as_of_unknown_sample(tmp_path):
+    layout = StorageLayout(f"file://{tmp_path}")
+    old = {"run_id": "old", "origin": 107, "model_version": "m", "rows": 10, "pinball_q50": 1.0, "recorded_at": "x"}
+    record_accuracy(layout, old)
+    history = accuracy_history(layout)
+    assert history.loc[0, "sample"] == UNKNOWN_SAMPLE
+    assert package_comparison(history, 107, "p").endswith(
+        "Left out: 1 run(s) not out of sample, 0 over other products."
+    )

@@ -9,7 +9,7 @@ from retail_scoring import storage
 from retail_scoring.data.dataset import write_products
 from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.packages.base import load_package, upload_package
+from retail_scoring.packages.base import load_package, parse_manifest, upload_package
 from retail_scoring.run.partition import score_partition
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
@@ -86,3 +86,16 @@ def test_the_committed_gbm_packages_compiled_engine_scores_the_reference_run_bit
         != storage.read_bytes(layout.forecast_file("engine-compiled", product))
     ]
     assert differing == []
+
+
+def test_the_committed_gbm_package_states_the_weeks_it_was_trained_on():
+    manifest = json.loads((MODELS / ForecastSettings().model_version / "manifest.json").read_text())
+    assert parse_manifest(manifest, "committed").training_weeks == (0, 107)
+
+
+@pytest.mark.parametrize("weeks", [[60, 0], [0], "0..60", [0.5, 60]])
+def test_a_training_window_that_is_not_two_ascending_weeks_is_refused_naming_the_field(weeks):
+    manifest = json.loads((MODELS / ForecastSettings().model_version / "manifest.json").read_text())
+    manifest["training_data"]["weeks"] = weeks
+    with pytest.raises(ModelPackageError, match=r"^m\.json: training_data\.weeks must be \[first week, last week\]"):
+        parse_manifest(manifest, "m.json")

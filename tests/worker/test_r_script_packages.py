@@ -279,8 +279,8 @@ def test_crossing_quantiles_from_a_package_are_sorted_so_they_never_cross(layout
     assert np.allclose(forecast[["q75", "q95"]].to_numpy(), expected[["q75", "q95"]].to_numpy(), rtol=1e-12)
 
 
-def train_package(layout, folder: Path) -> subprocess.CompletedProcess:
-    command = ["train-package", "--storage", layout.root, "--product", "1", "--source", str(folder)]
+def train_package(layout, folder: Path, *options: str) -> subprocess.CompletedProcess:
+    command = ["train-package", "--storage", layout.root, "--product", "1", "--source", str(folder), *options]
     return subprocess.run([sys.executable, "-m", "retail_scoring.cli", *command], capture_output=True, text=True)
 
 
@@ -295,7 +295,24 @@ def test_train_package_runs_the_packages_train_r_and_seals_what_it_wrote(layout,
     assert result.returncode == 0, result.stderr
     rows = len(read_product_table(layout, 1, "history"))
     assert f"trained ({{'rows': [{rows}]}}) and sealed, 3 files" in result.stdout
-    assert set(json.loads((folder / "manifest.json").read_text())["files"]) == {"score.R", "train.R", "settings.rds"}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"score.R", "train.R", "settings.rds"}
+    history = read_product_table(layout, 1, "history")
+    assert manifest["training_data"]["weeks"] == [int(history["week"].min()), int(history["week"].max())]
+
+    through = train_package(layout, folder, "--through-week", "60")
+    assert through.returncode == 0, through.stderr
+    cut = int((history["week"] <= 60).sum())
+    assert f"trained ({{'rows': [{cut}]}})" in through.stdout, "train() saw the history through week 60 only"
+    assert json.loads((folder / "manifest.json").read_text())["training_data"]["weeks"] == [
+        int(history["week"].min()),
+        60,
+    ]
+    too_early = train_package(layout, folder, "--through-week", "-1")
+    assert (
+        too_early.returncode == 2
+        and f"--through-week -1: the history starts at week {int(history['week'].min())}" in (too_early.stderr)
+    )
 
     (folder / "train.R").write_text('train <- function(history, model_dir) stop("too few weeks to train on")\n')
     failed = train_package(layout, folder)

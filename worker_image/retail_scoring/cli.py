@@ -12,6 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from retail_scoring import storage
 from retail_scoring.errors import (
     EXIT_BAD_INPUT,
@@ -29,6 +31,20 @@ log = logging.getLogger("retail_scoring")
 
 def _int_list(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item]
+
+
+THROUGH_WEEK_HELP = "train on the history through this week only (for backtests at later origins); default: all of it"
+
+
+def training_history(history: pd.DataFrame, through_week: int | None) -> pd.DataFrame:
+    """The history a package is trained on: through `through_week` when given, so its forecasts
+    at later origins are out of sample; the manifest records the weeks it covers."""
+    if through_week is None:
+        return history
+    kept = history[history["week"] <= through_week]
+    if kept.empty:
+        raise UsageError(f"--through-week {through_week}: the history starts at week {int(history['week'].min())}")
+    return kept
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--stores", type=int, help="train on the first N stores only (quick reference-size sets for benchmarks)"
     )
+    train.add_argument("--through-week", type=int, help=THROUGH_WEEK_HELP)
 
     package = commands.add_parser(
         "package", help="fill in a model package's file checksums in its manifest and check the manifest"
@@ -92,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     train_package.add_argument("--storage", required=True, help="storage root holding the data")
     train_package.add_argument("--product", type=int, default=1)
     train_package.add_argument("--source", required=True, type=Path, help="the package folder")
+    train_package.add_argument("--through-week", type=int, help=THROUGH_WEEK_HELP)
 
     upload = commands.add_parser(
         "upload-package", aliases=["upload-models"], help="copy a local model package folder to storage"
@@ -135,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
         from retail_scoring.packages.gbm.train import Hyperparameters, train_model_set
 
         params = Hyperparameters(args.n_trees, args.interaction_depth, args.shrinkage, args.n_minobsinnode)
-        history = read_product_table(layout, args.product, "history")
+        history = training_history(read_product_table(layout, args.product, "history"), args.through_week)
         if args.stores:
             history = history[history["store"].isin(sorted(history["store"].unique())[: args.stores])]
         train_model_set(history, args.output, args.model_version, params, args.jobs)
@@ -144,8 +162,9 @@ def run(args: argparse.Namespace) -> None:
         from retail_scoring.packages.base import seal_package
         from retail_scoring.packages.rscript import train_r_package
 
-        trained = train_r_package(args.source, read_product_table(layout, args.product, "history"))
-        manifest = seal_package(args.source)
+        history = training_history(read_product_table(layout, args.product, "history"), args.through_week)
+        trained = train_r_package(args.source, history)
+        manifest = seal_package(args.source, (int(history["week"].min()), int(history["week"].max())))
         print(f"{manifest.source}: trained ({trained}) and sealed, {len(manifest.files)} files")
     elif args.command == "upload-package":
         from retail_scoring.packages.base import upload_package

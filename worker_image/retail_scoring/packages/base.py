@@ -133,6 +133,14 @@ class PackageManifest:
     source: str = ""  # the manifest's URL, for messages
     sha256: str = ""  # of the manifest's bytes as stored, which pin every file; set when loaded from storage
 
+    @property
+    def training_weeks(self) -> tuple[int, int] | None:
+        """The first and last week of the data its models were trained on (`training_data.weeks`),
+        None when the package does not say: forecasts of those weeks are in-sample, never evidence
+        of how it forecasts the future."""
+        weeks = (self.raw.get("training_data") or {}).get("weeks")
+        return (int(weeks[0]), int(weeks[1])) if weeks else None
+
 
 def read_manifest(layout: StorageLayout, model_version: str) -> tuple[dict, str]:
     """The package's manifest and the sha256 of its bytes, which pins every file of it too."""
@@ -172,6 +180,11 @@ def parse_manifest(manifest: dict, source: str) -> PackageManifest:
         raise ModelPackageError(f"{source}: output needs a horizon of 1..104 weeks and at least one quantile")
     if any(not 0 < q < 1 for q in contract.quantiles) or list(contract.quantiles) != sorted(set(contract.quantiles)):
         raise ModelPackageError(f"{source}: output quantiles must be distinct, ascending and between 0 and 1")
+    weeks = (manifest.get("training_data") or {}).get("weeks")
+    if weeks is not None and not (
+        isinstance(weeks, list) and len(weeks) == 2 and all(isinstance(w, int) for w in weeks) and weeks[0] <= weeks[1]
+    ):
+        raise ModelPackageError(f"{source}: training_data.weeks must be [first week, last week], got {weeks!r}")
     package_kind(kind).check(parsed)
     return parsed
 
@@ -314,14 +327,17 @@ def load_package(
         yield package
 
 
-def seal_package(folder: Path) -> PackageManifest:
-    """Fill in the manifest's `files` with the sha256 of every other file of the folder, then check
-    the manifest as planning will (kind, contract, kind-specific fields)."""
+def seal_package(folder: Path, training_weeks: tuple[int, int] | None = None) -> PackageManifest:
+    """Fill in the manifest's `files` with the sha256 of every other file of the folder (and, when
+    given, the weeks its models were just trained on), then check the manifest as planning will
+    (kind, contract, kind-specific fields)."""
     manifest_path = folder / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ModelPackageError(f"{manifest_path}: cannot read the manifest ({error})") from error
+    if training_weeks is not None:
+        manifest["training_data"] = {**manifest.get("training_data", {}), "weeks": list(training_weeks)}
     manifest["files"] = {
         path.name: sha256_hex(path.read_bytes())
         for path in sorted(folder.iterdir())

@@ -9,6 +9,7 @@ import pandas as pd
 from retail_scoring.data.schema import QUANTILES, ROW_KEY, quantile_column
 
 SALES_COLUMNS = [*ROW_KEY, "sales"]  # known sales: held-back actuals, or history after the origin
+IN_SAMPLE, OUT_OF_SAMPLE, UNKNOWN_SAMPLE = "in sample", "out of sample", "training weeks unknown"
 INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}
 
 
@@ -53,6 +54,17 @@ def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QU
     if 0.5 in quantiles:
         metrics["mape_q50"] = sum(part["ape_q50"] for part in partial_sums) / rows
     return metrics
+
+
+def forecast_sample(origin: int, horizon: int, training_weeks: tuple[int, int] | None) -> str:
+    """How far a forecast from `origin` can be trusted as evidence: out of sample when none of its
+    weeks (origin+1..origin+horizon) lies in the package's training window, in sample when one
+    does (the models have seen those sales), unknown when the package does not state its window.
+    Only out-of-sample figures compare packages."""
+    if training_weeks is None:
+        return UNKNOWN_SAMPLE
+    first, last = training_weeks
+    return IN_SAMPLE if origin + 1 <= last and origin + horizon >= first else OUT_OF_SAMPLE
 
 
 def known_sales(tables: list[pd.DataFrame], weeks: range) -> pd.DataFrame:

@@ -82,6 +82,7 @@ class RunPlan:
     engine_threads: int | None
     product_count: int
     partition_count: int
+    training_weeks: tuple[int, int] | None  # the package's training window (run.accuracy.forecast_sample)
 
     def to_dict(self) -> dict:
         return {VERSION_FIELD: CONTRACT_VERSION, **asdict(self), "output": self.output.to_dict()}
@@ -90,7 +91,9 @@ class RunPlan:
     def from_dict(cls, document: Any, source: str) -> Self:
         check_document(document, [f.name for f in fields(cls)], source)
         values = {f.name: document[f.name] for f in fields(cls)}
-        return cls(**{**values, "output": OutputContract.from_dict(values["output"])})
+        weeks = values["training_weeks"]
+        output = OutputContract.from_dict(values["output"])
+        return cls(**{**values, "output": output, "training_weeks": tuple(weeks) if weeks else None})
 
 
 @dataclass(frozen=True)
