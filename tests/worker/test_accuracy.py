@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from retail_scoring.data.schema import QUANTILE_COLUMNS, QUANTILES, quantile_column
-from retail_scoring.run.accuracy import accuracy_sums, combine_accuracy
+from retail_scoring.run.accuracy import accuracy_sums, central_intervals, combine_accuracy
 
 
 def accuracy_metrics(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles=QUANTILES) -> dict:
@@ -85,3 +85,25 @@ def test_partial_sums_added_up_give_the_metrics_of_all_rows_at_once():
     for key in ("pinball_q5", "pinball_q50", "pinball_q95", "mape_q50"):
         assert combined[key] == pytest.approx(whole[key], rel=1e-14, abs=0)
     assert sum(part["forecast_rows"] for part in parts) == 40
+
+
+@pytest.mark.parametrize(
+    ("quantiles", "intervals"),
+    [
+        (QUANTILES, {90: (0.05, 0.95), 50: (0.25, 0.75)}),
+        ((0.1, 0.5, 0.9), {80: (0.1, 0.9)}),
+        ((0.1, 0.25, 0.75, 0.95), {50: (0.25, 0.75)}),  # q10 has no q90: no interval
+        ((0.5,), {}),
+    ],
+)
+def test_every_symmetric_pair_of_declared_quantiles_is_a_central_interval(quantiles, intervals):
+    assert central_intervals(quantiles) == intervals
+
+
+def test_coverage_is_reported_for_every_central_interval_a_package_declares():
+    weeks = range(4)
+    forecast = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, "q10": 5.0, "q50": 10.0, "q90": 15.0})
+    actuals = pd.DataFrame({"sku": 1, "store": 1, "week": weeks, "sales": [4.0, 5.0, 15.0, 16.0]})
+    metrics = accuracy_metrics(forecast, actuals, (0.1, 0.5, 0.9))
+    assert metrics["coverage_80"] == 0.5, "5 and 15 lie inside [q10, q90], 4 and 16 outside"
+    assert "coverage_50" not in metrics and "coverage_90" not in metrics

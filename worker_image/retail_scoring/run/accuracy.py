@@ -3,6 +3,8 @@
 Workers sum what they scored (`accuracy_sums`, per product, where the forecasts and actuals are in
 memory); the report adds the partitions' sums up (`combine_accuracy`), so it never reads a forecast."""
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,6 @@ from retail_scoring.data.schema import QUANTILES, ROW_KEY, quantile_column
 
 SALES_COLUMNS = [*ROW_KEY, "sales"]  # known sales: held-back actuals, or history after the origin
 IN_SAMPLE, OUT_OF_SAMPLE, UNKNOWN_SAMPLE = "in sample", "out of sample", "training weeks unknown"
-INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_90": (0.05, 0.95)}
 
 
 def _pinball_sum(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
@@ -19,20 +20,30 @@ def _pinball_sum(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> 
     return float(np.sum(np.maximum(quantile * error, (quantile - 1) * error)))
 
 
+def central_intervals(quantiles: tuple[float, ...]) -> dict[int, tuple[float, float]]:
+    """Every symmetric pair of the declared quantiles as a central interval, by its nominal
+    coverage in percent: q5/q95 is the 90% interval, q10/q90 the 80%, q25/q75 the 50%."""
+    intervals = {}
+    for low in quantiles:
+        high = next((q for q in quantiles if low < 0.5 and math.isclose(q, 1 - low)), None)
+        if high is not None:
+            intervals[round((high - low) * 100)] = (low, high)
+    return intervals
+
+
 def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES) -> dict:
     """Additive sums over the forecast rows that have an actual: `rows` of them out of
-    `forecast_rows`, pinball loss per quantile, rows inside the 50% and 90% intervals and the
-    median's absolute percentage errors where the package forecasts those quantiles."""
+    `forecast_rows`, pinball loss per quantile, rows inside each central interval of the declared
+    quantiles (`inside_90` for q5/q95) and the median's absolute percentage errors."""
     joined = forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
     actual = joined["sales"].to_numpy(dtype="float64")
     sums: dict = {"forecast_rows": len(forecast), "rows": len(joined)}
     for quantile in quantiles:
         column = quantile_column(quantile)
         sums[f"pinball_{column}"] = _pinball_sum(actual, joined[column].to_numpy(), quantile)
-    for name, (low, high) in INTERVALS.items():
-        if low in quantiles and high in quantiles:
-            inside = (actual >= joined[quantile_column(low)]) & (actual <= joined[quantile_column(high)])
-            sums[f"inside_{name.removeprefix('coverage_')}"] = int(np.sum(inside))
+    for level, (low, high) in central_intervals(quantiles).items():
+        inside = (actual >= joined[quantile_column(low)]) & (actual <= joined[quantile_column(high)])
+        sums[f"inside_{level}"] = int(np.sum(inside))
     if 0.5 in quantiles:
         sums["ape_q50"] = float(np.sum(np.abs(actual - joined[quantile_column(0.5)].to_numpy()) / actual))
     return sums
@@ -48,9 +59,8 @@ def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QU
     for quantile in quantiles:
         key = f"pinball_{quantile_column(quantile)}"
         metrics[key] = sum(part[key] for part in partial_sums) / rows
-    for name, (low, high) in INTERVALS.items():
-        if low in quantiles and high in quantiles:
-            metrics[name] = sum(part[f"inside_{name.removeprefix('coverage_')}"] for part in partial_sums) / rows
+    for level in central_intervals(quantiles):
+        metrics[f"coverage_{level}"] = sum(part[f"inside_{level}"] for part in partial_sums) / rows
     if 0.5 in quantiles:
         metrics["mape_q50"] = sum(part["ape_q50"] for part in partial_sums) / rows
     return metrics
