@@ -189,6 +189,10 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         "",
         accuracy_table(accuracy_over_time),
         "",
+        f"By horizon step (step 1 is week {plan.origin + 1}), this run:",
+        "",
+        step_table(accuracy),
+        "",
         f"## Model packages compared at origin {plan.origin}",
         "Each package's newest out-of-sample run at this origin over this run's products (champion and "
         "challengers). In-sample runs (forecast weeks the package was trained on) say nothing about the "
@@ -221,6 +225,17 @@ def package_comparison(history: pd.DataFrame, origin: int, products_sha256: str)
     columns = ["model_version", "run_id", "products", "rows", "pinball_q50", "mape_q50", "coverage_50", "coverage_90"]
     table = newest[[c for c in columns if c in newest]].sort_values("pinball_q50")
     return f"{table.to_markdown(index=False, floatfmt='.3f')}\n\n{left_out}"
+
+
+def step_table(accuracy: dict) -> str:
+    """One run's accuracy per horizon step: how coverage and loss grow with the distance ahead."""
+    if not accuracy.get("steps"):
+        return "(no actuals yet)"
+    table = pd.DataFrame(
+        [{**metrics, "step": step, "rows": str(metrics["rows"])} for step, metrics in accuracy["steps"].items()]
+    )
+    columns = ["step", "rows", "pinball_q50", "mape_q50", *sorted(c for c in table if c.startswith("coverage_"))]
+    return table[[c for c in columns if c in table]].to_markdown(index=False, floatfmt=".3f")
 
 
 def accuracy_table(history: pd.DataFrame) -> str:

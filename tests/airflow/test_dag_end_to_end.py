@@ -59,6 +59,8 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
     assert accuracy["rows_without_actuals"] == 66 * 13, "product 2's actuals are missing: counted, not a failure"
     assert 0 <= accuracy["coverage_50"] <= accuracy["coverage_90"] <= 1
     assert accuracy["sample"] == "out of sample", "weeks 108..120: after the tiny package's training weeks"
+    assert [accuracy["steps"][str(step)]["rows"] for step in range(1, 14)] == [66] * 13, "product 1's 66 series"
+    assert "By horizon step (step 1 is week 108), this run:" in report
     assert accuracy_history(layout)["run_id"].tolist() == [run_id]
     assert not any(forecast_env.iterdir()), "the pool was deleted"
     printed = summary(ForecastSettings())

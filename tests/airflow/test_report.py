@@ -20,6 +20,7 @@ from scoring_airflow.report import (
     forecast_figure,
     package_comparison,
     record_accuracy,
+    step_table,
 )
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import run_plan
@@ -174,3 +175,23 @@ def test_old_accuracy_records_count_as_of_unknown_sample(tmp_path):
     assert package_comparison(history, 107, "p").endswith(
         "Left out: 1 run(s) not out of sample, 0 over other products."
     )
+
+
+def test_the_step_table_shows_each_horizon_steps_coverage():
+    accuracy = {
+        "rows": 2,
+        "steps": {
+            "1": {"rows": 1, "pinball_q50": 2.0, "coverage_50": 1.0, "coverage_90": 1.0},
+            "13": {"rows": 1, "pinball_q50": 9.0, "coverage_50": 0.0, "coverage_90": 1.0},
+        },
+    }
+    lines = step_table(accuracy).splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
+        "step",
+        "rows",
+        "pinball_q50",
+        "coverage_50",
+        "coverage_90",
+    ]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["1", "13"]
+    assert step_table({"rows": 0}) == "(no actuals yet)"

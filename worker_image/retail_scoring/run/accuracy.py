@@ -34,10 +34,17 @@ def central_intervals(quantiles: tuple[float, ...]) -> dict[int, tuple[float, fl
 def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES) -> dict:
     """Additive sums over the forecast rows that have an actual: `rows` of them out of
     `forecast_rows`, pinball loss per quantile, rows inside each central interval of the declared
-    quantiles (`inside_90` for q5/q95) and the median's absolute percentage errors."""
+    quantiles (`inside_90` for q5/q95) and the median's absolute percentage errors; the same per
+    horizon step under `steps` (step 1 is the week after the forecast's origin)."""
     joined = forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
+    step = (joined["week"] - joined["forecast_origin"]).to_numpy()
+    steps = {str(s): _row_sums(joined[step == s], quantiles) for s in np.unique(step).tolist()}
+    return {"forecast_rows": len(forecast), **_row_sums(joined, quantiles), "steps": steps}
+
+
+def _row_sums(joined: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
     actual = joined["sales"].to_numpy(dtype="float64")
-    sums: dict = {"forecast_rows": len(forecast), "rows": len(joined)}
+    sums: dict = {"rows": len(joined)}
     for quantile in quantiles:
         column = quantile_column(quantile)
         sums[f"pinball_{column}"] = _pinball_sum(actual, joined[column].to_numpy(), quantile)
@@ -49,9 +56,19 @@ def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tupl
     return sums
 
 
+def add_sums(total: dict, more: dict) -> dict:
+    """Two accuracy sums added up, key by key, `steps` step by step."""
+    added = {key: total.get(key, 0) + value for key, value in more.items() if key != "steps"}
+    steps = {**total.get("steps", {})}
+    for step, sums in more.get("steps", {}).items():
+        steps[step] = add_sums(steps.get(step, {}), sums)
+    return {**added, "steps": steps} if "steps" in total or "steps" in more else added
+
+
 def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QUANTILES) -> dict:
     """The metrics of all rows the partial sums cover: means of the pinball losses and percentage
-    errors, interval coverage as a share of rows; only `rows` when no row has an actual yet."""
+    errors, interval coverage as a share of rows; only `rows` when no row has an actual yet; the
+    same per horizon step under `steps`."""
     rows = sum(part["rows"] for part in partial_sums)
     if not rows:
         return {"rows": 0}
@@ -63,6 +80,13 @@ def combine_accuracy(partial_sums: list[dict], quantiles: tuple[float, ...] = QU
         metrics[f"coverage_{level}"] = sum(part[f"inside_{level}"] for part in partial_sums) / rows
     if 0.5 in quantiles:
         metrics["mape_q50"] = sum(part["ape_q50"] for part in partial_sums) / rows
+    by_step: dict[str, list[dict]] = {}
+    for part in partial_sums:
+        for step, sums in part.get("steps", {}).items():
+            by_step.setdefault(step, []).append(sums)
+    if by_step:
+        ordered = sorted(by_step, key=int)
+        metrics["steps"] = {step: combine_accuracy(by_step[step], quantiles) for step in ordered}
     return metrics
 
 

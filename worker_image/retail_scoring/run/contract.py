@@ -19,6 +19,7 @@ from typing import Any, Self
 
 from retail_scoring.errors import ScoringError
 from retail_scoring.packages.base import OutputContract
+from retail_scoring.run.accuracy import add_sums
 from retail_scoring.storage import RecordedFile
 
 CONTRACT_VERSION = 1
@@ -162,7 +163,7 @@ class PartitionSummary:
         return cls(**{**values, "forecasts": forecasts})
 
     def add_accuracy(self, sums: dict) -> None:
-        self.accuracy = {key: self.accuracy.get(key, 0) + value for key, value in sums.items()}
+        self.accuracy = add_sums(self.accuracy, sums)
 
     def summary(self) -> str:
         total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s
