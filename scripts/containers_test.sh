@@ -30,8 +30,9 @@ step() {
   step_started=$SECONDS
 }
 
-step "tools: Python environment, Docker client and engine packages, debootstrap, compose"
+step "tools: Python environment, Azurite, Docker engine packages, debootstrap, compose"
 bash scripts/setup.sh >/dev/null
+bash scripts/install_azurite.sh
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
