@@ -49,8 +49,10 @@ engine_pid=""
 stop_engine() {
   [ -n "$engine_pid" ] || return 0
   kill "$engine_pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$engine_pid" 2>/dev/null || return 0; sleep 1; done
+  for _ in $(seq 30); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 1; done
   kill -9 "$engine_pid" 2>/dev/null || true
+  # dockerd leaves its network namespace mounted, which would keep .local from being removed
+  for namespace in "$STATE"/docker/exec/netns/*; do umount "$namespace" 2>/dev/null || true; done
 }
 if docker info >/dev/null 2>&1; then
   echo "using the Docker engine at ${DOCKER_HOST:-the default socket}"
