@@ -80,6 +80,15 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
             description="Untick for a challenger run: it scores, validates and reports (the report compares "
             "it with the other packages run at its origin) but does not change the current forecast.",
         ),
+        "calibration": Param(
+            None,
+            type=["null", "string"],
+            section="Run scope",
+            description="Calibrate the forecast's quantiles with what a backtest learned: the backtest's id (its "
+            "report names it; `<id>:<model version>` when it calibrated several packages). Empty: the package's "
+            "own quantiles. Refused for origins before the calibration's last actuals; what the package forecast "
+            "is kept beside the calibrated forecast.",
+        ),
         "force": Param(
             False,
             type="boolean",

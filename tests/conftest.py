@@ -81,6 +81,8 @@ def run_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) ->
         "product_count": sum(len(products) for products in partitions.values()),
         "partition_count": len(partitions),
         "training_weeks": (0, 93),
+        "calibration_url": None,
+        "calibration_sha256": None,
     }
     return RunPlan(**{**defaults, **fields})
 

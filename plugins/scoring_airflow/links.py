@@ -4,6 +4,7 @@ Airflow's API server) and, on Azure Batch, the Batch account in the Azure portal
 from airflow.configuration import conf
 from airflow.sdk import BaseOperatorLink
 
+from retail_scoring.layout import backtest_of_run
 from scoring_airflow.planning import read_plan
 from scoring_airflow.settings import ForecastSettings
 
@@ -28,6 +29,14 @@ class ForecastFilesLink(BaseOperatorLink):
 
     def get_link(self, operator, *, ti_key) -> str:
         return outputs_url(operator.plan, "forecasts")
+
+
+class BacktestReportLink(BaseOperatorLink):
+    name = "Backtest report"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+        return f"{base}{URL_PREFIX}/backtests/{backtest_of_run(read_plan(operator.runs[0]).run_id)}/report/"
 
 
 class BatchAccountLink(BaseOperatorLink):

@@ -10,9 +10,9 @@ from retail_scoring import storage
 from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
-from scoring_airflow import report
+from scoring_airflow import backtest, report
 from scoring_airflow.compute import ScoringTask, backend_for
-from scoring_airflow.links import BatchAccountLink, ForecastFilesLink, ForecastReportLink
+from scoring_airflow.links import BacktestReportLink, BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import partition_labels, pin_summaries, read_run_manifest, run_problems
 from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date, read_plan
@@ -162,6 +162,23 @@ class WriteReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         return report.write_report(read_plan(self.plan), self.score_result, self.settings)
+
+
+class EvaluateBacktestOperator(BaseOperator):
+    """Judge a backtest's runs from their summaries, write its calibration files and its report,
+    linked from the task."""
+
+    template_fields = ("runs",)
+    operator_extra_links = (BacktestReportLink(),)
+
+    def __init__(self, *, runs: Any, settings: ForecastSettings | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.runs = runs
+        self.settings = settings or ForecastSettings()
+
+    def execute(self, context: Context) -> str:
+        plans = [read_plan(plan) for plan in self.runs]
+        return backtest.evaluate_backtest(backtest.read_backtest(plans[0]), plans, self.settings)
 
 
 class WaitForSalesOperator(BaseOperator):

@@ -27,6 +27,7 @@ from retail_scoring.packages.base import (
     read_manifest,
     worker_r_packages,
 )
+from retail_scoring.run.calibration import Calibration, CalibrationError, read_calibration
 from retail_scoring.run.contract import RunManifest, RunPlan
 from scoring_airflow.compute import BACKENDS
 from scoring_airflow.outages import survives_outages
@@ -96,7 +97,7 @@ class ProductSelection:
 NAMED = 10  # messages name at most this many products or ranges, then count the rest
 
 
-def requested_products(value: str | list | None) -> ProductSelection | None:
+def requested_products(value: str | list | None, name: str = "products") -> ProductSelection | None:
     """The `products` param: a list of numbers (API, CLI), or what a person types into the form,
     numbers and ranges like `3, 17, 40-45` (brackets allowed; the form may send the text as one
     string or one per line). None or empty: every product."""
@@ -104,15 +105,15 @@ def requested_products(value: str | list | None) -> ProductSelection | None:
     ranges: list[tuple[int, int]] = []
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, str):
-            typed_numbers, typed_ranges = typed_products(item)
+            typed_numbers, typed_ranges = typed_products(item, name)
             numbers += typed_numbers
             ranges += typed_ranges
         elif item is not None:
-            numbers.append(whole_number("products item", item))
+            numbers.append(whole_number(f"{name} item", item))
     return ProductSelection(tuple(numbers), tuple(ranges)) if numbers or ranges else None
 
 
-def typed_products(text: str) -> tuple[list[int], list[tuple[int, int]]]:
+def typed_products(text: str, name: str = "products") -> tuple[list[int], list[tuple[int, int]]]:
     numbers, ranges = [], []
     for token in re.split(r"[,\s]+", text.strip().strip("[]")):
         if re.fullmatch(r"\d+", token):
@@ -120,10 +121,10 @@ def typed_products(text: str) -> tuple[list[int], list[tuple[int, int]]]:
         elif match := re.fullmatch(r"(\d+)-(\d+)", token):
             low, high = int(match[1]), int(match[2])
             if low > high:
-                raise PlanError(f"products: the range {token!r} is reversed; write it as {high}-{low}")
+                raise PlanError(f"{name}: the range {token!r} is reversed; write it as {high}-{low}")
             ranges.append((low, high))
         elif token:
-            raise PlanError(f"products: {token[:40]!r} is neither a product number nor a range like 40-45")
+            raise PlanError(f"{name}: {token[:40]!r} is neither a number nor a range like 40-45")
     return numbers, ranges
 
 
@@ -264,13 +265,64 @@ def param(params: dict, name: str, default):
     return default if value is None else value
 
 
+def recorded_calibrations(layout: StorageLayout, backtest_id: str) -> dict[str, dict]:
+    """model version -> {"url", "sha256"} of every calibration a backtest recorded."""
+    url = layout.backtest_accuracy(backtest_id)
+    record = storage.read_json(url)
+    if not record:
+        raise PlanError(f"{url}: no backtest {backtest_id} has finished (its accuracy record is missing)")
+    return record["calibrations"]
+
+
+def run_calibration(
+    layout: StorageLayout, reference: str | None, model_version: str, manifest: PackageManifest, origin: int
+) -> tuple[Calibration, str, str] | None:
+    """The calibration a run applies (the `calibration` param: a backtest's id, and `:model_version`
+    when it calibrated several packages), its URL and sha256; refused when its content is not what
+    the backtest recorded, when it does not fit the package's output, or when it learned from
+    sales the run's origin may not see."""
+    if not reference:
+        return None
+    backtest_id, _, learned_on = reference.partition(":")
+    calibrations = recorded_calibrations(layout, backtest_id)
+    if not learned_on:
+        learned_on = model_version if model_version in calibrations else next(iter(calibrations), "")
+        if len(calibrations) > 1 and model_version not in calibrations:
+            raise PlanError(
+                f"backtest {backtest_id} calibrated {', '.join(calibrations)}: name one as "
+                f"calibration `{backtest_id}:<model version>`"
+            )
+    if learned_on not in calibrations:
+        raise PlanError(f"backtest {backtest_id} has no calibration for model package {learned_on!r}")
+    recorded = calibrations[learned_on]
+    try:
+        calibration, sha256 = read_calibration(recorded["url"], recorded["sha256"])
+        calibration.check_fits(model_version, manifest.output.horizon, manifest.output.quantiles, recorded["url"])
+    except CalibrationError as error:
+        raise PlanError(str(error)) from error
+    if origin < calibration.usable_from:
+        raise PlanError(
+            f"{recorded['url']}: learned from origins up to {calibration.learned_through}, whose forecasts reach "
+            f"week {calibration.usable_from}; a forecast from origin {origin} may not use sales it could not have "
+            f"seen: calibrate origins {calibration.usable_from} and later only"
+        )
+    return calibration, recorded["url"], sha256
+
+
 @survives_outages
 def plan_run(
-    dag_id: str, airflow_run_id: str, run_date: datetime | date, params: dict, settings: ForecastSettings
-) -> dict:
+    dag_id: str,
+    airflow_run_id: str,
+    run_date: datetime | date,
+    params: dict,
+    settings: ForecastSettings,
+    run_id: str | None = None,
+    pool_id: str | None = None,
+) -> RunPlan:
     """Resolve the run's origin, products and partitions from the product catalogue, write the run
     manifest (with every partition's products) to storage, and return the plan: counts and ids
-    only, the same size for 90 products or 100,000."""
+    only, the same size for 90 products or 100,000. A backtest gives each of its runs' `run_id`
+    and the one `pool_id` they share."""
     layout = StorageLayout(settings.storage_root)
     pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
     if not 1 <= pool_size <= MAX_POOL_SIZE:
@@ -283,7 +335,8 @@ def plan_run(
     origin = run_origin(params, run_date, settings.week0_monday)
     check_origin(origin, *origin_range(layout, catalogue, manifest))
     check_sku_owners(catalogue)
-    run_id = storage_run_id(dag_id, airflow_run_id)
+    calibration = run_calibration(layout, params.get("calibration"), model_version, manifest, origin)
+    run_id = run_id or storage_run_id(dag_id, airflow_run_id)
     backend = param(params, "compute_backend", settings.compute_backend)
     node_settings = {
         "vm_size": param(params, "vm_size", settings.vm_size),
@@ -317,7 +370,7 @@ def plan_run(
         run_manifest=layout.run_manifest(run_id),
         compute_backend=backend,
         backend_config=backend_config(backend, settings, node_settings),
-        pool_id=settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
+        pool_id=pool_id or settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
         pool_size=pool_size,
         vm_size=node_settings["vm_size"],
         force=bool(params.get("force", False)),
@@ -328,14 +381,17 @@ def plan_run(
         product_count=len(products),
         partition_count=len(partitions),
         training_weeks=manifest.training_weeks,
+        calibration_url=calibration[1] if calibration else None,
+        calibration_sha256=calibration[2] if calibration else None,
     )
     series = {str(p): None if pd.isna(n) else int(n) for p, n in catalogue["series"].items()}
     storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series).to_json())
     log.info(
-        "run %s: origin week %d, model %s, %d products in %d partitions on a pool of %d (%s backend)",
+        "run %s: origin week %d, model %s%s, %d products in %d partitions on a pool of %d (%s backend)",
         run_id,
         origin,
         model_version,
+        f" calibrated by {calibration[1]}" if calibration else "",
         len(products),
         len(partitions),
         pool_size,

@@ -19,11 +19,12 @@ def create_pool(plan: RunPlan) -> str:
     return plan.pool_id
 
 
-def delete_pool(plan: RunPlan) -> None:
-    """Teardown: the run's own jobs (whatever state they are in), then the pool."""
+def delete_pool(plan: RunPlan, run_ids: list[str] | None = None) -> None:
+    """Teardown: the jobs of the run (or of every run in `run_ids`, a backtest's, whose pool `plan`
+    names), whatever state they are in, then the pool."""
     backend = backend_for(plan.compute_backend, plan.backend_config)
     for job in backend.job_ids():
-        if is_job_of_run(job, plan.run_id):
+        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):
             backend.delete_job(job)
     backend.delete_pool(plan.pool_id)
 

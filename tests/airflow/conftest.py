@@ -43,12 +43,12 @@ def forecast_env(layout, tmp_path, monkeypatch):
     return tmp_path / "pools"
 
 
-def load_dag():
+def load_dag(dag_id: str = "weekly_sales_forecast"):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(str(PROJECT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag.dags["weekly_sales_forecast"]
+    return bag.dags[dag_id]
 
 
 def run_dag(logical_date: datetime, conf: dict | None = None):

@@ -41,6 +41,7 @@ def test_params_offer_the_reforecast_knobs(airflow_db):
         "task_slots_per_node",
         "force",
         "publish",
+        "calibration",
     }
     assert params["force"] is False
     assert params["publish"] is True
@@ -57,7 +58,7 @@ def test_the_ui_explains_the_dag_and_every_param(airflow_db):
         assert len(param.description or "") > 20, f"{name} has no description"
         sections.setdefault(param.schema["section"], []).append(name)
     assert sections == {
-        "Run scope": ["products", "origin_week", "model_version", "publish", "force"],
+        "Run scope": ["products", "origin_week", "model_version", "publish", "calibration", "force"],
         "Compute": ["compute_backend", "pool_size", "partitioning", "engine", "task_slots_per_node"],
         "Azure Batch": ["vm_size", "spot_nodes"],
     }
@@ -75,3 +76,15 @@ def test_the_first_scheduled_run_forecasts_from_the_first_valid_origin(airflow_d
     first_valid = int(reference_series.groupby(["sku", "store"])["week"].min().max()) + 5 - 1
     week0 = ForecastSettings().week0_monday
     assert origin_for_logical_date(load_dag().start_date, week0) == first_valid == 31
+
+
+def test_the_backtest_dag_shares_one_pool_and_explains_every_param(airflow_db):
+    dag = load_dag("backtest_model_package")
+    create, delete = dag.get_task("create_pool"), dag.get_task("delete_pool")
+    assert create.is_setup and delete.is_teardown
+    assert dag.get_task("score").upstream_task_ids == {"plan", "create_pool"}
+    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "validate"}
+    assert "evaluate" in delete.upstream_task_ids
+    assert dag.schedule is None and "backtest" in dag.tags
+    for name in dag.params:
+        assert len(dag.params.get_param(name).description or "") > 20, f"{name} has no description"

@@ -312,7 +312,7 @@ def test_products_can_be_typed_as_numbers_and_ranges(typed, products):
 
 
 def test_a_typed_product_that_is_not_a_number_is_named():
-    with pytest.raises(PlanError, match=r"products: 'x7' is neither a product number nor a range like 40-45"):
+    with pytest.raises(PlanError, match=r"products: 'x7' is neither a number nor a range like 40-45"):
         requested_products("3, x7")
 
 

@@ -42,7 +42,9 @@ def test_a_plan_of_another_contract_version_is_refused_naming_the_xcom(layout, v
 def test_a_document_missing_or_adding_fields_is_refused_naming_them(layout):
     document = run_plan(layout, "odd", {"partition_000": [1]}).to_dict()
     del document["pool_id"]
-    with pytest.raises(ContractError, match=r"^xcom: not a version 1 run document: missing pool_id; unknown extra$"):
+    with pytest.raises(
+        ContractError, match=rf"^xcom: not a version {CONTRACT_VERSION} run document: missing pool_id; unknown extra$"
+    ):
         RunPlan.from_dict({**document, "extra": 1}, "xcom")
     with pytest.raises(ContractError, match=r"^summary\.json: not a run contract document: not JSON"):
         PartitionSummary.from_json(b"PAR1", "summary.json")
@@ -53,11 +55,17 @@ def test_a_document_missing_or_adding_fields_is_refused_naming_them(layout):
 def test_the_worker_refuses_a_run_manifest_of_another_version_naming_it(layout):
     plan = write_plan(layout, "future", {"partition_000": [1]})
     document = json.loads(storage.read_bytes(plan.run_manifest))
-    storage.write_bytes_atomic(plan.run_manifest, json.dumps({**document, "contract_version": 2}).encode())
+    storage.write_bytes_atomic(
+        plan.run_manifest, json.dumps({**document, "contract_version": CONTRACT_VERSION + 1}).encode()
+    )
     command = [sys.executable, "-m", "retail_scoring.cli", "score", "--storage", layout.root]
     result = subprocess.run(
         [*command, "--run-id", "future", "--partition", "partition_000"], capture_output=True, text=True
     )
     assert result.returncode == EXIT_BAD_INPUT
-    assert f"error: {plan.run_manifest}: run contract version 2, but this release reads version 1" in result.stderr
+    newer, this = CONTRACT_VERSION + 1, CONTRACT_VERSION
+    assert (
+        f"error: {plan.run_manifest}: run contract version {newer}, but this release reads version {this}"
+        in result.stderr
+    )
     assert not storage.list_names(layout.forecasts_dir("future")), "nothing scored"

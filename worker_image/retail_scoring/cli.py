@@ -196,6 +196,11 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         url = layout.task_progress(args.run_id, args.partition)
         storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
 
+    calibration = None
+    if plan.calibration_url:
+        from retail_scoring.run.calibration import read_calibration
+
+        calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
     score_partition(
         layout,
         manifest.partitions[args.partition],
@@ -207,6 +212,7 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
         layout.partition_summary(args.run_id, args.partition),
         plan.engine,
+        calibration,
     )
 
 

@@ -12,6 +12,7 @@ file name, run id, partition) is checked here.
 {root}/models/{model_version}/manifest.json + the files it lists with their sha256
 {root}/runs/{run_id}/manifest.json                 the run's plan, with every partition's products
 {root}/runs/{run_id}/forecasts/product_007.parquet sku, store, week, q5..q95, forecast_origin, model_version
+{root}/runs/{run_id}/model_output/product_007.parquet  a calibrated run's forecast as the package made it
 {root}/runs/{run_id}/logs/{partition}/{stdout,stderr}.txt
 {root}/runs/{run_id}/progress/{partition}.json     products written so far (what the score task logs)
 {root}/runs/{run_id}/partitions/{partition}.json   a scoring task's summary: products, package sha256, each
@@ -27,6 +28,13 @@ file name, run id, partition) is checked here.
                                                    with its sha256 and stored identity
 {root}/current.json                                the current forecast: each product's newest published
                                                    forecast (its origin, run, sha256, stored identity)
+{root}/backtests/{backtest_id}/backtest.json       a backtest's plan: packages, origins, products, its runs
+{root}/backtests/{backtest_id}/runs/{run_id}/...   its runs, one per package and origin, laid out as above
+                                                   (their ids, `{backtest_id}-p{package}-o{origin}`, say so)
+{root}/backtests/{backtest_id}/accuracy.json       accuracy by package, origin, step and quantile, as
+                                                   forecast and calibrated point-in-time
+{root}/backtests/{backtest_id}/calibration/{model_version}.json  the calibration learned for a package
+{root}/backtests/{backtest_id}/report/report.md + figure
 """
 
 import re
@@ -39,6 +47,7 @@ from retail_scoring.errors import UnsafeIdentifierError
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 PRODUCT_FOLDER = re.compile(r"product_(\d{3,})")
 PUBLISHED_INDEX = re.compile(r"origin_(\d{3,})\.json")
+BACKTEST_RUN = re.compile(r"(?P<backtest>.+)-p(?P<package>\d+)-o(?P<origin>\d{3,})")
 
 
 def checked_identifier(kind: str, value: object) -> str:
@@ -75,6 +84,18 @@ def origin_of_published_index(name: str) -> int | None:
     return int(match[1]) if match else None
 
 
+def backtest_run_id(backtest_id: str, package: int, origin: int) -> str:
+    """The run of a backtest that scores its `package`-th model package at `origin`. A weekly run's
+    id ends in a hash (planning.storage_run_id), so it never reads as one."""
+    return checked_identifier("run id", f"{backtest_id}-p{package}-o{origin:03d}")
+
+
+def backtest_of_run(run_id: str) -> str | None:
+    """The backtest a run belongs to, None for a weekly run."""
+    match = BACKTEST_RUN.fullmatch(run_id)
+    return match["backtest"] if match else None
+
+
 def partition_label(index: int) -> str:
     return f"partition_{index:03d}"
 
@@ -109,7 +130,12 @@ class StorageLayout:
         return self._join("runs")
 
     def run_dir(self, run_id: str) -> str:
-        return self._join("runs", checked_identifier("run id", run_id))
+        """A run's folder: under `runs/`, or under its backtest's folder for a backtest's run."""
+        checked = checked_identifier("run id", run_id)
+        backtest = backtest_of_run(checked)
+        if backtest:
+            return f"{self.backtest_dir(backtest)}/runs/{checked}"
+        return self._join("runs", checked)
 
     def run_manifest(self, run_id: str) -> str:
         return f"{self.run_dir(run_id)}/manifest.json"
@@ -119,6 +145,9 @@ class StorageLayout:
 
     def forecast_file(self, run_id: str, product: int) -> str:
         return f"{self.forecasts_dir(run_id)}/{product_label(product)}.parquet"
+
+    def model_output_file(self, run_id: str, product: int) -> str:
+        return f"{self.run_dir(run_id)}/model_output/{product_label(product)}.parquet"
 
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
@@ -152,3 +181,21 @@ class StorageLayout:
 
     def current_forecast(self) -> str:
         return self._join("current.json")
+
+    def backtests_dir(self) -> str:
+        return self._join("backtests")
+
+    def backtest_dir(self, backtest_id: str) -> str:
+        return self._join("backtests", checked_identifier("backtest id", backtest_id))
+
+    def backtest_plan(self, backtest_id: str) -> str:
+        return f"{self.backtest_dir(backtest_id)}/backtest.json"
+
+    def backtest_accuracy(self, backtest_id: str) -> str:
+        return f"{self.backtest_dir(backtest_id)}/accuracy.json"
+
+    def calibration_file(self, backtest_id: str, model_version: str) -> str:
+        return f"{self.backtest_dir(backtest_id)}/calibration/{checked_identifier('model_version', model_version)}.json"
+
+    def backtest_report_file(self, backtest_id: str, name: str) -> str:
+        return f"{self.backtest_dir(backtest_id)}/report/{checked_identifier('report file name', name)}"

@@ -36,10 +36,15 @@ def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tupl
     `forecast_rows`, pinball loss per quantile, rows inside each central interval of the declared
     quantiles (`inside_90` for q5/q95) and the median's absolute percentage errors; the same per
     horizon step under `steps` (step 1 is the week after the forecast's origin)."""
-    joined = forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
+    joined = with_actuals(forecast, actuals)
     step = (joined["week"] - joined["forecast_origin"]).to_numpy()
     steps = {str(s): _row_sums(joined[step == s], quantiles) for s in np.unique(step).tolist()}
     return {"forecast_rows": len(forecast), **_row_sums(joined, quantiles), "steps": steps}
+
+
+def with_actuals(forecast: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
+    """The forecast rows that have an actual, with it as `sales`."""
+    return forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
 
 
 def _row_sums(joined: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:

@@ -20,9 +20,10 @@ from typing import Any, Self
 from retail_scoring.errors import ScoringError
 from retail_scoring.packages.base import OutputContract
 from retail_scoring.run.accuracy import add_sums
+from retail_scoring.run.calibration import add_profiles
 from retail_scoring.storage import RecordedFile
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 VERSION_FIELD = "contract_version"
 
 
@@ -84,6 +85,8 @@ class RunPlan:
     product_count: int
     partition_count: int
     training_weeks: tuple[int, int] | None  # the package's training window (run.accuracy.forecast_sample)
+    calibration_url: str | None  # the calibration file the workers apply (run.calibration), None: none
+    calibration_sha256: str | None  # its content as planning read it; the workers refuse any other
 
     def to_dict(self) -> dict:
         return {VERSION_FIELD: CONTRACT_VERSION, **asdict(self), "output": self.output.to_dict()}
@@ -143,9 +146,11 @@ class PartitionSummary:
     package_sha256: str = ""  # the manifest sha256 of the package content that scored these forecasts
     products_scored: list[int] = field(default_factory=list)
     forecasts: dict[str, RecordedFile] = field(default_factory=dict)  # product -> its forecast file as written
+    model_outputs: dict[str, RecordedFile] = field(default_factory=dict)  # calibrated runs: what the package made
     failures: list[str] = field(default_factory=list)  # products not scored, and why
     problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
     accuracy: dict = field(default_factory=dict)  # run.accuracy.accuracy_sums over the partition's forecasts
+    residuals: dict = field(default_factory=dict)  # run.calibration.residual_profile of what the package made
 
     @property
     def scoring_operations(self) -> int:
@@ -159,11 +164,15 @@ class PartitionSummary:
         document = parse_json(data, source)
         check_document(document, [f.name for f in fields(cls)], source)
         values = {f.name: document[f.name] for f in fields(cls)}
-        forecasts = {product: RecordedFile(**written) for product, written in values["forecasts"].items()}
-        return cls(**{**values, "forecasts": forecasts})
+        recorded = {
+            name: {product: RecordedFile(**written) for product, written in values[name].items()}
+            for name in ("forecasts", "model_outputs")
+        }
+        return cls(**{**values, **recorded})
 
-    def add_accuracy(self, sums: dict) -> None:
+    def add_accuracy(self, sums: dict, residuals: dict) -> None:
         self.accuracy = add_sums(self.accuracy, sums)
+        self.residuals = add_profiles(self.residuals, residuals)
 
     def summary(self) -> str:
         total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s

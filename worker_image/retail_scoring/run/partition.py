@@ -20,6 +20,7 @@ from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.packages.base import ModelPackage, OutputContract, PackageManifest, ProductInput, load_package
 from retail_scoring.packages.gbm.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
+from retail_scoring.run.calibration import Calibration, residual_profile
 from retail_scoring.run.contract import PartitionSummary
 from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
@@ -138,6 +139,7 @@ def score_partition(
     checks: RunChecks | None = None,
     summary_url: str | None = None,
     engine: str = "auto",
+    calibration: Calibration | None = None,
 ) -> PartitionSummary:
     """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time (so memory holds
     one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
@@ -145,7 +147,9 @@ def score_partition(
     the summary, written to `summary_url` when given. Products with bad input or a forecast the
     package's contract refuses are reported together at the end, after every good product's
     forecast is written. With a pinned manifest checksum (the run's), a package changed since the
-    run was planned is refused. `engine` says how the package scores (package.ENGINES)."""
+    run was planned is refused. `engine` says how the package scores (package.ENGINES). With a
+    `calibration`, the forecast written is the calibrated one, and what the package made is written
+    beside it (layout.model_output_file), so the package's own output stays comparable with R's."""
     summary = PartitionSummary(products=list(products))
     checks = checks or RunChecks(model_version)
     started = time.perf_counter()
@@ -157,7 +161,9 @@ def score_partition(
             summary.quantile_count = len(package.manifest.output.quantiles)
             for start in range(0, len(products), PRODUCTS_PER_CHUNK):
                 chunk = products[start : start + PRODUCTS_PER_CHUNK]
-                summary.failures += _score_chunk(layout, chunk, origin, package, catalogue, run_id, checks, summary)
+                summary.failures += _score_chunk(
+                    layout, chunk, origin, package, catalogue, run_id, checks, summary, calibration
+                )
                 if on_progress:
                     on_progress(start + len(chunk), len(products))
     except ScoringError as error:
@@ -206,6 +212,7 @@ def _score_chunk(
     run_id: str,
     checks: RunChecks,
     summary: PartitionSummary,
+    calibration: Calibration | None,
 ) -> list[str]:
     """Read, score, check and write a chunk of products; returns the messages of the products
     that could not be scored."""
@@ -240,12 +247,18 @@ def _score_chunk(
             failures.append(f"{label}: model package {package.version} returned a forecast it may not: {refused}")
             log.error("%s: refused: %s", label, problems)
             continue
+        actuals, key = later_sales[product.product], str(product.product)
+        residuals = residual_profile(frame, actuals, output.quantiles)  # of what the package made
+        if calibration:
+            model_output = layout.model_output_file(run_id, product.product)
+            summary.model_outputs[key] = write_table(model_output, frame, schema)
+            frame = calibration.apply(frame, output.columns)
         url = layout.forecast_file(run_id, product.product)
-        summary.forecasts[str(product.product)] = write_table(url, frame, schema)
+        summary.forecasts[key] = write_table(url, frame, schema)
         problems = _run_problems(frame, product, planned, origin, checks, output)
         if problems:
-            summary.problems[str(product.product)] = [f"{url}: {problem}" for problem in problems]
-        summary.add_accuracy(accuracy_sums(frame, later_sales[product.product], output.quantiles))
+            summary.problems[key] = [f"{url}: {problem}" for problem in problems]
+        summary.add_accuracy(accuracy_sums(frame, actuals, output.quantiles), residuals)
         seconds = time.perf_counter() - started
         summary.write_s += seconds
         summary.rows += len(frame)
