@@ -396,9 +396,9 @@ def report_lines(record: dict, packages: list[PackageResult], figure_name: str) 
     for version, package in record["packages"].items():
         origins = package["in_sample_origins"]
         shown = f"{len(origins)} origins ({origins[0]}..{origins[-1]})" if origins else "none"
-        lines.append(
-            f"- {version} (trained on weeks {package['training_weeks']}): {shown}, {package['in_sample_rows']} rows"
-        )
+        weeks = package["training_weeks"]
+        window = f"trained on weeks {weeks[0]}..{weeks[1]}" if weeks else "training weeks unknown"
+        lines.append(f"- {version} ({window}): {shown}, {package['in_sample_rows']} rows")
     lines += [
         "",
         f"## Compared: {span}",

@@ -67,18 +67,34 @@ def _page(title: str, heading: str = "", body: Markup | None = None, links: list
     return HTMLResponse(PAGE.render(title=title, heading=heading, body=body or "", links=links))
 
 
+def _report_page(title: str, url_of) -> HTMLResponse:
+    """A report.md as a page; its figure links resolve to the report's file route."""
+    text = _read(url_of).decode(errors="replace")
+    return _page(title, body=Markup(MarkdownIt("commonmark", {"html": False}).enable("table").render(text)))
+
+
+def _file(url_of, name: str) -> Response:
+    return Response(_read(url_of), media_type=MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream"))
+
+
 @app.get("/runs/{run_id}/report/")
 def report(run_id: str) -> HTMLResponse:
-    """report.md as a page; its figure links resolve to the route below."""
-    text = _read(lambda layout: layout.report_file(run_id, "report.md")).decode(errors="replace")
-    rendered = Markup(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
-    return _page(f"Forecast run {run_id}", body=rendered)
+    return _report_page(f"Forecast run {run_id}", lambda layout: layout.report_file(run_id, "report.md"))
 
 
 @app.get("/runs/{run_id}/report/{name}")
 def report_file(run_id: str, name: str) -> Response:
-    data = _read(lambda layout: layout.report_file(run_id, name))
-    return Response(data, media_type=MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream"))
+    return _file(lambda layout: layout.report_file(run_id, name), name)
+
+
+@app.get("/backtests/{backtest_id}/report/")
+def backtest_report(backtest_id: str) -> HTMLResponse:
+    return _report_page(f"Backtest {backtest_id}", lambda layout: layout.backtest_report_file(backtest_id, "report.md"))
+
+
+@app.get("/backtests/{backtest_id}/report/{name}")
+def backtest_report_file(backtest_id: str, name: str) -> Response:
+    return _file(lambda layout: layout.backtest_report_file(backtest_id, name), name)
 
 
 @app.get("/runs/{run_id}/forecasts/")

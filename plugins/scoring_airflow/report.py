@@ -23,6 +23,7 @@ from retail_scoring.run.accuracy import (  # noqa: E402
     combine_accuracy,
     forecast_sample,
 )
+from retail_scoring.run.calibration import read_calibration  # noqa: E402
 from retail_scoring.run.contract import PartitionSummary, RunPlan  # noqa: E402
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import read_run_manifest, read_summary  # noqa: E402
@@ -158,6 +159,7 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     accuracy = run_accuracy(plan, summaries, [product for group in partitions.values() for product in group])
     accuracy_over_time = record_accuracy(layout, accuracy)
     rows = int(timings["rows"].sum()) if not timings.empty else 0
+    calibration_note = calibration_line(plan)
     span_s = (max(s["finished_at"] for s in statuses) - min(s["started_at"] for s in statuses)) if statuses else 0
     lines = [
         f"# Forecast run {run_id}",
@@ -165,6 +167,8 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         f"Origin week {plan.origin}, model package {plan.model_version}, "
         f"{validation['checked_products']} products in {plan.partition_count} partitions, "
         f"pool of {plan.pool_size} ({plan.compute_backend}). Written {datetime.now(UTC).isoformat()}.",
+        "",
+        calibration_note,
         "",
         f"![store {settings.report_store}](forecast_store{settings.report_store}.png)",
         "",
@@ -204,6 +208,24 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     storage.write_bytes_atomic(report_url, "\n".join(lines).encode())
     log.info("report: %s (figure %s)", report_url, figure_url)
     return report_url
+
+
+def calibration_line(plan: RunPlan) -> str:
+    """Whether the forecast is calibrated, with what, and whether the calibration was learned on
+    another package (applied to its successor)."""
+    if not plan.calibration_url:
+        return "Quantiles as the model package forecast them (not calibrated)."
+    calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
+    successor = (
+        f", applied to a successor of {calibration.model_version}"
+        if calibration.model_version != plan.model_version
+        else ""
+    )
+    return (
+        f"Quantiles calibrated with `{plan.calibration_url}` (sha256 {plan.calibration_sha256[:12]}), learned on "
+        f"{calibration.model_version} from origins {calibration.origins[0]}..{calibration.learned_through} of "
+        f"backtest {calibration.backtest_id}{successor}; what the package forecast is kept under model_output/."
+    )
 
 
 def package_comparison(history: pd.DataFrame, origin: int, products_sha256: str) -> str:

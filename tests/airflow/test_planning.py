@@ -338,3 +338,60 @@ def test_the_compiled_engine_is_refused_at_plan_time_for_a_package_without_one(l
         plan_run("weekly", "manual__x", date(2026, 11, 23), {"engine": "compiled"}, settings)
     with pytest.raises(PlanError, match="engine must be one of auto, r, compiled, got 'fast'"):
         plan_run("weekly", "manual__x", date(2026, 11, 23), {"engine": "fast"}, settings)
+
+
+def recorded_calibration(layout, backtest_id: str, learned_through: int, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)):
+    """A calibration file as a backtest writes it, recorded in the backtest's accuracy record."""
+    from retail_scoring.run.calibration import GRID_STEP, Calibration
+
+    shifts = {str(step): {f"q{round(q * 100)}": 0 for q in quantiles} for step in range(1, 14)}
+    calibration = Calibration(
+        "tiny-test",
+        "sha",
+        backtest_id,
+        "test",
+        None,
+        [61, learned_through],
+        100,
+        13,
+        list(quantiles),
+        GRID_STEP,
+        shifts,
+    )
+    url = layout.calibration_file(backtest_id, "tiny-test")
+    storage.write_bytes_atomic(url, calibration.to_json())
+    record = {"calibrations": {"tiny-test": {"url": url, "sha256": storage.sha256_hex(calibration.to_json())}}}
+    storage.write_bytes_atomic(layout.backtest_accuracy(backtest_id), json.dumps(record).encode())
+    return url
+
+
+def test_a_calibration_is_pinned_in_the_plan_and_refused_for_earlier_origins(layout):
+    url = recorded_calibration(layout, "bt", learned_through=94)
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    plan = plan_run("weekly", "manual__c", date(2026, 11, 23), {"calibration": "bt", "origin_week": 107}, settings)
+    assert plan.calibration_url == url
+    assert plan.calibration_sha256 == storage.sha256_hex(storage.read_bytes(url))
+    with pytest.raises(
+        PlanError,
+        match=rf"^{url}: learned from origins up to 94, whose forecasts reach week 107; a forecast from origin 106 "
+        r"may not use sales it could not have seen: calibrate origins 107 and later only$",
+    ):
+        plan_run("weekly", "manual__d", date(2026, 11, 23), {"calibration": "bt", "origin_week": 106}, settings)
+    uncalibrated = plan_run("weekly", "manual__e", date(2026, 11, 23), {"origin_week": 100}, settings)
+    assert uncalibrated.calibration_url is None and uncalibrated.calibration_sha256 is None
+
+
+def test_a_calibration_changed_since_its_backtest_or_unfit_for_the_package_is_refused(layout):
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    params = {"calibration": "bt", "origin_week": 107}
+    with pytest.raises(PlanError, match="no backtest bt has finished"):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), params, settings)
+    url = recorded_calibration(layout, "bt", learned_through=90)
+    storage.write_bytes_atomic(url, storage.read_bytes(url).replace(b'"rows": 100', b'"rows": 101'))
+    with pytest.raises(PlanError, match=rf"^{url}: content \w+ is not the calibration the run pinned"):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), params, settings)
+    recorded_calibration(layout, "bt", learned_through=90, quantiles=(0.1, 0.5, 0.9))
+    with pytest.raises(PlanError, match=r"learned for 13 weeks at quantiles \[0.1, 0.5, 0.9\], but model package"):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), params, settings)
+    with pytest.raises(PlanError, match="backtest bt has no calibration for model package 'other'"):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), {**params, "calibration": "bt:other"}, settings)
