@@ -60,7 +60,7 @@ MUTATIONS = [
     Mutation(
         "teardown-keeps-jobs",
         "plugins/scoring_airflow/pool_tasks.py",
-        "        if is_job_of_run(job, plan.run_id):\n            backend.delete_job(job)",
+        "        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):\n            backend.delete_job(job)",
         "        pass",
         ("tests/airflow/test_dag_on_azure_batch.py::test_weekly_run_on_batch_with_blob_storage",),
     ),
@@ -563,6 +563,41 @@ MUTATIONS = [
         'layout.run_accuracy(accuracy["run_id"])',
         'layout.run_accuracy(accuracy["run_id"] + str(id(accuracy)))',  # a new record per call
         ("tests/airflow/test_report.py",),
+    ),
+    Mutation(
+        "calibration-pin-ignored",
+        "worker_image/retail_scoring/run/calibration.py",
+        "    if pinned_sha256 is not None and sha256 != pinned_sha256:",
+        "    if False:",
+        ("tests/worker/test_calibration.py::test_a_calibration_file_is_read_only_as_pinned",),
+    ),
+    Mutation(
+        "calibration-before-its-actuals",
+        "plugins/scoring_airflow/planning.py",
+        "    if origin < calibration.usable_from:",
+        "    if False:",
+        ("tests/airflow/test_planning.py::test_a_calibration_is_pinned_in_the_plan_and_refused_for_earlier_origins",),
+    ),
+    Mutation(
+        "calibrated-quantiles-cross",
+        "worker_image/retail_scoring/run/calibration.py",
+        "np.sort(moved, axis=1).T",
+        "moved.T",
+        ("tests/worker/test_calibration.py::test_calibrated_quantiles_never_cross_even_when_shifts_would_cross_them",),
+    ),
+    Mutation(
+        "backtest-compares-in-sample",
+        "plugins/scoring_airflow/backtest.py",
+        "{o for o, result in package.origins.items() if result.sample == OUT_OF_SAMPLE and result.complete}",
+        "{o for o, result in package.origins.items() if result.complete}",
+        ("tests/airflow/test_backtest.py::test_packages_are_compared_only_at_origins_all_forecast_out_of_sample",),
+    ),
+    Mutation(
+        "calibration-learns-in-sample",
+        "plugins/scoring_airflow/backtest.py",
+        "    usable = sorted(o for o, result in results.items() if result.sample == OUT_OF_SAMPLE and result.complete)",
+        "    usable = sorted(o for o, result in results.items() if result.complete)",
+        ("tests/airflow/test_backtest.py::test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run",),
     ),
 ]
 

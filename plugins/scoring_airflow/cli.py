@@ -2,6 +2,8 @@
 
 python -m scoring_airflow.cli latest-origin      the newest origin the data allows (the main job's)
 python -m scoring_airflow.cli summary            the current forecast and where its outputs are
+python -m scoring_airflow.cli backtests          every finished backtest: packages compared, calibrations
+python -m scoring_airflow.cli latest-backtest    the newest finished backtest's id
 python -m scoring_airflow.cli import-connections the compose deployment's connections, from its environment
 """
 
@@ -82,6 +84,36 @@ def accuracy_lines(layout: StorageLayout, run_id: str) -> list[str]:
     return [f"accuracy:          over {accuracy['rows']} rows: {', '.join(parts) or 'pinball loss only'}"]
 
 
+def finished_backtests(layout: StorageLayout) -> list[dict]:
+    """Every finished backtest's accuracy record, oldest first."""
+    records = [storage.read_json(layout.backtest_accuracy(b)) for b in storage.list_names(layout.backtests_dir())]
+    return sorted((record for record in records if record), key=lambda record: record["recorded_at"])
+
+
+def backtests(settings: ForecastSettings) -> str:
+    """Each finished backtest, and per package what its intervals covered over the compared
+    origins as forecast and calibrated, and its calibration."""
+    lines = []
+    for record in finished_backtests(StorageLayout(settings.storage_root)):
+        compared = record["compared_origins"]
+        span = f"{compared[0]}..{compared[-1]}" if compared else "none"
+        lines += [
+            f"backtest {record['backtest_id']}",
+            f"  origins {record['origins'][0]}..{record['origins'][-1]}, compared {span}, "
+            f"{record['products']} products, recorded {record['recorded_at']}",
+        ]
+        for version, package in record["packages"].items():
+            calibration = record["calibrations"].get(version)
+            usable = f"calibration usable from origin {calibration['usable_from']}" if calibration else "no calibration"
+            lines.append(f"  {version}: {usable}")
+            for kind, metrics in (package["compared"] or {}).items():
+                lines.append(
+                    f"    {kind:<10} 50% covers {metrics['coverage_50']:.1%}, 90% covers {metrics['coverage_90']:.1%}, "
+                    f"median pinball {metrics['pinball_q50']:.1f}, over {metrics['rows']} rows"
+                )
+    return "\n".join(lines) or f"no finished backtest under {settings.storage_root}"
+
+
 def deployment_connections(environment: dict[str, str]) -> dict[str, dict]:
     """The `wasb_default` and `azure_batch_default` connections of a compose deployment, from
     its environment (WASB_CONNECTION_STRING, AZURE_BATCH_ACCOUNT_NAME/KEY/URL)."""
@@ -114,13 +146,18 @@ def import_connections() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scoring_airflow.cli")
-    parser.add_argument("command", choices=["latest-origin", "summary", "import-connections"])
+    commands = ["latest-origin", "summary", "backtests", "latest-backtest", "import-connections"]
+    parser.add_argument("command", choices=commands)
     command = parser.parse_args().command
     if command == "import-connections":
         import_connections()
         return
     settings = ForecastSettings()
-    print(latest_origin(settings) if command == "latest-origin" else summary(settings))
+    if command == "latest-backtest":
+        finished = finished_backtests(StorageLayout(settings.storage_root))
+        print(finished[-1]["backtest_id"] if finished else "")
+        return
+    print({"latest-origin": latest_origin, "summary": summary, "backtests": backtests}[command](settings))
 
 
 if __name__ == "__main__":

@@ -95,11 +95,18 @@ def test_calibrated_quantiles_never_cross_even_when_shifts_would_cross_them():
     assert (np.diff(moved, axis=1) >= 0).all()
 
 
-def test_learned_shifts_are_monotone_in_the_quantile_level():
+def test_sales_equal_to_the_forecast_count_inside_the_interval_as_in_the_accuracy_sums():
+    """Integer sales and forecasts drawn from past sales (a quantile forest's) meet often."""
     forecast, actuals = too_narrow_forecast(7)
-    calibration = learned({ORIGIN: residual_profile(forecast, actuals, QUANTILES)})
-    for shifts in calibration.shifts.values():
-        assert list(shifts.values()) == sorted(shifts.values())
+    forecast[list(QUANTILE_COLUMNS)] = forecast[list(QUANTILE_COLUMNS)].round()
+    actuals["sales"] = actuals["sales"].round().clip(lower=1)
+    actuals.loc[::3, "sales"] = forecast.loc[::3, "q25"].clip(lower=1)
+    actuals.loc[1::3, "sales"] = forecast.loc[1::3, "q75"].clip(lower=1)
+    profile = residual_profile(forecast, actuals, QUANTILES)
+    assert profile["1"]["q25"]["hits"] > 0
+    expected, got = metrics(accuracy_sums(forecast, actuals)), metrics(shifted_accuracy(profile, None, QUANTILES))
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-7), key
 
 
 def test_recent_origins_weigh_more():

@@ -51,12 +51,15 @@ def _bins(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 PROFILE_SUMS = ("count", "actual", "predicted", "ratio")
+HITS = len(PROFILE_SUMS)  # the dense row of rows whose sales equal the forecast (bin 0 only)
 
 
 def residual_profile(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
     """Per horizon step and quantile column, over the forecast rows that have an actual:
     per grid bin of log(actual / forecast), the rows, their summed sales, summed forecasts and
-    summed forecast / sales, as `{"first": lowest bin, "count": [...], "actual": [...], ...}`."""
+    summed forecast / sales, as `{"first": lowest bin, "count": [...], "actual": [...], ...}`, and
+    `hits`, the rows whose sales equal the forecast (counted in bin 0 too): integer sales and
+    forecasts drawn from past sales (a quantile forest's) meet often, and an interval holds them."""
     joined = with_actuals(forecast, actuals)
     actual_all = joined["sales"].to_numpy(dtype="float64")
     step_all = (joined["week"] - joined["forecast_origin"]).to_numpy()
@@ -73,20 +76,23 @@ def residual_profile(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: t
             index -= first
             with np.errstate(divide="ignore", invalid="ignore"):
                 sums = [np.ones_like(actual), actual, predicted, predicted / actual]
-            by_column[column] = _sparse(
-                np.stack([np.bincount(index, values, minlength=last - first + 1) for values in sums]), first
-            )
+            dense = np.zeros((HITS + 1, last - first + 1))
+            dense[:HITS] = [np.bincount(index, values, minlength=last - first + 1) for values in sums]
+            if first <= GRID_BINS <= last:
+                dense[HITS, GRID_BINS - first] = np.sum(actual == predicted)
+            by_column[column] = _sparse(dense, first)
         profile[str(step)] = by_column
     return profile
 
 
 def _dense(bins: dict, weight: float = 1.0) -> np.ndarray:
-    """One quantile's profile as a (4, 2*GRID_BINS+1) array of the PROFILE_SUMS, weighted."""
-    dense = np.zeros((len(PROFILE_SUMS), 2 * GRID_BINS + 1))
+    """One quantile's profile as a (5, 2*GRID_BINS+1) array of the PROFILE_SUMS and the hits, weighted."""
+    dense = np.zeros((HITS + 1, 2 * GRID_BINS + 1))
     start = bins["first"] + GRID_BINS
     for row, name in enumerate(PROFILE_SUMS):
         values = np.asarray(bins[name], dtype="float64")
         dense[row, start : start + len(values)] = values * weight
+    dense[HITS, GRID_BINS] = bins["hits"] * weight
     return dense
 
 
@@ -115,12 +121,23 @@ def _sparse(dense: np.ndarray, offset: int = 0) -> dict:
         largest = float(np.max(np.abs(part[row]), initial=0.0))
         digits = 8 - math.floor(math.log10(largest)) if largest > 0 and math.isfinite(largest) else 0
         compact[name] = np.round(part[row], digits).tolist()
-    return {"first": first + offset - GRID_BINS, "count": np.rint(part[0]).astype(int).tolist(), **compact}
+    return {
+        "first": first + offset - GRID_BINS,
+        "count": np.rint(part[0]).astype(int).tolist(),
+        **compact,
+        "hits": int(round(dense[HITS].sum())),
+    }
 
 
 def covered_rows(bins: np.ndarray, shift: int) -> float:
     """Rows whose sales are at most the forecast moved by `shift` grid steps."""
     return float(bins[0, : shift + GRID_BINS + 1].sum())
+
+
+def rows_below(bins: np.ndarray, shift: int) -> float:
+    """Rows whose sales are below the forecast moved by `shift` grid steps (hits only meet an
+    unmoved forecast)."""
+    return covered_rows(bins, shift) - float(bins[HITS, shift + GRID_BINS])
 
 
 def pinball_sum(bins: np.ndarray, shift: int, quantile: float) -> float:
@@ -143,15 +160,14 @@ def absolute_percentage_error_sum(bins: np.ndarray, shift: int) -> float:
 
 
 def learned_shift(bins: np.ndarray, quantile: float) -> int:
-    """The shift whose covered share of the (weighted) rows is nearest `quantile`."""
-    cumulative = np.cumsum(bins[0])
-    if cumulative[-1] <= 0:
+    """The shift whose share of (weighted) rows below the moved forecast is nearest `quantile`,
+    hits counted half below, half above."""
+    total = bins[0].sum()
+    if total <= 0:
         return 0
-    target = quantile * cumulative[-1]
-    index = int(np.searchsorted(cumulative, target))
-    if index > 0 and target - cumulative[index - 1] < cumulative[index] - target:
-        index -= 1
-    return int(np.clip(index - GRID_BINS, -GRID_BINS + 1, GRID_BINS - 1))
+    below = np.cumsum(bins[0]) - bins[HITS] / 2
+    inner = slice(1, 2 * GRID_BINS)  # the outermost bins hold everything beyond the grid
+    return int(np.argmin(np.abs(below[inner] - quantile * total))) + 1 - GRID_BINS
 
 
 def origin_weights(origins: list[int], half_life_weeks: float | None) -> dict[int, float]:
@@ -257,12 +273,12 @@ def learn_calibration(
     **provenance: Any,
 ) -> Calibration:
     """The calibration learned from the residual profiles of out-of-sample origins (origin ->
-    profile). Shifts are made non-decreasing across quantile levels, so quantiles that did not
-    cross do not cross after."""
+    profile), each quantile level on its own. Where the shifts would make a row's quantiles cross
+    (narrowed intervals of nearly equal quantiles), `Calibration.apply` sorts them (a monotone
+    rearrangement: Chernozhukov, Fernández-Val and Galichon, Econometrica 2010)."""
     weights = origin_weights(list(profiles), half_life_weeks)
     shifts: dict[str, dict[str, int]] = {}
     for step in range(1, horizon + 1):
-        previous = -GRID_BINS
         shifts[str(step)] = {}
         for quantile in quantiles:
             column = quantile_column(quantile)
@@ -271,9 +287,7 @@ def learn_calibration(
                 for origin, profile in profiles.items()
                 if column in profile.get(str(step), {})
             ]
-            shift = learned_shift(sum(parts), quantile) if parts else 0
-            previous = max(previous, shift)
-            shifts[str(step)][column] = previous
+            shifts[str(step)][column] = learned_shift(sum(parts), quantile) if parts else 0
     first_column = quantile_column(quantiles[0])
     rows = sum(sum(columns[first_column]["count"]) for profile in profiles.values() for columns in profile.values())
     return Calibration(
@@ -304,7 +318,7 @@ def shifted_accuracy(profile: dict, shifts: dict[str, dict[str, int]] | None, qu
             sums[f"pinball_{column}"] = pinball_sum(dense[column], shift[column], quantile)
         for level, (low, high) in central_intervals(quantiles).items():
             low_column, high_column = quantile_column(low), quantile_column(high)
-            below = covered_rows(dense[low_column], shift[low_column])
+            below = rows_below(dense[low_column], shift[low_column])
             above = rows - covered_rows(dense[high_column], shift[high_column])
             sums[f"inside_{level}"] = rows - below - above
         if 0.5 in quantiles:
