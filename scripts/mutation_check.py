@@ -60,7 +60,8 @@ MUTATIONS = [
     Mutation(
         "teardown-keeps-jobs",
         "plugins/scoring_airflow/pool_tasks.py",
-        "        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):\n            backend.delete_job(job)",
+        "        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):\n"
+        "            backend.delete_job(job)",
         "        pass",
         ("tests/airflow/test_dag_on_azure_batch.py::test_weekly_run_on_batch_with_blob_storage",),
     ),
