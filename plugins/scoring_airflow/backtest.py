@@ -369,7 +369,7 @@ def coverage_figure(record: dict, packages: list[PackageResult]):
     return figure
 
 
-SUMMARY_COLUMNS = ["rows", "pinball_q50", "mape_q50"]
+SUMMARY_COLUMNS = ["pinball_q50", "mape_q50"]
 
 
 def report_lines(record: dict, packages: list[PackageResult], figure_name: str) -> list[str]:
@@ -433,7 +433,7 @@ def comparison_table(record: dict) -> str:
             metrics = package["compared"][kind]
             coverage = {key: value for key, value in metrics.items() if key.startswith("coverage_")}
             chosen = {key: metrics[key] for key in SUMMARY_COLUMNS if key in metrics}
-            rows.append({"model_version": version, "as": kind, **chosen, **coverage})
+            rows.append({"model_version": version, "as": kind, "rows": str(metrics["rows"]), **chosen, **coverage})
     return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")
 
 
@@ -441,7 +441,7 @@ def step_comparison(result: dict) -> str:
     rows = []
     for step, raw in result["forecast"].get("steps", {}).items():
         calibrated = result["calibrated"]["steps"][step]
-        row = {"step": int(step), "rows": raw["rows"]}
+        row = {"step": step, "rows": str(raw["rows"])}  # text: floatfmt formats every number
         for key in sorted(k for k in raw if k.startswith("coverage_")) + ["pinball_q50"]:
             row[f"{key} forecast"] = raw[key]
             row[f"{key} calibrated"] = calibrated[key]

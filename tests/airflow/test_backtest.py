@@ -18,6 +18,7 @@ from retail_scoring.run.calibration import read_calibration
 from scoring_airflow.backtest import BacktestPlan, OriginResult, PackageResult, compared_origins
 from tests.airflow.conftest import load_dag, run_dag
 from tests.airflow.test_dag_end_to_end import run_id_of
+from tests.airflow.test_outputs import api_client  # noqa: F401 (a fixture)
 from tests.worker.test_r_script_packages import naive_package
 
 ORIGINS = [62, 66, 70, 74, 78, 82, 86, 90, 94]
@@ -43,7 +44,7 @@ def packages(layout, tmp_path, small_reference):
 
 
 def test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run(
-    airflow_db, layout, forecast_env, packages, tmp_path
+    airflow_db, layout, forecast_env, packages, tmp_path, api_client  # noqa: F811
 ):
     conf = {"model_versions": f"{NAIVE}, {TINY_70}", "origins": ORIGINS, "products": "1", "pool_size": 2}
     run = backtest(conf)
@@ -77,7 +78,14 @@ def test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run(
     assert not storage.list_names(layout.runs_dir()) and not storage.list_names(layout.published_dir())
     report = storage.read_bytes(layout.backtest_report_file(backtest_id, "report.md")).decode()
     assert f"{TINY_70} (trained on weeks 0..70): 2 origins (62..66), 1716 rows" in report
-    assert storage.read_bytes(layout.backtest_report_file(backtest_id, "calibration_by_step.png"))[:4] == b"\x89PNG"
+    link = run.get_task_instance("evaluate").xcom_pull(task_ids="evaluate", key="_link_BacktestReportLink")
+    assert link == f"/forecast-outputs/backtests/{backtest_id}/report/"
+    assert api_client.get(link).status_code == 401, "no token: nothing served"
+    login = api_client.post("/auth/token", json={"username": "planner", "password": "planner-password"})
+    api_client.cookies.set("_token", login.json()["access_token"])
+    page = api_client.get(link)
+    assert page.status_code == 200 and f"<h1>Backtest {backtest_id}</h1>" in page.text and "<table>" in page.text
+    assert api_client.get(f"{link}calibration_by_step.png").content.startswith(b"\x89PNG")
     assert not any(forecast_env.iterdir()), "the backtest's one pool was deleted"
 
     # A successor of the naive package, calibrated by what the backtest learned on naive-w60.
