@@ -44,7 +44,12 @@ def packages(layout, tmp_path, small_reference):
 
 
 def test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run(
-    airflow_db, layout, forecast_env, packages, tmp_path, api_client  # noqa: F811
+    airflow_db,
+    layout,
+    forecast_env,
+    packages,
+    tmp_path,
+    api_client,  # noqa: F811
 ):
     conf = {"model_versions": f"{NAIVE}, {TINY_70}", "origins": ORIGINS, "products": "1", "pool_size": 2}
     run = backtest(conf)
