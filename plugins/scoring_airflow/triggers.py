@@ -133,7 +133,7 @@ class ScoringJobTrigger(BaseTrigger):
             if len(finished) == len(statuses):
                 yield TriggerEvent({"job_id": self.job_id, "statuses": [s.to_dict() for s in statuses]})
                 return
-            await asyncio.sleep(self.poll_interval_s)
+            await backend.changed(self.job_id, self.poll_interval_s)
 
 
 class RestartWatch:

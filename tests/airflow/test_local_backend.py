@@ -163,3 +163,16 @@ def test_a_pool_process_that_died_is_reported_not_waited_on_forever(tmp_path):
     with pytest.raises(RuntimeError, match="stopped beating"):
         backend.task_statuses("job-1")
     backend.delete_pool("pool-c")
+
+
+def test_a_waiter_learns_a_task_finished_without_waiting_out_its_poll_interval(backend, tmp_path):
+    import asyncio
+
+    backend.submit_job("pool-a", "job-w", [task(tmp_path, "p0", "ok")], max_retries=0, timeout_s=30)
+    started = time.monotonic()
+    while not all(s.is_final for s in backend.task_statuses("job-w")):
+        asyncio.run(backend.changed("job-w", timeout_s=30))
+        assert time.monotonic() - started < 10, "woken by the status files, not the 30 s interval"
+    idle = time.monotonic()
+    asyncio.run(backend.changed("job-w", timeout_s=0.3))
+    assert 0.3 <= time.monotonic() - idle < 2, "nothing changes once the job is done: waits the interval"

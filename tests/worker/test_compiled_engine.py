@@ -197,3 +197,19 @@ def test_a_partition_scores_with_the_runs_engine_and_threads(layout, compiled_ti
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"model package {TINY_MODELS}: compiled engine, 2 threads" in result.stdout
+
+
+def test_a_partition_scored_by_the_compiled_engine_starts_no_r(layout, compiled_tiny):
+    """The R dependency check is for packages that run R: a compiled run never loads rpy2 (nor R)."""
+    upload_package(compiled_tiny, layout, replace=True)
+    score = (
+        "import sys; from retail_scoring.layout import StorageLayout; "
+        "from retail_scoring.run.partition import score_partition; "
+        f"score_partition(StorageLayout({layout.root!r}), [1, 2], 107, {TINY_MODELS!r}, 'lean', engine='{{}}'); "
+        "print(sorted(m for m in sys.modules if m.startswith('rpy2')))"
+    )
+    compiled = subprocess.run([sys.executable, "-c", score.format("compiled")], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout.strip().splitlines()[-1] == "[]"
+    with_r = subprocess.run([sys.executable, "-c", score.format("r")], capture_output=True, text=True)
+    assert "'rpy2.robjects'" in with_r.stdout.strip().splitlines()[-1], "the R engine does load it: the check can fail"

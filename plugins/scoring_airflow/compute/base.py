@@ -1,6 +1,7 @@
 """The pool/job/task interface, shaped after Azure Batch: a pool of nodes is created, a job of
 tasks is submitted to it, task states are polled, then the job and the pool are deleted."""
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
@@ -56,6 +57,12 @@ class ComputeBackend(ABC):
     @abstractmethod
     def task_statuses(self, job_id: str) -> list[TaskStatus]:
         """Current state of every task of the job."""
+
+    async def changed(self, job_id: str, timeout_s: float) -> None:
+        """Return when the job's task states may have changed, at the latest after `timeout_s`. A
+        backend that can watch them returns as soon as they do; the default (a remote service,
+        polled) just waits."""
+        await asyncio.sleep(timeout_s)
 
     @abstractmethod
     def end_job(self, job_id: str) -> None:

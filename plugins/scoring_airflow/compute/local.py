@@ -12,6 +12,7 @@ talk through files in the pool's folder:
   {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # The pool process touches its heartbeat file every loop; the trigger may run in another container
 # (docker-compose's triggerer), where the pool's pid means nothing, so liveness is the file's age.
 HEARTBEAT_TIMEOUT_S = 30
+WATCH_S = 0.05  # how often a waiter looks at a job's status folder (one stat of a local folder)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -58,6 +60,13 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _mtime_ns(folder: Path | None) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns if folder else None
+    except FileNotFoundError:
+        return None
 
 
 class LocalBackend(ComputeBackend):
@@ -146,6 +155,19 @@ class LocalBackend(ComputeBackend):
             else:
                 statuses.append(TaskStatus(task_id=task["task_id"], state="pending", queued_at=spec["submitted_at"]))
         return statuses
+
+    async def changed(self, job_id: str, timeout_s: float) -> None:
+        """Watch the job's status folder: the pool process replaces a task's status file whenever
+        its state changes, which changes the folder's modification time. So a finished partition is
+        seen within WATCH_S, not at the next poll."""
+        job = self._job(job_id)
+        folder = job / "status" if job else None
+        signature = _mtime_ns(folder)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(WATCH_S, max(0.0, deadline - time.monotonic())))
+            if _mtime_ns(folder) != signature:
+                return
 
     def end_job(self, job_id: str) -> None:
         """Local workers hold no grants: they use this machine's own storage credentials."""

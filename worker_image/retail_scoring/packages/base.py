@@ -206,6 +206,12 @@ class ModelPackage(ABC):
         (planning calls it before any pool exists)."""
 
     @classmethod
+    def runs_r(cls, manifest: PackageManifest, engine: str) -> bool:
+        """Whether scoring with `engine` starts R: then the worker checks the package's R
+        dependencies first. A kind that can score without R says when."""
+        return True
+
+    @classmethod
     @abstractmethod
     def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "ModelPackage":
         """Load the package from `folder`, which holds its verified files, to score with `engine`
@@ -296,9 +302,8 @@ def load_package(
 ) -> Iterator[ModelPackage]:
     """The package, loaded for `engine`: its manifest checked against the run's pin (when the run
     recorded one), every file checked against the manifest's sha256 and copied to a scratch folder
-    that lives as long as the package, and its R dependencies checked in this worker's R."""
-    from retail_scoring import rsession
-
+    that lives as long as the package, and, when it will run R, its R dependencies checked in this
+    worker's R (a package scored by the compiled engine starts no R at all)."""
     raw, manifest_sha256 = read_manifest(layout, model_version)
     source = layout.model_file(model_version, MANIFEST_FILE)
     if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
@@ -307,9 +312,16 @@ def load_package(
             f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
         )
     manifest = dataclasses.replace(parse_manifest(raw, source), sha256=manifest_sha256)
-    missing = missing_r_dependencies(manifest.r_dependencies, rsession.installed_packages(manifest.r_dependencies))
-    if missing:
-        raise ModelPackageError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
+    kind = package_kind(manifest.kind)
+    if kind.runs_r(manifest, engine):
+        from retail_scoring import rsession
+
+        installed = rsession.installed_packages(manifest.r_dependencies)
+        missing = missing_r_dependencies(manifest.r_dependencies, installed)
+        if missing:
+            raise ModelPackageError(
+                f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}"
+            )
     remove_scratch_of_dead_workers()
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         for name, digest in manifest.files.items():
@@ -322,7 +334,7 @@ def load_package(
             if found != digest:
                 raise ModelPackageError(f"{url}: sha256 {found} does not match the manifest's {digest}")
             (Path(scratch) / name).write_bytes(data)
-        package = package_kind(manifest.kind).load(manifest, Path(scratch), engine)
+        package = kind.load(manifest, Path(scratch), engine)
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
         yield package
 

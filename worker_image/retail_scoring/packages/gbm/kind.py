@@ -178,22 +178,31 @@ class GbmLagQuantilesPackage(ModelPackage):
             return cls(manifest, entries, predictors)
         return cls(manifest, entries, load_r_models(manifest, folder, entries))
 
+    @classmethod
+    def runs_r(cls, manifest: PackageManifest, engine: str) -> bool:
+        return engine == "r" or cls._why_not_compiled(manifest) is not None
+
     @staticmethod
-    def _uses_compiled_engine(manifest: PackageManifest, engine: str) -> bool:
+    def _why_not_compiled(manifest: PackageManifest) -> str | None:
+        """Why the package's compiled engine cannot score here, None when it can."""
         section = manifest.raw.get("compiled_engine")
+        if section is None:
+            return "has no compiled engine (package it with `retail-scoring package --compile`)"
+        if section["platform"] != engine_platform():
+            return f"was compiled for {section['platform']}, this worker is {engine_platform()}"
+        return None
+
+    @classmethod
+    def _uses_compiled_engine(cls, manifest: PackageManifest, engine: str) -> bool:
         if engine == "r":
             return False
-        if section is None or section["platform"] != engine_platform():
-            why = (
-                "has no compiled engine (package it with `retail-scoring package --compile`)"
-                if section is None
-                else f"was compiled for {section['platform']}, this worker is {engine_platform()}"
-            )
-            if engine == "compiled":
-                raise ModelPackageError(f"{manifest.source}: model package {manifest.version} {why}")
-            log.info("model package %s %s: scoring with R", manifest.version, why)
-            return False
-        return True
+        why = cls._why_not_compiled(manifest)
+        if why is None:
+            return True
+        if engine == "compiled":
+            raise ModelPackageError(f"{manifest.source}: model package {manifest.version} {why}")
+        log.info("model package %s %s: scoring with R", manifest.version, why)
+        return False
 
     def score(self, chunk: list[ProductInput], origin: int, timings) -> ChunkScores:
         """Features per product, then one R predict call per model for the whole chunk."""
