@@ -151,10 +151,10 @@ MUTATIONS = [
         ),
     ),
     Mutation(
-        "tl2cgen-missing-test-kept",
-        "worker_image/retail_scoring/packages/gbm/compiled.py",
-        'path.write_text(MISSING_TEST.sub("", code))',
-        "path.write_text(code)",
+        "quickscorer-ties-go-left",
+        "worker_image/retail_scoring/packages/gbm/quickscorer.c",
+        "!(value < thresholds[k])",
+        "value > thresholds[k]",
         ("tests/worker/test_compiled_engine.py::test_packaging_compiles_every_model_and_seals_the_libraries",),
     ),
     Mutation(

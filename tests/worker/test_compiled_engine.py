@@ -111,13 +111,13 @@ def test_a_worker_refuses_a_compiled_library_swapped_for_another_models(layout, 
     stored at packaging, so the package is refused before it scores anything."""
     folder = tmp_path / "swapped" / TINY_MODELS
     shutil.copytree(compiled_tiny, folder)
-    shutil.copy(folder / "gbm_t2_q25.so", folder / "gbm_t2_q50.so")
+    shutil.copy(folder / "gbm_t2_q25.qs.npz", folder / "gbm_t2_q50.qs.npz")
     raw = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps(raw))
     seal_package(folder)
     upload_package(folder, layout, replace=True)
     with pytest.raises(
-        ModelPackageError, match=r"gbm_t2_q50.so: the compiled library of gbm_t2_q50 does not predict what R"
+        ModelPackageError, match=r"gbm_t2_q50.qs.npz: the compiled library of gbm_t2_q50 does not predict what R"
     ):
         with load_package(layout, TINY_MODELS, engine="compiled"):
             pass
@@ -213,3 +213,17 @@ def test_a_partition_scored_by_the_compiled_engine_starts_no_r(layout, compiled_
     assert compiled.stdout.strip().splitlines()[-1] == "[]"
     with_r = subprocess.run([sys.executable, "-c", score.format("r")], capture_output=True, text=True)
     assert "'rpy2.robjects'" in with_r.stdout.strip().splitlines()[-1], "the R engine does load it: the check can fail"
+
+
+def test_an_engine_of_an_older_release_is_refused_and_compiling_again_replaces_it(compiled_tiny, tmp_path):
+    folder = tmp_path / "older" / TINY_MODELS
+    shutil.copytree(compiled_tiny, folder)
+    raw = json.loads((folder / "manifest.json").read_text())
+    del raw["compiled_engine"]["kernel"]  # as packaged when the engine was tl2cgen's
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelPackageError, match=r"the compiled engine has no kernel \(packaged by an older release\)"):
+        parse_manifest(raw, str(folder / "manifest.json"))
+    (folder / "gbm_t1_q5.qs.npz").write_bytes(b"left by the older engine")
+    assert main(["package", "--source", str(folder), "--compile"]) == 0
+    assert manifest_of(folder).raw["compiled_engine"] == manifest_of(compiled_tiny).raw["compiled_engine"]
+    assert (folder / "gbm_t1_q5.qs.npz").read_bytes() == (compiled_tiny / "gbm_t1_q5.qs.npz").read_bytes()

@@ -5,13 +5,14 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
+from retail_scoring.packages.base import ModelPackage
 from retail_scoring.run import partition as scoring
 from retail_scoring.run.contract import PartitionSummary
 from tests.conftest import TINY_MODELS, local_path
 
 
 def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str) -> tuple[list, PartitionSummary]:
-    monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", products_per_chunk)
+    monkeypatch.setattr(ModelPackage, "products_per_chunk", products_per_chunk)
     progress: list[tuple[int, int]] = []
     summary = scoring.score_partition(
         layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p)
@@ -35,7 +36,7 @@ def test_a_partition_larger_than_a_chunk_writes_the_same_forecasts_and_summary(l
 
 def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):
     local_path(layout.product_file(1, "futurex")).unlink()
-    monkeypatch.setattr(scoring, "PRODUCTS_PER_CHUNK", 1)
+    monkeypatch.setattr(ModelPackage, "products_per_chunk", 1)
     progress: list[tuple[int, int]] = []
     with pytest.raises(ScoringError, match=r"1 of 3 products failed: .*product_001/futurex.parquet: file not found"):
         scoring.score_partition(layout, [1, 2, 3], 107, TINY_MODELS, "bad", on_progress=lambda *p: progress.append(p))

@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     package.add_argument(
         "--compile",
         action="store_true",
-        help="gbm packages: also compile the models (tl2cgen, gcc) and keep the engine if it passes the parity gate",
+        help="gbm packages: also compile the models (QuickScorer arrays, a gcc-built kernel) and keep the engine "
+        "if it passes the parity gate",
     )
 
     train_package = commands.add_parser(
@@ -124,11 +125,12 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     if args.command == "package":
         from retail_scoring.packages.base import seal_package
+        from retail_scoring.packages.gbm.kind import compile_package, remove_compiled_engine
 
+        if args.compile:
+            remove_compiled_engine(args.source)  # compiled afresh, whichever release compiled it
         manifest = seal_package(args.source)
         if args.compile:
-            from retail_scoring.packages.gbm.kind import compile_package
-
             compile_package(args.source, manifest)
             manifest = seal_package(args.source)
         print(f"{manifest.source}: {manifest.kind} package {manifest.version}, {len(manifest.files)} files sealed")

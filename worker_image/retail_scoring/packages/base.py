@@ -192,6 +192,11 @@ def parse_manifest(manifest: dict, source: str) -> PackageManifest:
 class ModelPackage(ABC):
     """A loaded model package. Loaded once per task; `score` is called once per chunk of products."""
 
+    # Products one `score` call gets. A package that calls R once per chunk and model gains from
+    # stacking (~10% over one call per product); a chunk bounds the rows held in memory (each
+    # product's tables, ~25 MB) and lets progress be seen as chunks are written.
+    products_per_chunk: int = 15
+
     def __init__(self, manifest: PackageManifest):
         self.manifest = manifest
 

@@ -26,11 +26,6 @@ from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_fore
 
 log = logging.getLogger(__name__)
 
-# Products one `score` call gets. Stacking more gains little (the gbm kind makes one predict call
-# per chunk and model, ~10% faster than one per product), while a chunk bounds the rows held in
-# memory and lets progress be seen as chunks are written.
-PRODUCTS_PER_CHUNK = 15
-
 
 @dataclass(frozen=True)
 class RunChecks:
@@ -141,7 +136,7 @@ def score_partition(
     engine: str = "auto",
     calibration: Calibration | None = None,
 ) -> PartitionSummary:
-    """Score `products` and write their forecasts, `PRODUCTS_PER_CHUNK` at a time (so memory holds
+    """Score `products` and write their forecasts, the package's `products_per_chunk` at a time (so memory holds
     one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
     each chunk. Every written forecast is checked against `checks` (the run's), its problems kept in
     the summary, written to `summary_url` when given. Products with bad input or a forecast the
@@ -159,8 +154,9 @@ def score_partition(
             summary.model_load_s = time.perf_counter() - started
             summary.package_sha256 = package.manifest.sha256
             summary.quantile_count = len(package.manifest.output.quantiles)
-            for start in range(0, len(products), PRODUCTS_PER_CHUNK):
-                chunk = products[start : start + PRODUCTS_PER_CHUNK]
+            per_chunk = package.products_per_chunk
+            for start in range(0, len(products), per_chunk):
+                chunk = products[start : start + per_chunk]
                 summary.failures += _score_chunk(
                     layout, chunk, origin, package, catalogue, run_id, checks, summary, calibration
                 )

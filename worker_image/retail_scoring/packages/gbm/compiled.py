@@ -1,24 +1,31 @@
-"""The compiled engine of `gbm-lag-quantiles` packages: each gbm's trees exported from the R object,
-rebuilt with treelite's model builder and compiled to a shared library by tl2cgen, scored without
-R and bit for bit as R's `predict.gbm`.
+"""The compiled engine of `gbm-lag-quantiles` packages: each gbm's trees exported from the R object
+as QuickScorer's arrays (`quickscorer.c`: per feature, every split sorted by threshold with its
+tree and the bit mask of the leaves it rules out), scored by a kernel compiled with gcc at
+packaging time, without R and bit for bit as R's `predict.gbm`.
 
 Bit-identity rests on three things gbm's own C code does: a row goes left when `x < split`, a
-leaf adds its `SplitCodePred`, and the sum starts at `initF` and adds the trees in order. The
-engine builds `initF` as a first one-leaf tree, so tl2cgen's sum (in double precision, trees in
-order) is gbm's. gbm sends a missing value down a third, "missing" branch, which treelite cannot
-express: the engine refuses rows with NaN (the worker rejects NaN features before scoring anyway).
+leaf adds its `SplitCodePred`, and the sum starts at `initF` and adds the trees in order, in
+double precision; the kernel does each. gbm sends a missing value down a third, "missing" branch:
+the engine refuses rows with NaN (the worker rejects NaN features before scoring anyway).
 Categorical splits are not supported: packaging says so, and the package keeps its R engine.
+
+Why not treelite + tl2cgen, which this engine used before: on the committed package their
+generated if-else code spent about 4 ns per tree and row, QuickScorer well under half of that
+(`benchmarks/score_partition_vs.py --baseline` with a commit before this engine compares them),
+and tl2cgen's generated missing-value test misreads some doubles (its Entry is a union) and had to
+be cut out of its C code.
 
 Packaging compiles every model and keeps the engine only when parity rows (values at, just below
 and just above every split of every tree, and random rows in between) give exactly R's
 predictions, every bit; the manifest records how many rows were checked."""
 
+import ctypes
+import functools
 import logging
 import os
 import platform
-import re
-import shutil
-import tempfile
+import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,56 +100,103 @@ def export_trees(r_model, name: str) -> GbmTrees:
     )
 
 
-def treelite_model(trees: GbmTrees):
-    """The trees as a treelite model: initF first, as a one-leaf tree, then gbm's trees in order,
-    each test `x < split` (True: left) in double precision."""
-    from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, TreeAnnotation
+@dataclass(frozen=True)
+class QuickScorerModel:
+    """A gbm's trees as QuickScorer's arrays: the splits of feature f are
+    `feature_start[f]:feature_start[f+1]`, sorted by threshold, each with its tree and the mask that
+    clears the leaves of its left subtree; tree t's leaves (left to right) are
+    `leaf_values[leaf_start[t]:leaf_start[t+1]]`."""
 
-    n_trees = len(trees.tree_sizes) + 1
-    builder = ModelBuilder(
-        threshold_type="float64",
-        leaf_output_type="float64",
-        metadata=Metadata(
-            num_feature=trees.n_features,
-            task_type="kRegressor",
-            average_tree_output=False,
-            num_target=1,
-            num_class=[1],
-            leaf_vector_shape=(1, 1),
-        ),
-        tree_annotation=TreeAnnotation(num_tree=n_trees, target_id=[0] * n_trees, class_id=[0] * n_trees),
-        postprocessor=PostProcessorFunc(name="identity"),
-        base_scores=[0.0],
+    init_f: float
+    n_features: int
+    feature_start: np.ndarray
+    thresholds: np.ndarray
+    split_tree: np.ndarray
+    split_mask: np.ndarray
+    leaf_start: np.ndarray
+    leaf_values: np.ndarray
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.leaf_start) - 1
+
+    def save(self, path: Path) -> None:
+        """An .npz numpy reads, byte for byte the same for the same trees (no timestamps), so a
+        package compiled again from the same models has the same checksums."""
+        arrays = {"init_f": np.float64(self.init_f), "n_features": np.int64(self.n_features)}
+        arrays |= {name: getattr(self, name) for name in QUICKSCORER_ARRAYS}
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, array in arrays.items():
+                with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w") as member:
+                    np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "QuickScorerModel":
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: np.ascontiguousarray(stored[name], dtype=kind) for name, kind in QUICKSCORER_ARRAYS.items()}
+            return cls(float(stored["init_f"]), int(stored["n_features"]), **arrays)
+
+
+QUICKSCORER_ARRAYS = {
+    "feature_start": np.int64,
+    "thresholds": np.float64,
+    "split_tree": np.int32,
+    "split_mask": np.uint64,
+    "leaf_start": np.int64,
+    "leaf_values": np.float64,
+}
+MAX_LEAVES = 64  # a tree's leaves are the bits of one uint64
+ALL_LEAVES = (1 << MAX_LEAVES) - 1
+
+
+def tree_leaves_and_splits(trees: GbmTrees, tree: int, start: int) -> tuple[list[float], list[tuple]]:
+    """One tree's leaf values, left to right, and its splits as (feature, threshold, tree, mask of
+    the leaves outside its left subtree); gbm's missing branches left out (no row reaches them)."""
+    leaves: list[float] = []
+    splits: list[tuple[int, float, int, int]] = []
+
+    def walk(node: int) -> int:
+        """The bits of the leaves under `node`."""
+        at = start + node
+        if trees.split_var[at] < 0:
+            leaves.append(float(trees.split_code[at]))
+            return 1 << (len(leaves) - 1)
+        left = walk(int(trees.left[at]))
+        right = walk(int(trees.right[at]))
+        splits.append((int(trees.split_var[at]), float(trees.split_code[at]), tree, ALL_LEAVES & ~left))
+        return left | right
+
+    walk(0)
+    return leaves, splits
+
+
+def quickscorer_model(trees: GbmTrees, name: str) -> QuickScorerModel:
+    """The trees' splits and leaves as QuickScorer reads them."""
+    splits: list[tuple[int, float, int, int]] = []
+    leaf_values: list[float] = []
+    leaf_start = [0]
+    for tree, start in enumerate(np.r_[0, np.cumsum(trees.tree_sizes)[:-1]]):
+        leaves, tree_splits = tree_leaves_and_splits(trees, tree, int(start))
+        if len(leaves) > MAX_LEAVES:
+            raise ModelPackageError(
+                f"{name}: tree {tree + 1} has {len(leaves)} leaves; the compiled engine scores trees of at most "
+                f"{MAX_LEAVES}; package without --compile to score it with R"
+            )
+        splits += tree_splits
+        leaf_values += leaves
+        leaf_start.append(len(leaf_values))
+    splits.sort(key=lambda split: (split[0], split[1]))
+    features = np.array([split[0] for split in splits], dtype=np.int64)
+    return QuickScorerModel(
+        init_f=trees.init_f,
+        n_features=trees.n_features,
+        feature_start=np.searchsorted(features, np.arange(trees.n_features + 1)).astype(np.int64),
+        thresholds=np.array([split[1] for split in splits], dtype=np.float64),
+        split_tree=np.array([split[2] for split in splits], dtype=np.int32),
+        split_mask=np.array([split[3] for split in splits], dtype=np.uint64),
+        leaf_start=np.array(leaf_start, dtype=np.int64),
+        leaf_values=np.array(leaf_values, dtype=np.float64),
     )
-    builder.start_tree()
-    builder.start_node(0)
-    builder.leaf(trees.init_f)
-    builder.end_node()
-    builder.end_tree()
-    starts = np.r_[0, np.cumsum(trees.tree_sizes)[:-1]]
-    for start in starts:
-        builder.start_tree()
-        pending = [0]
-        while pending:  # only nodes reachable through left/right: gbm's missing branches are left out
-            node = pending.pop()
-            at = start + node
-            builder.start_node(node)
-            if trees.split_var[at] < 0:
-                builder.leaf(float(trees.split_code[at]))
-            else:
-                left, right = int(trees.left[at]), int(trees.right[at])
-                builder.numerical_test(
-                    int(trees.split_var[at]),
-                    float(trees.split_code[at]),
-                    default_left=True,
-                    opname="<",
-                    left_child_key=left,
-                    right_child_key=right,
-                )
-                pending += [left, right]
-            builder.end_node()
-        builder.end_tree()
-    return builder.commit()
 
 
 def parity_rows(all_trees: list[GbmTrees], features: list[str], seed: int = 0) -> pd.DataFrame:
@@ -165,26 +219,61 @@ def parity_rows(all_trees: list[GbmTrees], features: list[str], seed: int = 0) -
     return pd.DataFrame(columns)
 
 
+KERNEL_FILE = "quickscorer.so"
+KERNEL_SOURCE = Path(__file__).with_name("quickscorer.c")
+
+
+@functools.cache
+def load_kernel(library: Path) -> ctypes.CDLL:
+    """The compiled QuickScorer kernel of a package, loaded once per process."""
+    try:
+        kernel = ctypes.CDLL(str(library))
+    except OSError as error:
+        raise ModelPackageError(f"{library}: the compiled engine's kernel cannot be loaded ({error})") from error
+    array = np.ctypeslib.ndpointer
+    kernel.quickscorer_predict.restype = ctypes.c_int
+    kernel.quickscorer_predict.argtypes = [
+        ctypes.c_int64,
+        ctypes.c_int64,
+        array(np.float64, flags="C_CONTIGUOUS"),
+        ctypes.c_int64,
+        ctypes.c_double,
+        *(array(dtype, flags="C_CONTIGUOUS") for dtype in QUICKSCORER_ARRAYS.values()),
+        ctypes.c_int,
+        array(np.float64, flags="C_CONTIGUOUS"),
+    ]
+    return kernel
+
+
 class CompiledModel:
-    """One compiled gbm, loaded: predictions on the link scale, as R's predict.gbm gives them."""
+    """One compiled gbm, loaded: predictions on the link scale, as R's predict.gbm gives them.
+    `path` is its QuickScorer arrays; the package's kernel (KERNEL_FILE) is beside them."""
 
-    def __init__(self, library: Path, name: str, threads: int):
-        import tl2cgen
-
+    def __init__(self, path: Path, name: str, threads: int):
         self.name = name
-        self.library = library
+        self.library = path
+        self.threads = threads
         try:
-            self._predictor = tl2cgen.Predictor(str(library), nthread=threads)
-        except Exception as error:  # tl2cgen raises its own error for a library it cannot load
-            raise ModelPackageError(f"{library}: compiled engine of {name} cannot be loaded ({error})") from error
+            self.model = QuickScorerModel.load(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelPackageError(f"{path}: compiled engine of {name} cannot be loaded ({error})") from error
+        self._kernel = load_kernel(path.with_name(KERNEL_FILE))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        import tl2cgen
-
         if np.isnan(features).any():
             raise InputDataError(f"{self.name}: the compiled engine refuses rows with missing values")
-        matrix = tl2cgen.DMatrix(np.ascontiguousarray(features, dtype=np.float64), dtype="float64")
-        return self._predictor.predict(matrix).reshape(-1)
+        rows = np.ascontiguousarray(features, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.model.n_features:
+            raise ModelPackageError(f"{self.name}: {rows.shape} features given, the model has {self.model.n_features}")
+        out = np.empty(len(rows))
+        model = self.model
+        arrays = [getattr(model, name) for name in QUICKSCORER_ARRAYS]
+        failed = self._kernel.quickscorer_predict(
+            len(rows), model.n_features, rows, model.n_trees, model.init_f, *arrays, self.threads, out
+        )
+        if failed:
+            raise MemoryError(f"{self.name}: the compiled engine could not allocate its leaf bits")
+        return out
 
 
 def differing_rows(expected: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -236,23 +325,23 @@ def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]])
     check the compiled predictions against R's, bit for bit; store the self-check rows every
     worker checks its libraries with. Returns the manifest's `compiled_engine` section; on any
     difference (or failure) removes what it wrote and raises."""
-    import tl2cgen
-
-    written: list[Path] = [folder / SELF_CHECK_FILE]
+    written: list[Path] = [folder / SELF_CHECK_FILE, folder / KERNEL_FILE]
     try:
+        compile_kernel(folder / KERNEL_FILE)
         exported = {name: export_trees(model, name) for name, model in r_models.items()}
         libraries = {}
         for name, trees in exported.items():
-            library = folder / f"{name}.so"
-            written.append(library)
-            compile_library(treelite_model(trees), library)
-            libraries[name] = library.name
-            log.info("%s: %d trees compiled to %s", name, len(trees.tree_sizes), library.name)
+            path = folder / f"{name}{MODEL_SUFFIX}"
+            written.append(path)
+            quickscorer_model(trees, name).save(path)
+            libraries[name] = path.name
+            log.info("%s: %d trees exported to %s", name, len(trees.tree_sizes), path.name)
         every_feature = sorted({f for names in features.values() for f in names})
         rows = parity_rows(list(exported.values()), every_feature)
         check_parity(folder, libraries, r_models, features, rows)
         return {
-            "library": f"tl2cgen {tl2cgen.__version__}",
+            "library": f"QuickScorer ({KERNEL_SOURCE.name}, {compiler_version()})",
+            "kernel": KERNEL_FILE,
             "platform": engine_platform(),
             "models": libraries,
             "parity_rows_checked": len(rows),
@@ -264,26 +353,20 @@ def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]])
         raise
 
 
-# tl2cgen tests `!(data[i].missing != -1) || data[i].fvalue < t`: its Entry is a union, so a double
-# whose low 32 bits are all ones (nextafter(0.5, 0), say) reads as missing and goes left whatever
-# its value. The engine never gets missing values (it refuses NaN rows), so the compiled code tests
-# the value only, as gbm does.
-MISSING_TEST = re.compile(r"!\(data\[(\d+)\]\.missing != -1\) \|\| ")
+MODEL_SUFFIX = ".qs.npz"
+# No -ffast-math or -march: the sums stay in gbm's order and IEEE double, on any x86-64 node.
+GCC_FLAGS = ["-O3", "-fopenmp", "-fPIC", "-shared", "-ffp-contract=off"]
 
 
-def compile_library(model, library: Path) -> None:
-    """C code for `model` from tl2cgen, with its missing-value tests taken out, built by gcc into
-    `library` (the source split in files compiled in parallel)."""
-    import tl2cgen
+def compiler_version() -> str:
+    return subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True, check=True).stdout.strip()
 
-    cores = len(os.sched_getaffinity(0))
-    with tempfile.TemporaryDirectory(prefix="tl2cgen-") as source:
-        tl2cgen.generate_c_code(model, dirpath=source, params={"parallel_comp": 4 * cores})
-        for path in Path(source).glob("*.c"):
-            code = path.read_text()
-            path.write_text(MISSING_TEST.sub("", code))
-        built = tl2cgen.create_shared("gcc", source, nthread=cores, long_build_time_warning=False)
-        shutil.move(built, library)
+
+def compile_kernel(library: Path) -> None:
+    """The QuickScorer kernel, built by gcc into `library`."""
+    built = subprocess.run(["gcc", *GCC_FLAGS, str(KERNEL_SOURCE), "-o", str(library)], capture_output=True, text=True)
+    if built.returncode:
+        raise ModelPackageError(f"{KERNEL_SOURCE}: gcc could not build the compiled engine: {built.stderr[-600:]}")
 
 
 def check_parity(

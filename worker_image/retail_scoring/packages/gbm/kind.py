@@ -120,6 +120,8 @@ class GbmLagQuantilesPackage(ModelPackage):
         self.entries = entries
         self._predictors = predictors  # model name -> R gbm or CompiledModel
         self.engine = "compiled" if isinstance(next(iter(predictors.values())), CompiledModel) else "r"
+        if self.engine == "compiled":
+            self.products_per_chunk = 8  # no R call to save: fewer tables in memory at once
         if self.engine == "r":
             from retail_scoring import rsession
 
@@ -142,11 +144,13 @@ class GbmLagQuantilesPackage(ModelPackage):
         compiled = manifest.raw.get("compiled_engine", {}).get("models", {})
         files = [entry.file for entry in entries] + [compiled[e.name] for e in entries if e.name in compiled]
         if compiled:
-            if "self_check" not in manifest.raw["compiled_engine"]:
+            lacking = [key for key in ("self_check", "kernel") if key not in manifest.raw["compiled_engine"]]
+            if lacking:
                 raise ModelPackageError(
-                    f"{manifest.source}: the compiled engine has no self-check rows; package again with --compile"
+                    f"{manifest.source}: the compiled engine has no {' or '.join(lacking)} (packaged by an older "
+                    "release); package again with --compile"
                 )
-            files.append(manifest.raw["compiled_engine"]["self_check"])
+            files += [manifest.raw["compiled_engine"]["self_check"], manifest.raw["compiled_engine"]["kernel"]]
         unlisted = sorted(set(files) - set(manifest.files))
         if unlisted:
             raise ModelPackageError(f"{manifest.source}: model files {unlisted} are not among the manifest's files")
@@ -273,6 +277,22 @@ class GbmLagQuantilesPackage(ModelPackage):
 def model_columns(rows: pd.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The columns a model expects, named as in training (the model's `sku` is our base_sku)."""
     return {name: rows["base_sku" if name == "sku" else name].to_numpy(dtype="float64") for name in features}
+
+
+def remove_compiled_engine(folder: Path) -> None:
+    """Take a package's compiled engine out of its folder and manifest, so it can be compiled again."""
+    manifest_path = folder / MANIFEST_FILE
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelPackageError(f"{manifest_path}: cannot read the manifest ({error})") from error
+    section = raw.pop("compiled_engine", None)
+    if section is None:
+        return
+    for name in [*section.get("models", {}).values(), section.get("self_check"), section.get("kernel")]:
+        if name:
+            (folder / checked_identifier("model file name", name)).unlink(missing_ok=True)
+    manifest_path.write_text(json.dumps(raw, indent=2) + "\n")
 
 
 def compile_package(folder: Path, manifest: PackageManifest) -> None:
