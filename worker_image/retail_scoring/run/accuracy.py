@@ -14,12 +14,6 @@ SALES_COLUMNS = [*ROW_KEY, "sales"]  # known sales: held-back actuals, or histor
 IN_SAMPLE, OUT_OF_SAMPLE, UNKNOWN_SAMPLE = "in sample", "out of sample", "training weeks unknown"
 
 
-def _pinball_sum(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float:
-    """Summed quantile loss: under-forecasts cost `quantile`, over-forecasts `1 - quantile`, per unit."""
-    error = np.asarray(actual, dtype="float64") - np.asarray(predicted, dtype="float64")
-    return float(np.sum(np.maximum(quantile * error, (quantile - 1) * error)))
-
-
 def central_intervals(quantiles: tuple[float, ...]) -> dict[int, tuple[float, float]]:
     """Every symmetric pair of the declared quantiles as a central interval, by its nominal
     coverage in percent: q5/q95 is the 90% interval, q10/q90 the 80%, q25/q75 the 50%."""
@@ -36,29 +30,42 @@ def accuracy_sums(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tupl
     `forecast_rows`, pinball loss per quantile, rows inside each central interval of the declared
     quantiles (`inside_90` for q5/q95) and the median's absolute percentage errors; the same per
     horizon step under `steps` (step 1 is the week after the forecast's origin)."""
-    joined = with_actuals(forecast, actuals)
+    return joined_sums(with_actuals(forecast, actuals), len(forecast), quantiles)
+
+
+def joined_sums(joined: pd.DataFrame, forecast_rows: int, quantiles: tuple[float, ...] = QUANTILES) -> dict:
+    """`accuracy_sums` of forecast rows already joined with their actuals (`with_actuals`): each
+    row's terms once, summed over all rows and per step."""
+    actual = joined["sales"].to_numpy(dtype="float64")
     step = (joined["week"] - joined["forecast_origin"]).to_numpy()
-    steps = {str(s): _row_sums(joined[step == s], quantiles) for s in np.unique(step).tolist()}
-    return {"forecast_rows": len(forecast), **_row_sums(joined, quantiles), "steps": steps}
+    terms = {"rows": np.ones(len(actual))}
+    for quantile in quantiles:
+        column = quantile_column(quantile)
+        error = actual - joined[column].to_numpy(dtype="float64")  # under-forecasts cost `quantile` per unit
+        terms[f"pinball_{column}"] = np.maximum(quantile * error, (quantile - 1) * error)
+    for level, (low, high) in central_intervals(quantiles).items():
+        inside = (actual >= joined[quantile_column(low)].to_numpy()) & (
+            actual <= joined[quantile_column(high)].to_numpy()
+        )
+        terms[f"inside_{level}"] = inside.astype("float64")
+    if 0.5 in quantiles:
+        terms["ape_q50"] = np.abs(actual - joined[quantile_column(0.5)].to_numpy(dtype="float64")) / actual
+    counted = {"rows", *(key for key in terms if key.startswith("inside_"))}
+
+    def total(key: str, value: float) -> int | float:
+        return int(round(value)) if key in counted else float(value)
+
+    present = np.unique(step)
+    by_step = {
+        key: np.bincount(step, values, minlength=int(present.max(initial=0)) + 1) for key, values in terms.items()
+    }
+    steps = {str(s): {key: total(key, by_step[key][s]) for key in terms} for s in present.tolist()}
+    return {"forecast_rows": forecast_rows, **{key: total(key, np.sum(v)) for key, v in terms.items()}, "steps": steps}
 
 
 def with_actuals(forecast: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
     """The forecast rows that have an actual, with it as `sales`."""
     return forecast.merge(actuals[SALES_COLUMNS], on=list(ROW_KEY), how="inner")
-
-
-def _row_sums(joined: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
-    actual = joined["sales"].to_numpy(dtype="float64")
-    sums: dict = {"rows": len(joined)}
-    for quantile in quantiles:
-        column = quantile_column(quantile)
-        sums[f"pinball_{column}"] = _pinball_sum(actual, joined[column].to_numpy(), quantile)
-    for level, (low, high) in central_intervals(quantiles).items():
-        inside = (actual >= joined[quantile_column(low)]) & (actual <= joined[quantile_column(high)])
-        sums[f"inside_{level}"] = int(np.sum(inside))
-    if 0.5 in quantiles:
-        sums["ape_q50"] = float(np.sum(np.abs(actual - joined[quantile_column(0.5)].to_numpy()) / actual))
-    return sums
 
 
 def add_sums(total: dict, more: dict) -> dict:

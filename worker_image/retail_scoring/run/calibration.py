@@ -54,35 +54,40 @@ PROFILE_SUMS = ("count", "actual", "predicted", "ratio")
 HITS = len(PROFILE_SUMS)  # the dense row of rows whose sales equal the forecast (bin 0 only)
 
 
+def residual_sums(joined: pd.DataFrame, quantiles: tuple[float, ...], horizon: int) -> np.ndarray:
+    """Over forecast rows joined with their actual `sales`: per horizon step, quantile and grid bin
+    of log(actual / forecast), the PROFILE_SUMS (rows, summed sales, summed forecasts, summed
+    forecast / sales) and the hits, rows whose sales equal the forecast (they fall in bin 0):
+    integer sales and forecasts drawn from past sales (a quantile forest's) meet often, and an
+    interval holds them. A (horizon + 1, quantiles, 5, bins) array, additive, row 0 unused."""
+    width = 2 * GRID_BINS + 1
+    predicted = joined[[quantile_column(q) for q in quantiles]].to_numpy(dtype="float64")
+    actual = np.repeat(joined["sales"].to_numpy(dtype="float64")[:, None], len(quantiles), axis=1)
+    step = (joined["week"] - joined["forecast_origin"]).to_numpy()
+    index = (step[:, None] * len(quantiles) + np.arange(len(quantiles))) * width + _bins(actual, predicted) + GRID_BINS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = [np.ones_like(actual), actual, predicted, predicted / actual, (actual == predicted).astype("float64")]
+    size = (horizon + 1) * len(quantiles) * width
+    sums = np.stack([np.bincount(index.ravel(), value.ravel(), minlength=size) for value in values])
+    return sums.reshape(HITS + 1, horizon + 1, len(quantiles), width).transpose(1, 2, 0, 3)
+
+
+def profile_document(sums: np.ndarray, quantiles: tuple[float, ...]) -> dict:
+    """`residual_sums` as a summary holds them: per step with rows, per quantile column, the bins
+    from the first to the last used one, `{"first": lowest bin, "count": [...], "actual": [...],
+    ..., "hits": n}`."""
+    return {
+        str(step): {quantile_column(q): _sparse(sums[step, i]) for i, q in enumerate(quantiles)}
+        for step in range(1, len(sums))
+        if sums[step, 0, 0].any()
+    }
+
+
 def residual_profile(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
-    """Per horizon step and quantile column, over the forecast rows that have an actual:
-    per grid bin of log(actual / forecast), the rows, their summed sales, summed forecasts and
-    summed forecast / sales, as `{"first": lowest bin, "count": [...], "actual": [...], ...}`, and
-    `hits`, the rows whose sales equal the forecast (counted in bin 0 too): integer sales and
-    forecasts drawn from past sales (a quantile forest's) meet often, and an interval holds them."""
+    """The residual profile of one forecast against its actuals (`residual_sums`, as a document)."""
     joined = with_actuals(forecast, actuals)
-    actual_all = joined["sales"].to_numpy(dtype="float64")
-    step_all = (joined["week"] - joined["forecast_origin"]).to_numpy()
-    profile: dict = {}
-    for step in np.unique(step_all).tolist():
-        rows = step_all == step
-        actual = actual_all[rows]
-        by_column = {}
-        for quantile in quantiles:
-            column = quantile_column(quantile)
-            predicted = joined[column].to_numpy(dtype="float64")[rows]
-            index = _bins(actual, predicted) + GRID_BINS
-            first, last = int(index.min()), int(index.max())
-            index -= first
-            with np.errstate(divide="ignore", invalid="ignore"):
-                sums = [np.ones_like(actual), actual, predicted, predicted / actual]
-            dense = np.zeros((HITS + 1, last - first + 1))
-            dense[:HITS] = [np.bincount(index, values, minlength=last - first + 1) for values in sums]
-            if first <= GRID_BINS <= last:
-                dense[HITS, GRID_BINS - first] = np.sum(actual == predicted)
-            by_column[column] = _sparse(dense, first)
-        profile[str(step)] = by_column
-    return profile
+    horizon = int((joined["week"] - joined["forecast_origin"]).max()) if len(joined) else 0
+    return profile_document(residual_sums(joined, quantiles, horizon), quantiles)
 
 
 def _dense(bins: dict, weight: float = 1.0) -> np.ndarray:

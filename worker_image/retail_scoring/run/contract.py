@@ -17,10 +17,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
+import numpy as np
+
 from retail_scoring.errors import ScoringError
 from retail_scoring.packages.base import OutputContract
 from retail_scoring.run.accuracy import add_sums
-from retail_scoring.run.calibration import add_profiles
+from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
 
 CONTRACT_VERSION = 2
@@ -152,11 +154,17 @@ class PartitionSummary:
     accuracy: dict = field(default_factory=dict)  # run.accuracy.accuracy_sums over the partition's forecasts
     residuals: dict = field(default_factory=dict)  # run.calibration.residual_profile of what the package made
 
+    def __post_init__(self) -> None:
+        self._residual_sums: np.ndarray | None = None  # added up densely, written as `residuals`
+        self._quantiles: tuple[float, ...] = ()
+
     @property
     def scoring_operations(self) -> int:
         return self.rows * self.quantile_count
 
     def to_json(self) -> bytes:
+        if self._residual_sums is not None:
+            self.residuals = profile_document(self._residual_sums, self._quantiles)
         return json.dumps({VERSION_FIELD: CONTRACT_VERSION, **asdict(self)}).encode()
 
     @classmethod
@@ -170,9 +178,12 @@ class PartitionSummary:
         }
         return cls(**{**values, **recorded})
 
-    def add_accuracy(self, sums: dict, residuals: dict) -> None:
+    def add_accuracy(self, sums: dict, residual_sums: np.ndarray, quantiles: tuple[float, ...]) -> None:
+        """Add a forecast's accuracy sums and residual sums (run.calibration.residual_sums)."""
         self.accuracy = add_sums(self.accuracy, sums)
-        self.residuals = add_profiles(self.residuals, residuals)
+        total = self._residual_sums
+        self._residual_sums = residual_sums if total is None else total + residual_sums
+        self._quantiles = quantiles
 
     def summary(self) -> str:
         total = self.model_load_s + self.features_s + self.conversion_s + self.predict_s + self.write_s

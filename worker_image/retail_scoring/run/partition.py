@@ -19,8 +19,8 @@ from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label
 from retail_scoring.packages.base import ModelPackage, OutputContract, PackageManifest, ProductInput, load_package
 from retail_scoring.packages.gbm.features import check_series_reach_origin, series_bounds, sorted_by_series
-from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, known_sales
-from retail_scoring.run.calibration import Calibration, residual_profile
+from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, joined_sums, known_sales, with_actuals
+from retail_scoring.run.calibration import Calibration, residual_sums
 from retail_scoring.run.contract import PartitionSummary
 from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
@@ -244,7 +244,8 @@ def _score_chunk(
             log.error("%s: refused: %s", label, problems)
             continue
         actuals, key = later_sales[product.product], str(product.product)
-        residuals = residual_profile(frame, actuals, output.quantiles)  # of what the package made
+        joined = with_actuals(frame, actuals)
+        residuals = residual_sums(joined, output.quantiles, output.horizon)  # of what the package made
         if calibration:
             model_output = layout.model_output_file(run_id, product.product)
             summary.model_outputs[key] = write_table(model_output, frame, schema)
@@ -254,7 +255,12 @@ def _score_chunk(
         problems = _run_problems(frame, product, planned, origin, checks, output)
         if problems:
             summary.problems[key] = [f"{url}: {problem}" for problem in problems]
-        summary.add_accuracy(accuracy_sums(frame, actuals, output.quantiles), residuals)
+        sums = (
+            accuracy_sums(frame, actuals, output.quantiles)
+            if calibration
+            else joined_sums(joined, len(frame), output.quantiles)
+        )
+        summary.add_accuracy(sums, residuals, output.quantiles)
         seconds = time.perf_counter() - started
         summary.write_s += seconds
         summary.rows += len(frame)
