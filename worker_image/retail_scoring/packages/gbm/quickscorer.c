@@ -27,7 +27,9 @@ int quickscorer_predict(int64_t n_rows, int64_t n_features, const double *rows, 
   const int64_t n_blocks = (n_rows + BLOCK - 1) / BLOCK;
 #pragma omp parallel num_threads(n_threads)
   {
-    uint64_t *leaves = malloc((size_t)n_trees * BLOCK * sizeof(uint64_t)); /* [tree][row of the block] */
+    /* [row of the block][tree]: a row's bits (one per tree) stay in the first-level cache while its
+     * splits clear them */
+    uint64_t *leaves = malloc((size_t)n_trees * BLOCK * sizeof(uint64_t));
     if (leaves == NULL) {
 #pragma omp atomic write
       failed = 1;
@@ -39,6 +41,7 @@ int quickscorer_predict(int64_t n_rows, int64_t n_features, const double *rows, 
         memset(leaves, 0xff, (size_t)n_trees * BLOCK * sizeof(uint64_t));
         for (int64_t r = 0; r < count; r++) {
           const double *x = rows + (first + r) * n_features;
+          uint64_t *row_leaves = leaves + r * n_trees;
           for (int64_t f = 0; f < n_features; f++) {
             /* the splits the row fails: thresholds up to its value (a binary search), then masks only */
             const double value = x[f];
@@ -52,7 +55,7 @@ int quickscorer_predict(int64_t n_rows, int64_t n_features, const double *rows, 
               }
             }
             for (int64_t k = feature_start[f]; k < low; k++) {
-              leaves[(int64_t)split_tree[k] * BLOCK + r] &= split_mask[k];
+              row_leaves[split_tree[k]] &= split_mask[k];
             }
           }
         }
@@ -62,9 +65,8 @@ int quickscorer_predict(int64_t n_rows, int64_t n_features, const double *rows, 
         }
         for (int64_t t = 0; t < n_trees; t++) {
           const double *values = leaf_values + leaf_start[t];
-          const uint64_t *tree = leaves + t * BLOCK;
           for (int r = 0; r < BLOCK; r++) {
-            sum[r] += values[__builtin_ctzll(tree[r])];
+            sum[r] += values[__builtin_ctzll(leaves[r * n_trees + t])];
           }
         }
         for (int64_t r = 0; r < count; r++) {
