@@ -10,13 +10,12 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, setup, task
 
-from retail_scoring.packages.base import ENGINES
 from retail_scoring.run.calibration import DEFAULT_HALF_LIFE_WEEKS
 from scoring_airflow import backtest, planning, pool_tasks, validation
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.compute import BACKENDS
 from scoring_airflow.operators import EvaluateBacktestOperator, ScorePartitionsOperator
-from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
+from scoring_airflow.params import compute_params
+from scoring_airflow.settings import ForecastSettings
 
 settings = ForecastSettings()
 DOC_MD = """
@@ -78,44 +77,7 @@ report. `docs/backtests.md` in the project says more.
             section="Backtest",
             description="Products to score at every origin, as numbers and ranges. Empty: every product.",
         ),
-        "engine": Param(
-            settings.engine,
-            enum=list(ENGINES),
-            section="Compute",
-            description="How gbm packages are scored, as in the weekly DAG: `compiled` is fastest for many origins.",
-        ),
-        "compute_backend": Param(
-            settings.compute_backend,
-            enum=list(BACKENDS),
-            section="Compute",
-            description="`local`: worker processes here; `azure_batch`: one Batch pool for the whole backtest.",
-        ),
-        "pool_size": Param(
-            settings.pool_size,
-            type="integer",
-            minimum=1,
-            maximum=MAX_POOL_SIZE,
-            section="Compute",
-            description="Local: worker processes at once; Azure Batch: nodes of the one pool every origin shares.",
-        ),
-        "task_slots_per_node": Param(
-            settings.task_slots_per_node,
-            type="integer",
-            minimum=1,
-            maximum=256,
-            section="Compute",
-            description="Scoring tasks one Batch node runs at once.",
-        ),
-        "vm_size": Param(
-            settings.vm_size, type="string", section="Compute", description="VM size of the pool's nodes."
-        ),
-        "spot_nodes": Param(
-            settings.spot_nodes,
-            type="integer",
-            minimum=0,
-            section="Compute",
-            description="How many of the pool's nodes are spot (cheaper, may be preempted; their tasks run again).",
-        ),
+        **compute_params(settings),
     },
 )
 def backtest_model_package():

@@ -10,12 +10,11 @@ from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from retail_scoring.layout import IDENTIFIER
-from retail_scoring.packages.base import ENGINES
 from scoring_airflow import planning, pool_tasks, publishing, validation
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.compute import BACKENDS
 from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
-from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
+from scoring_airflow.params import compute_params
+from scoring_airflow.settings import ForecastSettings
 
 settings = ForecastSettings()
 DOC_MD = """
@@ -96,57 +95,7 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
             description="Only when this run is cleared and runs again: also rescore partitions whose valid "
             "forecasts exist. A new run always scores every product it plans.",
         ),
-        # Compute
-        "compute_backend": Param(
-            settings.compute_backend,
-            enum=list(BACKENDS),
-            section="Compute",
-            description="`local`: worker processes on the Airflow machine; `azure_batch`: a Batch pool per run.",
-        ),
-        "pool_size": Param(
-            settings.pool_size,
-            type="integer",
-            minimum=1,
-            maximum=MAX_POOL_SIZE,
-            section="Compute",
-            description="Local: worker processes at once, at most what this machine's cores and memory hold (the "
-            "plan says the limit). Azure Batch: nodes of the pool.",
-        ),
-        "partitioning": Param(
-            "per_node",
-            enum=["per_node", "per_product"],
-            section="Compute",
-            description="`per_node`: one scoring task per task slot of the pool, models loaded once per task (the "
-            "reference's advice), and more tasks of at most FORECAST_MAX_PRODUCTS_PER_PARTITION products (200) "
-            "for big catalogues, which the pool works through in turn; `per_product`: one task per product.",
-        ),
-        "engine": Param(
-            settings.engine,
-            enum=list(ENGINES),
-            section="Compute",
-            description="How gbm model packages are scored: `auto` uses a package's compiled engine (bit-identical "
-            "to R, ~4x faster) where it was packaged with one, else R; `r` always R's predict; `compiled` refuses "
-            "packages without one.",
-        ),
-        "task_slots_per_node": Param(
-            settings.task_slots_per_node,
-            type="integer",
-            minimum=1,
-            maximum=256,
-            section="Compute",
-            description="Scoring tasks one Batch node runs at once.",
-        ),
-        # Azure Batch only
-        "vm_size": Param(
-            settings.vm_size, type="string", section="Azure Batch", description="VM size of the pool's nodes."
-        ),
-        "spot_nodes": Param(
-            settings.spot_nodes,
-            type="integer",
-            minimum=0,
-            section="Azure Batch",
-            description="How many of the pool's nodes are spot (cheaper, may be preempted; their tasks run again).",
-        ),
+        **compute_params(settings),
     },
 )
 def weekly_sales_forecast():
