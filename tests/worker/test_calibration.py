@@ -7,7 +7,7 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.data.schema import QUANTILE_COLUMNS, QUANTILES
-from retail_scoring.run.accuracy import accuracy_sums, combine_accuracy
+from retail_scoring.run.accuracy import accuracy_sums, combine_accuracy, with_actuals
 from retail_scoring.run.calibration import (
     GRID_STEP,
     Calibration,
@@ -15,12 +15,18 @@ from retail_scoring.run.calibration import (
     add_profiles,
     learn_calibration,
     origin_weights,
+    profile_document,
     read_calibration,
-    residual_profile,
+    residual_sums,
     shifted_accuracy,
 )
 
 ORIGIN = 50
+
+
+def residual_profile(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
+    """A forecast's residual profile as a partition summary holds it."""
+    return profile_document(residual_sums(with_actuals(forecast, actuals), quantiles, 13), quantiles)
 
 
 def too_narrow_forecast(seed: int, rows: int = 4000, spread: float = 0.3, bias: float = 0.05):

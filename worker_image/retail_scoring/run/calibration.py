@@ -8,7 +8,7 @@ prediction beyond exchangeability", Annals of Statistics 2023): the level-`tau` 
 package is moved by the weighted `tau`-quantile of log(actual / forecast) over the calibration
 rows of its step, where rows of an origin `age` weeks older than the newest count
 2^(-age / half_life). A shift is a whole number of `GRID_STEP`s, so the workers' residual
-profiles (`residual_profile`, additive like the accuracy sums) give any shift's coverage and
+profiles (`residual_sums`, additive like the accuracy sums) give any shift's coverage and
 pinball loss exactly, without reading a forecast.
 
 A calibration learned from origins up to X uses sales through week X + horizon: it may calibrate
@@ -25,7 +25,7 @@ import pandas as pd
 from retail_scoring import storage
 from retail_scoring.data.schema import quantile_column
 from retail_scoring.errors import ScoringError
-from retail_scoring.run.accuracy import central_intervals, with_actuals
+from retail_scoring.run.accuracy import central_intervals
 
 CALIBRATION_VERSION = 1
 METHOD = "log-scale conformalized quantile regression per step, recency-weighted"
@@ -81,13 +81,6 @@ def profile_document(sums: np.ndarray, quantiles: tuple[float, ...]) -> dict:
         for step in range(1, len(sums))
         if sums[step, 0, 0].any()
     }
-
-
-def residual_profile(forecast: pd.DataFrame, actuals: pd.DataFrame, quantiles: tuple[float, ...]) -> dict:
-    """The residual profile of one forecast against its actuals (`residual_sums`, as a document)."""
-    joined = with_actuals(forecast, actuals)
-    horizon = int((joined["week"] - joined["forecast_origin"]).max()) if len(joined) else 0
-    return profile_document(residual_sums(joined, quantiles, horizon), quantiles)
 
 
 def _dense(bins: dict, weight: float = 1.0) -> np.ndarray:

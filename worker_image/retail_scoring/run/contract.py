@@ -152,7 +152,7 @@ class PartitionSummary:
     failures: list[str] = field(default_factory=list)  # products not scored, and why
     problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
     accuracy: dict = field(default_factory=dict)  # run.accuracy.accuracy_sums over the partition's forecasts
-    residuals: dict = field(default_factory=dict)  # run.calibration.residual_profile of what the package made
+    residuals: dict = field(default_factory=dict)  # run.calibration.profile_document of what the package made
 
     def __post_init__(self) -> None:
         self._residual_sums: np.ndarray | None = None  # added up densely, written as `residuals`
