@@ -153,8 +153,8 @@ MUTATIONS = [
     Mutation(
         "quickscorer-ties-go-left",
         "worker_image/retail_scoring/packages/gbm/quickscorer.c",
-        "!(value < thresholds[k])",
-        "value > thresholds[k]",
+        "if (value < thresholds[middle]) {",
+        "if (value <= thresholds[middle]) {",
         ("tests/worker/test_compiled_engine.py::test_packaging_compiles_every_model_and_seals_the_libraries",),
     ),
     Mutation(

@@ -45,8 +45,8 @@ class BacktestFailed(Exception):
 
 @dataclass(frozen=True)
 class BacktestPlan:
-    """A backtest as planned, kept in XCom and in its folder (backtest.json): its runs are
-    `backtest_run_id(backtest_id, package index, origin)`."""
+    """A backtest as planned, kept in its folder (backtest.json; XCom carries its runs' plans): its
+    runs are `backtest_run_id(backtest_id, package index, origin)`."""
 
     backtest_id: str
     airflow_run_id: str
