@@ -596,8 +596,8 @@ MUTATIONS = [
     Mutation(
         "calibration-learns-in-sample",
         "plugins/scoring_airflow/backtest.py",
-        "    usable = sorted(o for o, result in results.items() if result.sample == OUT_OF_SAMPLE and result.complete)",
-        "    usable = sorted(o for o, result in results.items() if result.complete)",
+        "    return sorted(o for o, result in results.items() if result.sample == OUT_OF_SAMPLE and result.complete)",
+        "    return sorted(o for o, result in results.items() if result.complete)",
         ("tests/airflow/test_backtest.py::test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run",),
     ),
 ]

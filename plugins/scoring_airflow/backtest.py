@@ -181,27 +181,38 @@ def origin_result(plan: RunPlan) -> OriginResult:
     )
 
 
+def usable_origins(results: dict[int, OriginResult]) -> list[int]:
+    """The origins a calibration may learn from: out of sample, every forecast row with its actual."""
+    return sorted(o for o, result in results.items() if result.sample == OUT_OF_SAMPLE and result.complete)
+
+
+def learned_from(
+    results: dict[int, OriginResult], origins: list[int], plan: RunPlan, half_life: float | None, backtest_id: str
+) -> Calibration:
+    """The package's calibration learned from the residual profiles of `origins`."""
+    return learn_calibration(
+        {o: results[o].residuals for o in origins},
+        plan.output.quantiles,
+        plan.output.horizon,
+        half_life,
+        model_version=plan.model_version,
+        package_sha256=plan.model_manifest_sha256,
+        backtest_id=backtest_id,
+    )
+
+
 def point_in_time_calibrations(
     results: dict[int, OriginResult], plan: RunPlan, half_life_weeks: float | None, backtest_id: str
 ) -> dict[int, Calibration]:
     """For each origin, the calibration a weekly run there could have had: learned from every
     earlier out-of-sample origin whose forecast weeks all have sales by then (origin - horizon or
     before). Origins without one are left out."""
-    horizon = plan.output.horizon
-    usable = sorted(o for o, result in results.items() if result.sample == OUT_OF_SAMPLE and result.complete)
+    usable = usable_origins(results)
     calibrations = {}
     for origin in results:
-        earlier = [o for o in usable if o + horizon <= origin]
+        earlier = [o for o in usable if o + plan.output.horizon <= origin]
         if earlier:
-            calibrations[origin] = learn_calibration(
-                {o: results[o].residuals for o in earlier},
-                plan.output.quantiles,
-                horizon,
-                half_life_weeks,
-                model_version=plan.model_version,
-                package_sha256=plan.model_manifest_sha256,
-                backtest_id=backtest_id,
-            )
+            calibrations[origin] = learned_from(results, earlier, plan, half_life_weeks, backtest_id)
     return calibrations
 
 
@@ -243,19 +254,11 @@ def metrics_over(package: PackageResult, origins: list[int]) -> dict[str, dict]:
 def write_calibration(layout: StorageLayout, backtest_id: str, package: PackageResult, half_life: float | None) -> dict:
     """The calibration learned from every out-of-sample origin with all its actuals, for the
     package's future runs (and its successors'); its URL and sha256, which planning checks."""
-    usable = {o: r.residuals for o, r in package.origins.items() if r.sample == OUT_OF_SAMPLE and r.complete}
+    usable = usable_origins(package.origins)
     if not usable:
         return {}
     plan = package.plan
-    calibration = learn_calibration(
-        usable,
-        plan.output.quantiles,
-        plan.output.horizon,
-        half_life,
-        model_version=plan.model_version,
-        package_sha256=plan.model_manifest_sha256,
-        backtest_id=backtest_id,
-    )
+    calibration = learned_from(package.origins, usable, plan, half_life, backtest_id)
     url = layout.calibration_file(backtest_id, plan.model_version)
     data = calibration.to_json()
     storage.write_bytes_atomic(url, data)
