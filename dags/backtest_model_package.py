@@ -106,7 +106,10 @@ def backtest_model_package():
 
     runs = plan()
     pool = create_pool(runs)
-    score = ScorePartitionsOperator.partial(task_id="score", settings=settings, retries=0).expand(plan=runs)
+    # as the weekly DAG's score task: retried to follow its job, in the pool of write grants
+    score = ScorePartitionsOperator.partial(
+        task_id="score", settings=settings, retries=2, pool=settings.write_grants_pool
+    ).expand(plan=runs)
     validated = validate.expand(run_plan=runs)
     evaluate = EvaluateBacktestOperator(task_id="evaluate", runs=runs, settings=settings)
     pool >> score >> validated >> evaluate >> delete_pool(runs).as_teardown(setups=pool)

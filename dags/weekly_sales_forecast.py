@@ -136,7 +136,11 @@ def weekly_sales_forecast():
     run_plan = plan()
     sales_in >> run_plan
     pool = create_pool(run_plan)
-    score = ScorePartitionsOperator(task_id="score", plan=run_plan, settings=settings, retries=0)
+    # retried: a try that Airflow lost or marked failed while its job went on follows that job
+    # (failed partitions fail without a retry); the pool bounds the jobs holding write grants at once
+    score = ScorePartitionsOperator(
+        task_id="score", plan=run_plan, settings=settings, retries=2, pool=settings.write_grants_pool
+    )
     logs = collect_logs(run_plan)
     validated = validate(run_plan)
     published = publish(run_plan)

@@ -18,6 +18,8 @@ if curl -s -o /dev/null "http://localhost:$AIRFLOW_PORT"; then
   exit 1
 fi
 mkdir -p "$AIRFLOW_HOME"
+airflow db migrate >/dev/null
+python -m scoring_airflow.cli create-pools  # the pool the scoring tasks run in
 # its own process group (setsid), so stopping it stops the scheduler, API server and the rest too
 setsid airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 airflow_standalone_pid=$!

@@ -34,6 +34,40 @@ class Mutation:
 
 
 MUTATIONS = [
+    # Azure Batch limits (issue 32)
+    Mutation(
+        "grants-miss-model-output",
+        "worker_image/retail_scoring/layout.py",
+        "model_outputs = [self.model_output_file(run_id, product) for product in products] if calibrated else []",
+        "model_outputs = []",
+        ("tests/worker/test_cli_errors.py::test_a_scoring_task_writes_only_what_the_layout_lists",),
+    ),
+    Mutation(
+        "score-outside-write-grants-pool",
+        "dags/backtest_model_package.py",
+        'task_id="score", settings=settings, retries=2, pool=settings.write_grants_pool',
+        'task_id="score", settings=settings, retries=2',
+        ("tests/airflow/test_dag_import.py",),
+    ),
+    Mutation(
+        "throttled-create-not-retried",
+        "plugins/scoring_airflow/compute/azure_batch.py",
+        "        if response is not None and response.status_code == 429:\n            return True\n",
+        "",
+        (
+            "tests/airflow/test_dag_on_azure_batch.py::test_a_throttled_or_busy_service_is_retried_after_its_retry_after",
+        ),
+    ),
+    Mutation(
+        "ended-job-stays-open",
+        "plugins/scoring_airflow/compute/azure_batch.py",
+        "return [job for job in active if holds_grants_files(self.wasb_conn_id, container_of(self.storage_root), job)]",
+        "return active",
+        (
+            "tests/airflow/test_dag_on_azure_batch.py::"
+            "test_a_job_of_500_partitions_of_200_products_is_submitted_within_the_service_limits",
+        ),
+    ),
     # publish wiring and teardown
     Mutation(
         "publish-after-score",
@@ -60,16 +94,16 @@ MUTATIONS = [
     Mutation(
         "teardown-keeps-jobs",
         "plugins/scoring_airflow/pool_tasks.py",
-        "        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):\n"
+        "        if any(backend.is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):\n"
         "            backend.delete_job(job)",
         "        pass",
         ("tests/airflow/test_dag_on_azure_batch.py::test_weekly_run_on_batch_with_blob_storage",),
     ),
     Mutation(
         "teardown-takes-other-runs-jobs",
-        "plugins/scoring_airflow/planning.py",
-        'return re.fullmatch(re.escape(batch_id(run_id, 56)) + r"-try\\d+", job) is not None',
-        "return job.startswith(batch_id(run_id, 56))",
+        "plugins/scoring_airflow/compute/base.py",
+        'return re.fullmatch(re.escape(batch_id(run_id, ID_LIMIT - 8)) + r"-try\\d+", job) is not None',
+        "return job.startswith(batch_id(run_id, ID_LIMIT - 8))",
         ("tests/airflow/test_planning.py",),
     ),
     Mutation(

@@ -6,7 +6,11 @@ does, runs tasks' command lines as local processes (a container task runs the en
 maps to, with only the task's environment settings for storage credentials) or, in container mode,
 inside the task's image on a Docker engine as a Batch node does, uploads their output files to blob
 storage through the SAS in their destination, as Batch does, and injects faults: a pool resize
-error, slow nodes, a node preempted mid-task (the task runs again).
+error, slow nodes, a node preempted mid-task (the task runs again), throttling (429 with
+Retry-After) and a busy service (503), an account quota reached. It refuses what the service
+refuses: more than 100 tasks or over 1 MB in one add-task collection; and it fails a task as its
+node would: a resource file it cannot download, an environment string or argument over Linux's
+limit. An autoscaled pool gets the nodes its formula asks for, evaluated over the pool's tasks.
 
 Each behaviour cites the Batch documentation it follows (REST reference under
 https://learn.microsoft.com/rest/api/batchservice/). Where the documentation is unclear, the
@@ -14,6 +18,7 @@ endpoint takes the reading our code must not rely on; see `_stop`.
 """
 
 import json
+import math
 import os
 import re
 import shlex
@@ -28,6 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import isodate
+from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient
 
 # Required properties per request body, as marked "required" in the REST reference pages
@@ -45,6 +51,14 @@ REQUIRED = {
     "outputFile": ["filePattern", "destination.container.containerUrl", "uploadOptions.uploadCondition"],
 }
 MAX_TASKS_PER_COLLECTION = 100  # task/add-collection: "The maximum number of Tasks is 100"
+# BatchTaskGroup: "The total serialized size of this collection must be less than 1MB ... the request will
+# fail with code 'RequestBodyTooLarge'". The stricter reading of "1MB" (10^6 bytes), which our code must meet.
+MAX_COLLECTION_BYTES = 1_000_000
+# execve(2): "the maximum length of a single string" of the argument and environment lists is
+# MAX_ARG_STRLEN, 32 pages (131072 bytes on x86-64): a node cannot start a process past it (E2BIG).
+MAX_ARG_STRLEN = 131072
+# The service variables an autoscale formula of this endpoint can read (batch-automatic-scaling).
+SERVICE_SAMPLES = ("ActiveTasks", "RunningTasks", "PendingTasks", "CurrentDedicatedNodes")
 
 
 class BatchError(Exception):
@@ -74,6 +88,12 @@ class Faults:
     resize_error: tuple[str, str] | None = None  # (code, message) the pool's allocation fails with
     node_delay_s: float = 0.0  # how long nodes take to come up
     preempt_after_s: dict[str, float] = field(default_factory=dict)  # task id -> seconds into its run
+    # The next `count` requests are answered (status, code) with Retry-After `retry_after_s`, e.g.
+    # (429, "TooManyRequests") as the service throttles, (503, "ServerBusy") as it sheds load.
+    refusals: list[tuple[int, str]] = field(default_factory=list)
+    retry_after_s: float = 1.0
+    job_quota_reached: bool = False  # job/add answers 409 ActiveJobAndScheduleQuotaReached
+    autoscale_interval_s: float = 1.0  # how often an autoscale formula is evaluated (the service: >= 5 min)
 
 
 class BatchTestEndpoint:
@@ -90,9 +110,12 @@ class BatchTestEndpoint:
         self.pools_created: dict[str, dict] = {}
         self.tasks_added: dict[str, dict] = {}
         self.collection_sizes: list[int] = []
+        self.collection_bytes: list[int] = []
+        self.requests_seen = 0
         self.deleted_pools: list[str] = []
         self.deleted_jobs: list[str] = []
         self.task_environments: dict[str, dict] = {}
+        self.task_files: dict[str, dict[str, bytes]] = {}  # task id -> its resource files as downloaded
         self.lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -121,8 +144,25 @@ class BatchTestEndpoint:
             def _respond(self, method: str) -> None:
                 url = urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
+                raw = self.rfile.read(length) if length else b""
+                headers = {}
                 try:
+                    with endpoint.lock:
+                        endpoint.requests_seen += 1
+                        refusal = endpoint.faults.refusals.pop(0) if endpoint.faults.refusals else None
+                    if refusal:
+                        headers["Retry-After"] = f"{endpoint.faults.retry_after_s:g}"
+                        raise BatchError(*refusal, "injected: the service refuses for now; retry after a while")
+                    if url.path.endswith("/addtaskcollection"):
+                        endpoint.collection_bytes.append(len(raw))
+                        if len(raw) >= MAX_COLLECTION_BYTES:
+                            raise BatchError(
+                                413,
+                                "RequestBodyTooLarge",
+                                f"The request body is {len(raw)} bytes; a task collection must be less than 1MB: "
+                                "it should be retried again with fewer Tasks.",
+                            )
+                    body = json.loads(raw) if raw else {}
                     # authenticate-requests-to-the-azure-batch-service: "SharedKey {account}:{signature}";
                     # every request carries the api-version query parameter (api-versions page).
                     auth = self.headers.get("Authorization", "")
@@ -136,6 +176,8 @@ class BatchTestEndpoint:
                     payload = {"code": error.code, "message": {"lang": "en-US", "value": error.message}}
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json;odata=minimalmetadata")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -166,6 +208,8 @@ class BatchTestEndpoint:
                 return self._pool(method, match[1])
             if match := re.fullmatch(r"/jobs/([^/]+)", path):
                 return self._job(method, match[1])
+            if (match := re.fullmatch(r"/jobs/([^/]+)/terminate", path)) and method == "POST":
+                return self._terminate_job(match[1])
             if (match := re.fullmatch(r"/jobs/([^/]+)/addtaskcollection", path)) and method == "POST":
                 return self._add_tasks(match[1], body)
             if (match := re.fullmatch(r"/jobs/([^/]+)/tasks", path)) and method == "GET":
@@ -182,6 +226,8 @@ class BatchTestEndpoint:
             raise BatchError(400, "MissingRequiredProperty", "targetDedicatedNodes or enableAutoScale")
         if body["id"] in self.pools:
             raise BatchError(409, "PoolExists", f"The specified pool {body['id']} already exists.")
+        if body.get("enableAutoScale"):  # pool/add evaluates the formula at once; a bad one is refused
+            evaluate_formula(body.get("autoScaleFormula") or "", dict.fromkeys(SERVICE_SAMPLES, 0))
         self.pools_created[body["id"]] = body
         self.pools[body["id"]] = {
             **body,
@@ -217,10 +263,22 @@ class BatchTestEndpoint:
     def _create_job(self, body: dict) -> tuple[int, None]:
         """job/add: 201 Created; 409 JobExists for a taken id."""
         check_required("job", body)
+        if self.faults.job_quota_reached:
+            quota = "The specified account has reached its active job and schedule quota."
+            raise BatchError(409, "ActiveJobAndScheduleQuotaReached", quota)
         if body["id"] in self.jobs:
             raise BatchError(409, "JobExists", f"The specified job {body['id']} already exists.")
         self.jobs[body["id"]] = {**body, "state": "active", "creationTime": now_iso(), "tasks": {}}
         return 201, None
+
+    def _terminate_job(self, job_id: str) -> tuple[int, None]:
+        """job/terminate: 202 Accepted; the job completes, its running tasks are terminated, its
+        active ones are never scheduled; no task can be added to it."""
+        job = self._existing_job(job_id)
+        for task in job["tasks"].values():
+            self._stop(job_id, task, requeue=False)
+        job["state"] = "completed"
+        return 202, None
 
     def _existing_job(self, job_id: str) -> dict:
         if job_id not in self.jobs:
@@ -247,6 +305,8 @@ class BatchTestEndpoint:
         """task/add-collection: 1..100 tasks; 200 with one TaskAddResult per task, a task id that
         exists in the job answered with status "clientError" and code TaskExists, the rest added."""
         job = self._existing_job(job_id)
+        if job["state"] != "active":
+            raise BatchError(409, "JobCompleted", f"The specified job {job_id} is already in a completed state.")
         tasks = body.get("value") or []
         if not 1 <= len(tasks) <= MAX_TASKS_PER_COLLECTION:
             raise BatchError(400, "InvalidPropertyValue", f"a task collection holds 1..100 tasks, got {len(tasks)}")
@@ -286,6 +346,8 @@ class BatchTestEndpoint:
 
     def _settle_pools(self) -> None:
         for pool in self.pools.values():
+            if pool.get("enableAutoScale"):
+                self._autoscale(pool)
             if pool["allocationState"] != "resizing" or time.monotonic() < pool["ready_at"]:
                 continue
             pool["allocationState"] = "steady"
@@ -293,10 +355,27 @@ class BatchTestEndpoint:
                 code, message = self.faults.resize_error
                 pool["resizeErrors"] = [{"code": code, "message": message}]
             elif pool.get("enableAutoScale"):
-                pool["currentDedicatedNodes"] = 1
+                pool["currentDedicatedNodes"] = pool["_target"]
             else:
                 pool["currentDedicatedNodes"] = pool.get("targetDedicatedNodes") or 0
                 pool["currentLowPriorityNodes"] = pool.get("targetLowPriorityNodes") or 0
+
+    def _autoscale(self, pool: dict) -> None:
+        """Every evaluation interval, the formula's $TargetDedicatedNodes over the pool's tasks now
+        (batch-automatic-scaling: $ActiveTasks, $RunningTasks, $PendingTasks = their sum); a new
+        target resizes the pool, which takes the nodes' delay to reach it."""
+        now = time.monotonic()
+        if now < pool.get("_evaluated_at", -math.inf) + self.faults.autoscale_interval_s:
+            return
+        pool["_evaluated_at"] = now
+        tasks = [t for j in self.jobs.values() if j["poolInfo"]["poolId"] == pool["id"] for t in j["tasks"].values()]
+        active = sum(t["state"] == "active" for t in tasks)
+        running = sum(t["state"] == "running" for t in tasks)
+        counts = (active, running, active + running, pool["currentDedicatedNodes"])
+        samples = dict(zip(SERVICE_SAMPLES, counts, strict=True))
+        target = max(0, int(evaluate_formula(pool["autoScaleFormula"], samples).get("$TargetDedicatedNodes", 0)))
+        if target != pool.get("_target"):
+            pool.update(_target=target, allocationState="resizing", ready_at=now + self.faults.node_delay_s)
 
     def _reap_and_start(self) -> None:
         for job in self.jobs.values():
@@ -310,7 +389,7 @@ class BatchTestEndpoint:
             busy = sum(t["state"] == "running" for j in self.jobs.values() for t in j["tasks"].values()
                        if j["poolInfo"]["poolId"] == pool["id"])  # fmt: skip
             for task in job["tasks"].values():
-                if busy >= slots:
+                if busy >= slots or job["state"] != "active":  # a terminated job's tasks are not scheduled
                     break
                 if task["state"] == "active":
                     self._start(job["id"], task)
@@ -336,6 +415,10 @@ class BatchTestEndpoint:
             "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
         }
         environment.update(settings, **batch_variables)
+        problem = self._prepare(task, task_dir / "wd", settings)
+        if problem:
+            self._complete(task, exit_code=None, failure=problem)
+            return
         container = task.get("containerSettings")
         if container and not self._image_available(container["imageName"]):
             self._complete(task, exit_code=None, failure=("ContainerPullImageFailed", container["imageName"]))
@@ -355,6 +438,24 @@ class BatchTestEndpoint:
         task.update(state="running", _dir=task_dir, _started=time.monotonic())
         info["startTime"] = now_iso()
         task.setdefault("_first_start", time.monotonic())
+
+    def _prepare(self, task: dict, working_dir: Path, settings: dict[str, str]) -> tuple[str, str] | None:
+        """What a node does before the command line, and why it may fail instead: the resource files
+        downloaded into the working directory (BatchTaskCreateOptions.resourceFiles; a failed
+        download is TaskFailureInformationCodes BlobDownloadMiscError), the process started with
+        the command line and environment (execve's E2BIG past MAX_ARG_STRLEN per string)."""
+        for resource in task.get("resourceFiles", []):
+            try:
+                data = BlobClient.from_blob_url(resource["httpUrl"]).download_blob().readall()
+            except HttpResponseError as error:
+                return "BlobDownloadMiscError", f"{resource['filePath']}: {error.status_code} {error.reason}"
+            (working_dir / resource["filePath"]).write_bytes(data)
+            self.task_files.setdefault(task["id"], {})[resource["filePath"]] = data
+        strings = [f"{name}={value}" for name, value in settings.items()] + shlex.split(task["commandLine"])
+        too_long = [string.split("=", 1)[0][:40] for string in strings if len(string.encode()) > MAX_ARG_STRLEN]
+        if too_long:
+            return "ProcessStartFailed", f"E2BIG: Argument list too long ({', '.join(too_long)})"
+        return None
 
     def _image_available(self, image: str) -> bool:
         """On a node, the pool's containerImageNames are pulled before tasks run; here an image is
@@ -461,3 +562,113 @@ def _kill(process: subprocess.Popen, container: str | None = None) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+def evaluate_formula(formula: str, samples: dict[str, float]) -> dict[str, float]:
+    """The values an autoscale formula assigns, for the subset of the formula language
+    (batch-automatic-scaling) that pending-task formulas use: `;`-separated assignments, `//`
+    comments, numbers, + - * /, comparisons, `?:`, min/max/avg, TimeInterval_* constants, and
+    service variables whose GetSample(...) is the current value and GetSamplePercent(...) 100.
+    Anything else is refused, as the service refuses a formula it cannot parse."""
+    formula = re.sub(r"//[^\n]*", "", formula)
+    variables: dict[str, float] = {f"${name}": value for name, value in samples.items()}
+    for statement in filter(str.strip, formula.split(";")):
+        name, equals, expression = statement.partition("=")
+        if not equals or not re.fullmatch(r"\s*\$?\w+\s*", name):
+            raise BatchError(400, "InvalidAutoScaleFormula", f"not an assignment: {statement.strip()!r}")
+        variables[name.strip()] = _Expression(expression, variables).value()
+    return variables
+
+
+class _Expression:
+    """A recursive-descent reader of one formula expression."""
+
+    TOKEN = re.compile(r"\s*(\d+\.?\d*|\$\w+(?:\.GetSample(?:Percent)?)?|\w+|<=|>=|==|!=|[-+*/()<>?:,])")
+    CONSTANTS = {"TimeInterval_Second": 1, "TimeInterval_Minute": 60, "TimeInterval_Hour": 3600,
+                 "taskcompletion": 0, "requeue": 0, "retaineddata": 0, "terminate": 0}  # fmt: skip
+    FUNCTIONS = {"min": min, "max": max, "avg": lambda *values: sum(values) / len(values)}
+
+    def __init__(self, text: str, variables: dict[str, float]):
+        self.tokens = self.TOKEN.findall(text)
+        if "".join(self.tokens) != re.sub(r"\s+", "", text):
+            raise BatchError(400, "InvalidAutoScaleFormula", f"cannot read {text.strip()!r}")
+        self.variables = variables
+
+    def value(self) -> float:
+        result = self._ternary()
+        if self.tokens:
+            raise BatchError(400, "InvalidAutoScaleFormula", f"unexpected {self.tokens[0]!r}")
+        return result
+
+    def _take(self, *expected: str) -> str | None:
+        if self.tokens and self.tokens[0] in expected:
+            return self.tokens.pop(0)
+        return None
+
+    def _ternary(self) -> float:
+        condition = self._comparison()
+        if not self._take("?"):
+            return condition
+        then = self._ternary()
+        if not self._take(":"):
+            raise BatchError(400, "InvalidAutoScaleFormula", "`?` without `:`")
+        otherwise = self._ternary()
+        return then if condition else otherwise
+
+    def _comparison(self) -> float:
+        left = self._sum()
+        operator = self._take("<", ">", "<=", ">=", "==", "!=")
+        if operator is None:
+            return left
+        right = self._sum()
+        return float({"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right,
+                      "==": left == right, "!=": left != right}[operator])  # fmt: skip
+
+    def _sum(self) -> float:
+        value = self._product()
+        while operator := self._take("+", "-"):
+            value = value + self._product() if operator == "+" else value - self._product()
+        return value
+
+    def _product(self) -> float:
+        value = self._unary()
+        while operator := self._take("*", "/"):
+            value = value * self._unary() if operator == "*" else value / self._unary()
+        return value
+
+    def _unary(self) -> float:
+        return -self._unary() if self._take("-") else self._primary()
+
+    def _arguments(self) -> list[float]:
+        if not self._take("("):
+            raise BatchError(400, "InvalidAutoScaleFormula", "expected `(`")
+        values = [] if self._take(")") else [self._ternary()]
+        while values and not self._take(")"):
+            if not self._take(","):
+                raise BatchError(400, "InvalidAutoScaleFormula", "expected `,` or `)`")
+            values.append(self._ternary())
+        return values
+
+    def _primary(self) -> float:
+        if not self.tokens:
+            raise BatchError(400, "InvalidAutoScaleFormula", "the formula ends too soon")
+        token = self.tokens.pop(0)
+        if token == "(":
+            value = self._ternary()
+            self._take(")")
+            return value
+        if re.fullmatch(r"\d+\.?\d*", token):
+            return float(token)
+        if token.endswith((".GetSample", ".GetSamplePercent")):
+            self._arguments()
+            name = token.split(".")[0]
+            if name not in self.variables:
+                raise BatchError(400, "InvalidAutoScaleFormula", f"unknown service variable {name}")
+            return 100.0 if token.endswith("Percent") else self.variables[name]
+        if token in self.FUNCTIONS:
+            return float(self.FUNCTIONS[token](*self._arguments()))
+        if token in self.variables:
+            return self.variables[token]
+        if token in self.CONSTANTS:
+            return float(self.CONSTANTS[token])
+        raise BatchError(400, "InvalidAutoScaleFormula", f"unknown name {token!r}")

@@ -28,9 +28,10 @@ from retail_scoring.run.calibration import (  # noqa: E402
     shifted_accuracy,
 )
 from retail_scoring.run.contract import RunPlan  # noqa: E402
+from scoring_airflow.compute import ComputeBackend  # noqa: E402
 from scoring_airflow.outages import survives_outages  # noqa: E402
 from scoring_airflow.partitions import read_run_manifest, run_problems  # noqa: E402
-from scoring_airflow.planning import PlanError, batch_id, plan_run, requested_products, storage_run_id  # noqa: E402
+from scoring_airflow.planning import PlanError, plan_run, requested_products, storage_run_id  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def plan_backtest(
         report_origins=requested_origins(report) if report else None,
         half_life_weeks=params.get("half_life_weeks", DEFAULT_HALF_LIFE_WEEKS),
         product_count=0,
-        pool_id=batch_id(f"pool-{backtest_id}"),
+        pool_id=ComputeBackend.pool_id_for(backtest_id),
     )
     runs = []
     for model_version, origin, run_id in backtest.run_ids():

@@ -7,17 +7,18 @@ when their job ends.
 """
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import fsspec
 import isodate
 from airflow.providers.microsoft.azure.fs.adls import get_fs
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     AccessPolicy,
     BlobSasPermissions,
@@ -38,6 +39,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 WRITE_POLICY_PREFIX = "forecast-job-"  # our stored access policies; others' are left alone
 MAX_STORED_POLICIES = 5  # Azure Blob's limit per container
 LEASE_ATTEMPTS = 60
+GRANTS_CONTAINER_SUFFIX = "-grants"
+GRANT_FILE_DELETERS = 16  # parallel deletes of a job's grants files (one per task) when it ends
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,15 @@ def use_connection_for_abfs(wasb_conn_id: str) -> None:
     fsspec.get_filesystem_class("abfs").clear_instance_cache()
 
 
-@dataclass(frozen=True)
-class TaskGrants:
-    """What one scoring task may touch, as SAS tokens: never the account key."""
+def grants_container_of(container: str) -> str:
+    """The container where a job's write grants wait for Batch to fetch them: one of their own,
+    beside the data's, which the tasks' read SAS (of the data's container) does not reach, so no
+    task can read another's grants."""
+    return f"{container[: 63 - len(GRANTS_CONTAINER_SUFFIX)].rstrip('-')}{GRANTS_CONTAINER_SUFFIX}"
 
-    read_connection_string: str  # AZURE_STORAGE_CONNECTION_STRING for adlfs in the worker: read + list
-    write_urls: dict[str, str]  # abfs:// URL of each blob the task writes -> its https URL with a blob SAS
+
+def grants_file_path(job_id: str, task_id: str) -> str:
+    return f"{job_id}/{task_id}.json"
 
 
 def write_policy_id(job_id: str) -> str:
@@ -131,22 +137,24 @@ class GrantSigner:
     user delegation SAS cannot name one, so those last until their expiry (a warning says so)."""
 
     def __init__(self, wasb_conn_id: str, container: str, valid_for: timedelta, job_id: str | None = None):
-        service = WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
+        self.service = WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
         now = datetime.now(UTC)
         self.container = container
-        self.account_name = service.account_name
-        self.endpoint = service.url.rstrip("/")
+        self.account_name = self.service.account_name
+        self.endpoint = self.service.url.rstrip("/")
         self.window = {"start": now - CLOCK_SKEW, "expiry": now + valid_for}
-        account_key = getattr(service.credential, "account_key", None)
+        account_key = getattr(self.service.credential, "account_key", None)
         self.signing = (
             {"account_key": account_key}
             if account_key
-            else {"user_delegation_key": service.get_user_delegation_key(self.window["start"], self.window["expiry"])}
+            else {
+                "user_delegation_key": self.service.get_user_delegation_key(self.window["start"], self.window["expiry"])
+            }
         )
         self.write_terms = {"permission": WRITE_PERMISSIONS, **self.window}
         if job_id and account_key:
             policy_id = write_policy_id(job_id)
-            ContainerPolicies(service.get_container_client(container)).add(policy_id, **self.window)
+            ContainerPolicies(self.service.get_container_client(container)).add(policy_id, **self.window)
             self.write_terms = {"policy_id": policy_id}
         elif job_id:
             log.warning(
@@ -155,6 +163,7 @@ class GrantSigner:
                 job_id,
                 self.window["expiry"].isoformat(),
             )
+        self._grants_container_exists = False
 
     def read_connection_string(self) -> str:
         sas = generate_container_sas(
@@ -173,15 +182,58 @@ class GrantSigner:
         path = path_in_container(url)
         return f"{self.endpoint}/{self.container}/{path}?{self.blob_write_sas(path)}"
 
-    def task_grants(self, writes: list[str]) -> TaskGrants:
-        return TaskGrants(self.read_connection_string(), {url: self.blob_write_url(url) for url in writes})
+    def write_urls(self, writes: tuple[str, ...]) -> dict[str, str]:
+        """abfs:// URL of each blob a task writes -> its https URL with a SAS for that blob alone."""
+        return {url: self.blob_write_url(url) for url in writes}
+
+    def grants_file_url(self, job_id: str, task_id: str, writes: tuple[str, ...]) -> str:
+        """Store a task's write grants as a blob of the grants container and return its URL with a
+        SAS that reads that one blob, for Batch to download before the task starts."""
+        grants = grants_container_of(self.container)
+        if not self._grants_container_exists:
+            try:
+                self.service.create_container(grants)
+            except ResourceExistsError:
+                pass
+            self._grants_container_exists = True
+        path = grants_file_path(job_id, task_id)
+        document = json.dumps(self.write_urls(writes)).encode()
+        self.service.get_blob_client(grants, path).upload_blob(document, overwrite=True)
+        sas = generate_blob_sas(
+            self.account_name, grants, path, permission=BlobSasPermissions(read=True), **self.window, **self.signing
+        )
+        return f"{self.endpoint}/{grants}/{path}?{sas}"
 
 
 def revoke_write_grants(wasb_conn_id: str, container: str, job_id: str) -> None:
-    """The job has ended: its tasks' write grants stop working now, not at their expiry."""
+    """The job has ended: its tasks' write grants stop working now, not at their expiry, and the
+    files that carried them to the tasks are deleted."""
     service = WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
     if getattr(service.credential, "account_key", None):
         ContainerPolicies(service.get_container_client(container)).revoke(write_policy_id(job_id))
+    grants = service.get_container_client(grants_container_of(container))
+    try:
+        names = [blob.name for blob in grants.list_blobs(name_starts_with=f"{job_id}/")]
+    except ResourceNotFoundError:  # no job of this account ever had grants files
+        return
+
+    def delete(name: str) -> None:
+        try:
+            grants.delete_blob(name)
+        except ResourceNotFoundError:  # an earlier end of the same job deleted it
+            pass
+
+    with ThreadPoolExecutor(GRANT_FILE_DELETERS) as deleters:
+        list(deleters.map(delete, names))
+
+
+def holds_grants_files(wasb_conn_id: str, container: str, job_id: str) -> bool:
+    """Whether the job's grants files are there: written at submission, deleted when it ends."""
+    grants = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_container_client(grants_container_of(container))
+    try:
+        return any(True for _ in grants.list_blobs(name_starts_with=f"{job_id}/", results_per_page=1))
+    except ResourceNotFoundError:
+        return False
 
 
 def connect_storage(_context: object = None) -> None:

@@ -5,6 +5,7 @@ python -m scoring_airflow.cli summary            the current forecast and where 
 python -m scoring_airflow.cli backtests          every finished backtest: packages compared, calibrations
 python -m scoring_airflow.cli latest-backtest    the newest finished backtest's id
 python -m scoring_airflow.cli import-connections the compose deployment's connections, from its environment
+python -m scoring_airflow.cli create-pools       the Airflow pool the scoring tasks run in (deployment step)
 """
 
 import argparse
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, origin_of_published_index
+from scoring_airflow.blob import MAX_STORED_POLICIES
 from scoring_airflow.planning import origin_range, package_manifest, read_products
 from scoring_airflow.publishing import changed_since_published, read_current
 from scoring_airflow.settings import ForecastSettings
@@ -144,15 +146,29 @@ def import_connections() -> None:
         subprocess.run([sys.executable, "-m", "airflow", "connections", "import", "--overwrite", str(path)], check=True)
 
 
+def create_pools(settings: ForecastSettings) -> None:
+    """The Airflow pool every scoring task runs in, deferred ones counted: as many slots as a
+    storage container holds stored access policies, one per scoring job's write grants, so no job
+    that Airflow starts is refused its grants (the weekly runs' and the backtests' alike)."""
+    description = (
+        f"scoring jobs holding write grants: at most {MAX_STORED_POLICIES} stored access policies per container"
+    )
+    command = ["pools", "set", settings.write_grants_pool, str(MAX_STORED_POLICIES), description, "--include-deferred"]
+    subprocess.run([sys.executable, "-m", "airflow", *command], check=True, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scoring_airflow.cli")
-    commands = ["latest-origin", "summary", "backtests", "latest-backtest", "import-connections"]
+    commands = ["latest-origin", "summary", "backtests", "latest-backtest", "import-connections", "create-pools"]
     parser.add_argument("command", choices=commands)
     command = parser.parse_args().command
     if command == "import-connections":
         import_connections()
         return
     settings = ForecastSettings()
+    if command == "create-pools":
+        create_pools(settings)
+        return
     if command == "latest-backtest":
         finished = finished_backtests(StorageLayout(settings.storage_root))
         print(finished[-1]["backtest_id"] if finished else "")

@@ -4,18 +4,18 @@ import time
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from retail_scoring import storage
 from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
 from scoring_airflow import backtest, report
-from scoring_airflow.compute import ScoringTask, backend_for
+from scoring_airflow.compute import ComputeBackend, ScoringTask, backend_for
 from scoring_airflow.links import BacktestReportLink, BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import partition_labels, pin_summaries, read_run_manifest, run_problems
-from scoring_airflow.planning import job_id, logical_date_for_origin, origin_for_logical_date, read_plan
+from scoring_airflow.planning import logical_date_for_origin, origin_for_logical_date, read_plan
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
@@ -32,13 +32,6 @@ def worker_arguments(plan: RunPlan, partition: str) -> list[str]:
     """The worker CLI's arguments for one partition, the same on every backend and for any number of
     products: the worker reads its products from the run manifest."""
     return ["score", "--storage", plan.storage_root, "--run-id", plan.run_id, "--partition", partition]
-
-
-def partition_outputs(layout: StorageLayout, run_id: str, partition: str, products: list[int]) -> tuple[str, ...]:
-    """Every file a partition's scoring task writes: its products' forecasts, its summary and its
-    progress."""
-    forecasts = [layout.forecast_file(run_id, product) for product in products]
-    return (*forecasts, layout.partition_summary(run_id, partition), layout.task_progress(run_id, partition))
 
 
 class ScorePartitionsOperator(BaseOperator):
@@ -62,14 +55,22 @@ class ScorePartitionsOperator(BaseOperator):
     def run_plan(self) -> RunPlan:
         return read_plan(self.plan)
 
-    def _backend(self):
+    def _backend(self) -> ComputeBackend:
         return backend_for(self.run_plan.compute_backend, self.run_plan.backend_config)
 
     def execute(self, context: Context) -> dict:
         plan = self.run_plan
+        backend = self._backend()
         layout = StorageLayout(plan.storage_root)
         manifest = through_outages(lambda: read_run_manifest(plan), "planning the scoring job")
         partitions = manifest.partitions
+        open_jobs = [job for job in backend.open_job_ids() if backend.is_job_of_run(job, plan.run_id)]
+        if open_jobs:  # an earlier try lost its worker, or Airflow marked it failed while its job went on
+            self._job_id = open_jobs[-1]
+            followed = [status.task_id for status in backend.task_statuses(self._job_id)]
+            self.log.info("job %s of an earlier try is still open: following its %d partition(s)", self._job_id,
+                          len(followed))  # fmt: skip
+            self._follow(plan, followed, partitions)
         problems = {} if plan.force else through_outages(lambda: run_problems(layout, manifest)[0], "the rerun skip")
         tasks = []
         for partition, products in partitions.items():
@@ -85,17 +86,21 @@ class ScorePartitionsOperator(BaseOperator):
                     arguments=worker_arguments(plan, partition),
                     stdout_url=layout.task_log(plan.run_id, partition, "stdout"),
                     stderr_url=layout.task_log(plan.run_id, partition, "stderr"),
-                    writes=partition_outputs(layout, plan.run_id, partition, products),
+                    writes=layout.scoring_task_writes(
+                        plan.run_id, partition, products, calibrated=plan.calibration_url is not None
+                    ),
                 )
             )
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
             return {"scored": [], "skipped": list(partitions), "statuses": []}
-        self._job_id = job_id(plan.run_id, context["ti"].try_number)
-        self._backend().submit_job(
-            plan.pool_id, self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s
-        )
+        self._job_id = backend.job_id(plan.run_id, context["ti"].try_number)
+        backend.submit_job(plan.pool_id, self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s)
         self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan.pool_id)
+        self._follow(plan, [task.task_id for task in tasks], partitions)
+
+    def _follow(self, plan: RunPlan, scored: list[str], partitions: dict[str, list[int]]) -> None:
+        """Defer until the job's tasks have all ended."""
         self.defer(
             trigger=ScoringJobTrigger(
                 plan.compute_backend,
@@ -103,15 +108,19 @@ class ScorePartitionsOperator(BaseOperator):
                 self._job_id,
                 self.settings.poll_interval_s,
                 progress=PartitionProgress(
-                    plan.storage_root, plan.run_id, {t.task_id: len(partitions[t.task_id]) for t in tasks}
+                    plan.storage_root, plan.run_id, {partition: len(partitions[partition]) for partition in scored}
                 ),
             ),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context: Context, event: dict) -> dict:
+        """Failed partitions and a job that could not be followed fail the task without a retry:
+        Batch retried each partition already, and a lost pool or job does not come back (the job
+        is ended, so clearing the task scores in a new one)."""
         if event.get("error"):
-            raise AirflowException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
+            through_outages(lambda: self._backend().end_job(event["job_id"]), "ending the scoring job")
+            raise AirflowFailException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
         plan = self.run_plan
         layout = StorageLayout(plan.storage_root)
         failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
@@ -124,7 +133,7 @@ class ScorePartitionsOperator(BaseOperator):
 
         failures = through_outages(end_and_pin, "ending the scoring job")
         if failed:
-            raise AirflowException(f"{len(failed)} of {len(event['statuses'])} partitions failed:\n{failures}")
+            raise AirflowFailException(f"{len(failed)} of {len(event['statuses'])} partitions failed:\n{failures}")
         scored = [s["task_id"] for s in event["statuses"]]
         self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
         skipped = [p for p in partition_labels(plan) if p not in scored]

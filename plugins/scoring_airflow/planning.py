@@ -5,14 +5,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-import psutil
 
 from retail_scoring import storage
 from retail_scoring.data.catalogue import read_catalogue
@@ -29,7 +27,7 @@ from retail_scoring.packages.base import (
 )
 from retail_scoring.run.calibration import Calibration, CalibrationError, read_calibration
 from retail_scoring.run.contract import RunManifest, RunPlan
-from scoring_airflow.compute import BACKENDS
+from scoring_airflow.compute import ComputeBackend, ComputeError, backend_for_run
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
 
@@ -160,25 +158,6 @@ def select_products(available: list[int], requested: ProductSelection | None) ->
         )
         raise PlanError(f"{found}; {where}")
     return catalogue[chosen].tolist()
-
-
-def batch_id(text: str, limit: int = 64) -> str:
-    """`text` if it fits Azure Batch's id limit, else its head plus a hash of the whole: still
-    readable, still unique per run."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    return f"{text[: limit - 11]}-{digest}"
-
-
-def job_id(run_id: str, try_number: int) -> str:
-    """The compute job of one try of a run's scoring task: a retry is a new job, never a reuse."""
-    return f"{batch_id(run_id, 56)}-try{try_number}"
-
-
-def is_job_of_run(job: str, run_id: str) -> bool:
-    """Exactly the run's own job ids: run `x` never matches the jobs of a run `x-try2`."""
-    return re.fullmatch(re.escape(batch_id(run_id, 56)) + r"-try\d+", job) is not None
 
 
 def storage_run_id(dag_id: str, airflow_run_id: str) -> str:
@@ -345,7 +324,11 @@ def plan_run(
             "task_slots_per_node", param(params, "task_slots_per_node", settings.task_slots_per_node)
         ),
     }
-    task_slots = check_capacity(backend, pool_size, node_settings, settings)
+    try:
+        compute = backend_for_run(backend, settings, node_settings)
+        task_slots = compute.task_slots(pool_size, settings)
+    except ComputeError as error:
+        raise PlanError(str(error)) from error
     engine = param(params, "engine", settings.engine)
     if engine not in ENGINES:
         raise PlanError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -369,15 +352,15 @@ def plan_run(
         storage_root=settings.storage_root,
         run_manifest=layout.run_manifest(run_id),
         compute_backend=backend,
-        backend_config=backend_config(backend, settings, node_settings),
-        pool_id=pool_id or settings.keep_warm_pool or batch_id(f"pool-{run_id}"),
+        backend_config=compute.config(),
+        pool_id=pool_id or settings.keep_warm_pool or ComputeBackend.pool_id_for(run_id),
         pool_size=pool_size,
         vm_size=node_settings["vm_size"],
         force=bool(params.get("force", False)),
         publish=bool(param(params, "publish", True)),
         max_forecast_ratio=settings.max_forecast_ratio,
         engine=engine,
-        engine_threads=engine_threads(backend, pool_size, node_settings, settings),
+        engine_threads=compute.engine_threads(pool_size, settings),
         product_count=len(products),
         partition_count=len(partitions),
         training_weeks=manifest.training_weeks,
@@ -403,55 +386,3 @@ def plan_run(
 def read_plan(document: dict) -> RunPlan:
     """The plan as the plan task returned it, read back from XCom by the run's other tasks."""
     return RunPlan.from_dict(document, "the run plan (the plan task's XCom)")
-
-
-def check_capacity(backend: str, pool_size: int, node_settings: dict, settings: ForecastSettings) -> int:
-    """How many scoring tasks run at once, refused when the compute cannot hold them: local workers
-    beyond this machine's cores or available memory (each worker peaks at about
-    `worker_memory_mb`), or more task slots per Batch node than its VM size has cores or memory."""
-    if backend == "local":
-        cores = os.cpu_count() or 1
-        available_mb = psutil.virtual_memory().available / 2**20
-        limit = min(cores, int(available_mb // settings.worker_memory_mb))
-        if pool_size > limit:
-            raise PlanError(
-                f"pool_size {pool_size} is more local workers than this machine can run at once: at most {limit} "
-                f"({cores} cores; {available_mb / 1024:.1f} GB memory available at "
-                f"{settings.worker_memory_mb} MB per worker, FORECAST_WORKER_MEMORY_MB). "
-                "Use a smaller pool_size, or compute_backend azure_batch"
-            )
-        return pool_size
-    slots, vm_size = node_settings["task_slots_per_node"], node_settings["vm_size"]
-    shape = settings.vm_sizes.get(vm_size)
-    if shape is None:
-        log.warning("VM size %s is not in FORECAST_VM_SIZES: its task slots per node are not checked", vm_size)
-    elif slots > shape["cores"] or slots * settings.worker_memory_mb > shape["memory_gb"] * 1024:
-        raise PlanError(
-            f"task_slots_per_node {slots} is more scoring tasks than a {vm_size} node can run at once "
-            f"({shape['cores']} cores, {shape['memory_gb']} GB memory at {settings.worker_memory_mb} MB per "
-            "task); use fewer slots or a larger VM size"
-        )
-    return pool_size * slots
-
-
-def engine_threads(backend: str, pool_size: int, node_settings: dict, settings: ForecastSettings) -> int:
-    """Threads the compiled engine of each scoring task uses: the cores of its machine shared
-    among the tasks running there at once (1 where the VM size is unknown)."""
-    if backend == "local":
-        return max(1, (os.cpu_count() or 1) // pool_size)
-    shape = settings.vm_sizes.get(node_settings["vm_size"])
-    return max(1, shape["cores"] // node_settings["task_slots_per_node"]) if shape else 1
-
-
-def backend_config(backend: str, settings: ForecastSettings, node_settings: dict) -> dict:
-    """What the backend needs to rebuild itself anywhere (the triggerer, the teardown): ids and
-    settings only; credentials stay in the Airflow connections."""
-    if backend == "local":
-        return {}  # the local backend takes its pool folder and worker command from its own settings
-    if backend == "azure_batch":
-        if not settings.storage_root.startswith("abfs://"):
-            raise PlanError(f"azure_batch needs blob storage (abfs://...), got {settings.storage_root}")
-        from scoring_airflow.compute.azure_batch import AzureBatchBackend
-
-        return AzureBatchBackend.from_settings(settings, node_settings).config()
-    raise PlanError(f"unknown compute backend {backend!r}; available: {', '.join(BACKENDS)}")

@@ -9,7 +9,6 @@ from retail_scoring.run.contract import RunPlan
 from scoring_airflow.compute import backend_for
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import partition_labels
-from scoring_airflow.planning import is_job_of_run
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ def delete_pool(plan: RunPlan, run_ids: list[str] | None = None) -> None:
     names), whatever state they are in, then the pool."""
     backend = backend_for(plan.compute_backend, plan.backend_config)
     for job in backend.job_ids():
-        if any(is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):
+        if any(backend.is_job_of_run(job, run_id) for run_id in run_ids or [plan.run_id]):
             backend.delete_job(job)
     backend.delete_pool(plan.pool_id)
 

@@ -10,8 +10,29 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
+# Ubuntu 22.04 HPC (Docker preinstalled, as Batch container pools need); Batch supports 22.04 nodes
+# until 2027-06-30: docs/deployment.md says how to move to another image.
+DEFAULT_BATCH_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
+DEFAULT_NODE_AGENT_SKU = "batch.node.ubuntu 22.04"
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"FORECAST_{name}", default)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = _env(name, str(default)).strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError(f"FORECAST_{name} must be true or false, got {value!r}")
+    return value in ("true", "1")
+
+
+def image_reference(text: str) -> dict[str, str]:
+    """A Batch VM image as `publisher:offer:sku:version` (FORECAST_BATCH_IMAGE)."""
+    parts = text.split(":")
+    if len(parts) != 4 or not all(parts):
+        raise ValueError(f"a Batch VM image is publisher:offer:sku:version, got {text!r}")
+    return dict(zip(("publisher", "offer", "sku", "version"), parts, strict=True))
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,19 @@ class ForecastSettings:
     # /subscriptions/.../providers/Microsoft.Batch/batchAccounts/NAME: the score task's portal link.
     batch_account_resource_id: str = field(default_factory=lambda: _env("BATCH_ACCOUNT_RESOURCE_ID", ""))
     registry_conn_id: str = field(default_factory=lambda: _env("REGISTRY_CONN_ID", ""))
+    # A user-assigned identity (its resource id) with AcrPull, which a keep-warm pool made outside
+    # Airflow carries: tasks pull the worker image with it instead of a registry connection.
+    registry_identity: str = field(default_factory=lambda: _env("REGISTRY_IDENTITY", ""))
+    batch_image: str = field(default_factory=lambda: _env("BATCH_IMAGE", DEFAULT_BATCH_IMAGE))
+    batch_node_agent_sku: str = field(default_factory=lambda: _env("BATCH_NODE_AGENT_SKU", DEFAULT_NODE_AGENT_SKU))
+    # /subscriptions/.../virtualNetworks/NAME/subnets/NAME: the pools' nodes join this subnet.
+    batch_subnet_id: str = field(default_factory=lambda: _env("BATCH_SUBNET_ID", ""))
+    batch_node_public_ips: bool = field(default_factory=lambda: _env_flag("BATCH_NODE_PUBLIC_IPS", True))
+    # How long one Batch call retries a throttled (429) or busy (503) service before the task fails.
+    batch_retry_deadline_s: float = field(default_factory=lambda: float(_env("BATCH_RETRY_DEADLINE_S", "300")))
+    # The Airflow pool every scoring task runs in, deferred too: its slots bound the jobs holding write
+    # grants at once, which a storage container's 5 stored access policies limit (docs/deployment.md).
+    write_grants_pool: str = field(default_factory=lambda: _env("WRITE_GRANTS_POOL", "forecast_write_grants"))
     spot_nodes: int = field(default_factory=lambda: int(_env("SPOT_NODES", "0")))
     task_slots_per_node: int = field(default_factory=lambda: int(_env("TASK_SLOTS_PER_NODE", "1")))
     autoscale_formula: str = field(default_factory=lambda: _env("AUTOSCALE_FORMULA", ""))

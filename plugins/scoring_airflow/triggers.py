@@ -16,7 +16,7 @@ from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.errors import StorageUnavailableError
 from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.compute import TaskStatus, backend_for
+from scoring_airflow.compute import ComputeError, TaskStatus, backend_for
 from scoring_airflow.outages import OutageWatch
 
 
@@ -101,7 +101,7 @@ class ScoringJobTrigger(BaseTrigger):
         while True:
             try:
                 statuses = await asyncio.to_thread(backend.task_statuses, self.job_id)
-            except RuntimeError as error:
+            except ComputeError as error:
                 yield TriggerEvent({"job_id": self.job_id, "error": str(error), "statuses": []})
                 return
             for task_id in restarts.observe(statuses):

@@ -23,6 +23,7 @@ os.environ.update(
 def airflow_db() -> None:
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "scoring_airflow.cli", "create-pools"], check=True, capture_output=True)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,19 @@ def test_pool_is_a_setup_and_its_deletion_a_teardown_after_everything(airflow_db
     assert dag.get_task("publish").upstream_task_ids == {"plan", "validate"}, "only a validated run is published"
     assert dag.get_task("publish").trigger_rule == "all_success"
     assert dag.get_task("collect_logs").trigger_rule == "all_done"
-    assert dag.get_task("score").retries == 0
+
+
+def test_every_scoring_task_runs_in_the_write_grants_pool_and_is_retried(airflow_db):
+    """Both DAGs' score tasks (the backtest's mapped) hold an Airflow pool slot while deferred: the
+    pool's slots are a container's stored access policies, one per job's write grants. Retried, so
+    a try Airflow marked failed while its job went on follows that job."""
+    from airflow.models.pool import Pool
+
+    for dag_id in ("weekly_sales_forecast", "backtest_model_package"):
+        score = load_dag(dag_id).get_task("score")
+        assert (score.pool, score.retries) == ("forecast_write_grants", 2), dag_id
+    pool = Pool.get_pool("forecast_write_grants")
+    assert (pool.slots, pool.include_deferred) == (5, True)
 
 
 def test_params_offer_the_reforecast_knobs(airflow_db):

@@ -6,6 +6,8 @@ import base64
 import json
 import shlex
 import sys
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -28,9 +30,11 @@ from scoring_airflow.blob import (
     revoke_write_grants,
     write_policy_id,
 )
+from scoring_airflow.compute import ComputeError, backend_for_run
 from scoring_airflow.compute.azure_batch import AzureBatchBackend
-from scoring_airflow.compute.base import ScoringTask
-from scoring_airflow.planning import batch_id, storage_run_id
+from scoring_airflow.compute.base import ScoringTask, batch_id
+from scoring_airflow.planning import storage_run_id
+from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_model_packages import RANGER
 from tests.batch_endpoint import BatchTestEndpoint
@@ -132,7 +136,8 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_
     assert dag_run.state == "success"
     run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
     environment = batch_env.task_environments["partition_000"]
-    grants = json.loads(environment["FORECAST_WRITE_SAS"])
+    assert environment["FORECAST_WRITE_GRANTS_FILE"] == "write_grants.json"
+    grants = json.loads(batch_env.task_files["partition_000"]["write_grants.json"])
     forecast_url = LAYOUT.forecast_file(run_id, 1)
     assert set(grants) == {
         forecast_url,
@@ -149,6 +154,17 @@ def test_a_task_can_read_the_container_and_write_only_its_own_outputs_until_its_
             container.get_blob_client(path_in_container(url)).upload_blob(b"tampered", overwrite=True)
         assert refused.value.status_code == 403, url
 
+    # The grants came as a blob that only its own SAS reads: not the task's read SAS, and no other task.
+    grants_file = batch_env.tasks_added["partition_000"]["resourceFiles"][0]["httpUrl"]
+    assert "/forecasts-grants/" in grants_file and "sp=r&" in grants_file
+    grants_path = grants_file.split("?")[0].split("/forecasts-grants/")[1]
+    with pytest.raises(HttpResponseError) as refused:
+        reader.get_blob_client("forecasts-grants", grants_path).download_blob()
+    assert refused.value.status_code == 403
+    with pytest.raises(HttpResponseError) as gone:  # deleted when the job ended, the grants in it revoked
+        BlobClient.from_blob_url(grants_file).download_blob()
+    assert gone.value.status_code == 404
+
     written = read_forecast(forecast_url)
     for url, granted in grants.items():
         with pytest.raises(HttpResponseError) as refused:
@@ -164,7 +180,7 @@ def test_a_write_grant_writes_its_one_blob_until_the_job_ends(azurite, monkeypat
     storage.create_root("abfs://forecasts")
     own, other = LAYOUT.forecast_file("run-x", 1), LAYOUT.forecast_file("run-x", 2)
     signer = GrantSigner("wasb_default", "forecasts", timedelta(hours=3), job_id="run-x-try1")
-    granted = signer.task_grants([own]).write_urls[own]
+    granted = signer.write_urls((own,))[own]
     BlobClient.from_blob_url(granted).upload_blob(b"its own blob", overwrite=True)
     sas = granted.split("?", 1)[1]
     blob_base = granted.split("?", 1)[0].removesuffix(path_in_container(own))
@@ -362,3 +378,110 @@ def test_at_most_five_jobs_hold_write_grants_on_a_container_and_expired_ones_mak
         policies.add(write_policy_id("sixth"), now, now + timedelta(hours=1))
     policies.revoke(write_policy_id("live-0"))
     policies.add(write_policy_id("sixth"), now, now + timedelta(hours=1))
+
+
+def scoring_task(partition: str, products: range) -> ScoringTask:
+    writes = LAYOUT.scoring_task_writes("run-big", partition, list(products), calibrated=True)
+    logs = [f"{LAYOUT.root}/logs/{partition}.{stream}" for stream in ("out", "err")]
+    return ScoringTask(partition, ["--help"], *logs, writes=writes)
+
+
+def test_a_job_of_500_partitions_of_200_products_is_submitted_within_the_service_limits(backend, batch_env):
+    """The 100,000-product run: every add-task collection under 1 MB and 100 tasks, whatever a
+    partition holds, since each task's grants are one resource file's URL."""
+    tasks = [scoring_task(f"partition_{i:03d}", range(i * 200 + 1, i * 200 + 201)) for i in range(500)]
+    backend.submit_job("no-nodes-yet", "job-big", tasks, max_retries=0, timeout_s=60)
+    assert batch_env.collection_sizes == [100] * 5
+    assert max(batch_env.collection_bytes) < 300_000, batch_env.collection_bytes
+    added = batch_env.tasks_added["partition_499"]
+    grants = json.loads(BlobClient.from_blob_url(added["resourceFiles"][0]["httpUrl"]).download_blob().readall())
+    assert set(grants) == set(tasks[499].writes) and len(grants) == 2 * 200 + 2
+    assert backend.open_job_ids() == ["job-big"]
+    backend.end_job("job-big")
+    assert backend.open_job_ids() == [], "an ended job is followed by no later try"
+
+
+def test_the_endpoint_refuses_what_the_service_refuses(backend, batch_env):
+    """Over 1 MB in one collection: RequestBodyTooLarge; a node cannot start a process with one
+    argument or environment string over 128 KiB (E2BIG)."""
+    backend.create_pool("pool-l", 1)
+    heavy = [ScoringTask(f"t{i}", ["x" * 140_000], "abfs://forecasts/o", "abfs://forecasts/e") for i in range(8)]
+    with pytest.raises(ComputeError, match="413 RequestBodyTooLarge"):
+        backend.submit_job("pool-l", "job-heavy", heavy, max_retries=0, timeout_s=60)
+    backend.submit_job("pool-l", "job-long", heavy[:1], max_retries=0, timeout_s=60)
+    deadline = time.monotonic() + 30
+    while (status := backend.task_statuses("job-long")[0]).state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status.detail.startswith("ProcessStartFailed: E2BIG")
+
+
+def test_a_throttled_or_busy_service_is_retried_after_its_retry_after(backend, batch_env):
+    batch_env.faults.refusals = [(429, "TooManyRequests"), (503, "ServerBusy")]
+    started = time.monotonic()
+    backend.create_pool("pool-t", 1)  # a POST: azure-core alone would not retry its 429
+    assert "pool-t" in batch_env.pools_created and time.monotonic() - started >= 2 * batch_env.faults.retry_after_s
+    busy = AzureBatchBackend(storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, retry_deadline_s=2)
+    batch_env.faults.refusals = [(503, "ServerBusy")] * 100
+    with pytest.raises(ComputeError, match="Azure Batch, listing jobs: no answer within the retries' deadline"):
+        busy.job_ids()
+    batch_env.faults.refusals = []
+    batch_env.faults.job_quota_reached = True
+    with pytest.raises(ComputeError, match=r"(?s)409 ActiveJobAndScheduleQuotaReached: .*ask Azure for a higher quota"):
+        backend.submit_job("pool-t", "job-q", [echo_task("t1")], max_retries=0, timeout_s=60)
+
+
+def test_an_autoscaled_pool_starts_from_zero_nodes_and_grows_on_pending_tasks(batch_env):
+    formula = "pending = $PendingTasks.GetSample(1); $TargetDedicatedNodes = pending > 0 ? min(2, pending) : 0;"
+    scaled = AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, autoscale_formula=formula, node_wait_timeout_s=30
+    )
+    started = time.monotonic()
+    scaled.create_pool("scaled-zero", 2)  # returns before any node: none comes until tasks are pending
+    assert time.monotonic() - started < 5 and batch_env.pools["scaled-zero"]["currentDedicatedNodes"] == 0
+    scaled.submit_job("scaled-zero", "job-z", [echo_task("t1")], max_retries=0, timeout_s=60)
+    deadline = time.monotonic() + 30
+    while not (statuses := scaled.task_statuses("job-z"))[0].is_final and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert statuses[0].state == "succeeded"
+    never = AzureBatchBackend(
+        storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, autoscale_formula="$TargetDedicatedNodes = 0;",
+        node_wait_timeout_s=1,
+    )  # fmt: skip
+    never.create_pool("scaled-never", 2)
+    never.submit_job("scaled-never", "job-n", [echo_task("t1")], max_retries=0, timeout_s=60)
+    time.sleep(1.5)
+    with pytest.raises(ComputeError, match=r"Batch pool scaled-never has no node \d+ s after job job-n was submitted"):
+        never.task_statuses("job-n")
+
+
+def test_pools_join_a_subnet_without_public_ips_and_pull_through_an_identity(batch_env):
+    settings = ForecastSettings(
+        storage_root=LAYOUT.root,
+        worker_image="myacr.azurecr.io/worker:1",
+        batch_image="canonical:ubuntu-24_04-lts:server:latest",
+        batch_node_agent_sku="batch.node.ubuntu 24.04",
+        batch_subnet_id="/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/n",
+        batch_node_public_ips=False,
+    )
+    node = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0, "task_slots_per_node": 1}
+    AzureBatchBackend(**backend_for_run("azure_batch", settings, node).config()).create_pool("pool-net", 1)
+    body = batch_env.pools_created["pool-net"]
+    assert body["virtualMachineConfiguration"]["imageReference"]["offer"] == "ubuntu-24_04-lts"
+    assert body["virtualMachineConfiguration"]["nodeAgentSKUId"] == "batch.node.ubuntu 24.04"
+    assert body["networkConfiguration"] == {
+        "subnetId": settings.batch_subnet_id,
+        "publicIPAddressConfiguration": {"provision": "nopublicipaddresses"},
+    }
+    with pytest.raises(ComputeError, match="needs a virtual network"):
+        backend_for_run("azure_batch", replace(settings, batch_subnet_id=""), node)
+    with pytest.raises(ComputeError, match="needs a keep-warm pool"):
+        backend_for_run("azure_batch", replace(settings, registry_identity="/identities/acr-pull"), node)
+    warm = replace(settings, registry_identity="/identities/acr-pull", keep_warm_pool="warm")
+    AzureBatchBackend(**backend_for_run("azure_batch", warm, node).config()).submit_job(
+        "warm", "job-w", [echo_task("t1")], max_retries=0, timeout_s=60
+    )
+    registry = batch_env.tasks_added["t1"]["containerSettings"]["registry"]
+    assert registry == {
+        "registryServer": "myacr.azurecr.io",
+        "identityReference": {"resourceId": "/identities/acr-pull"},
+    }

@@ -10,13 +10,10 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.data.catalogue import build_catalogue
 from retail_scoring.data.schema import SKUS_PER_PRODUCT
+from scoring_airflow.compute import ComputeBackend, ComputeError, backend_for_run
 from scoring_airflow.planning import (
     PlanError,
-    check_capacity,
     check_origin,
-    engine_threads,
-    is_job_of_run,
-    job_id,
     origin_for_logical_date,
     origin_range,
     package_manifest,
@@ -173,16 +170,18 @@ def test_more_local_workers_than_the_machine_holds_are_refused_saying_its_limit(
 def test_more_task_slots_than_a_batch_vm_size_has_cores_are_refused(layout):
     settings = ForecastSettings(storage_root="abfs://forecasts", model_version="tiny-test")
     check = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0}
+
+    def task_slots(**node) -> int:
+        return backend_for_run("azure_batch", settings, {**check, **node}).task_slots(4, settings)
+
     with pytest.raises(
-        PlanError,
+        ComputeError,
         match=r"task_slots_per_node 3 is more scoring tasks than a Standard_D2s_v3 node can run at once "
         r"\(2 cores, 8 GB",
     ):
-        check_capacity("azure_batch", 4, {**check, "task_slots_per_node": 3}, settings)
-    assert check_capacity("azure_batch", 4, {**check, "task_slots_per_node": 2}, settings) == 8
-    assert (
-        check_capacity("azure_batch", 4, {**check, "vm_size": "Standard_X", "task_slots_per_node": 3}, settings) == 12
-    )
+        task_slots(task_slots_per_node=3)
+    assert task_slots(task_slots_per_node=2) == 8
+    assert task_slots(vm_size="Standard_X", task_slots_per_node=3) == 12
 
 
 def test_an_origin_outside_the_data_names_the_range_the_data_allows(layout, small_reference):
@@ -216,6 +215,7 @@ def test_run_ids_that_fold_to_the_same_characters_stay_apart(layout):
 
 
 def test_teardown_matches_exactly_the_runs_own_job_ids():
+    job_id, is_job_of_run = ComputeBackend.job_id, ComputeBackend.is_job_of_run
     assert is_job_of_run(job_id("x", 1), "x") and is_job_of_run(job_id("x", 12), "x")
     assert not is_job_of_run(job_id("x-try2", 1), "x"), "run x must not take the jobs of run x-try2"
     assert not is_job_of_run(job_id("x", 1) + "0-other", "x")
@@ -326,10 +326,15 @@ def test_the_engine_is_planned_with_threads_that_share_the_nodes_cores(layout):
     settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test")
     plan = plan_run("weekly", "manual__x", date(2026, 11, 23), {"pool_size": 1, "engine": "r"}, settings)
     assert (plan.engine, plan.engine_threads) == ("r", os.cpu_count())
-    node = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0}
-    assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 1}, settings) == 2
-    assert engine_threads("azure_batch", 3, {**node, "task_slots_per_node": 2}, settings) == 1
-    assert engine_threads("azure_batch", 3, {**node, "vm_size": "Standard_X", "task_slots_per_node": 1}, settings) == 1
+    batch = ForecastSettings(storage_root="abfs://forecasts", model_version="tiny-test")
+
+    def threads(**node) -> int:
+        node = {"vm_size": "Standard_D2s_v3", "spot_nodes": 0, **node}
+        return backend_for_run("azure_batch", batch, node).engine_threads(3, batch)
+
+    assert threads(task_slots_per_node=1) == 2
+    assert threads(task_slots_per_node=2) == 1
+    assert threads(vm_size="Standard_X", task_slots_per_node=1) == 1
 
 
 def test_the_compiled_engine_is_refused_at_plan_time_for_a_package_without_one(layout):

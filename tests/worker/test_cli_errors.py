@@ -10,7 +10,7 @@ import pytest
 
 from retail_scoring import storage
 from retail_scoring.data.catalogue import build_catalogue
-from retail_scoring.errors import ModelPackageError
+from retail_scoring.errors import ModelPackageError, WriteNotAllowedError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import read_manifest, upload_package
 from retail_scoring.storage import sha256_hex
@@ -250,3 +250,19 @@ def test_upload_package_keeps_its_old_name_as_an_alias(tmp_path, tiny_model_dir)
         layout = StorageLayout(f"file://{tmp_path}/{command}")
         assert main([command, "--storage", layout.root, "--source", str(tiny_model_dir)]) == 0
         assert read_manifest(layout, TINY_MODELS)[1], command
+
+
+def test_a_scoring_task_writes_only_what_the_layout_lists(layout, monkeypatch):
+    """The one list of a task's writes (its Batch grants come from it): a calibrated run's list
+    holds the package's own output too, and a write outside the list fails on any backend."""
+    monkeypatch.setattr(storage, "_allowed_writes", None)
+    plain = layout.scoring_task_writes("run-w", "partition_000", [1, 2], calibrated=False)
+    calibrated = layout.scoring_task_writes("run-w", "partition_000", [1, 2], calibrated=True)
+    assert set(calibrated) - set(plain) == {layout.model_output_file("run-w", 1), layout.model_output_file("run-w", 2)}
+    assert layout.partition_summary("run-w", "partition_000") in plain
+    assert layout.task_progress("run-w", "partition_000") in plain
+    storage.allow_writes_only(calibrated)
+    storage.write_bytes_atomic(layout.model_output_file("run-w", 1), b"listed")
+    with pytest.raises(WriteNotAllowedError, match="not one of them"):
+        storage.write_bytes_atomic(layout.forecast_file("run-w", 3), b"another partition's")
+    assert not storage.exists(layout.forecast_file("run-w", 3))

@@ -190,6 +190,9 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     plan = manifest.plan
     if args.partition not in manifest.partitions:
         raise UsageError(f"{layout.run_manifest(args.run_id)}: the run has no partition {args.partition}")
+    products = manifest.partitions[args.partition]
+    calibrated = plan.calibration_url is not None
+    storage.allow_writes_only(layout.scoring_task_writes(args.run_id, args.partition, products, calibrated))
     if plan.engine_threads:  # the node's cores shared among the tasks the plan runs on it at once
         os.environ["FORECAST_ENGINE_THREADS"] = str(plan.engine_threads)
 
@@ -199,13 +202,13 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
 
     calibration = None
-    if plan.calibration_url:
+    if calibrated:
         from retail_scoring.run.calibration import read_calibration
 
         calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
     score_partition(
         layout,
-        manifest.partitions[args.partition],
+        products,
         plan.origin,
         plan.model_version,
         args.run_id,

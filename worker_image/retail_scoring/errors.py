@@ -28,3 +28,8 @@ class UnsafeIdentifierError(ScoringError, ValueError):
 
 class UsageError(ScoringError):
     """The worker was called without what it needs (a partition the run's manifest lacks, say)."""
+
+
+class WriteNotAllowedError(ScoringError):
+    """A scoring task wrote a file it does not own: one the layout does not list for it, or one its
+    write grants do not cover (or no longer do)."""

@@ -149,6 +149,21 @@ class StorageLayout:
     def model_output_file(self, run_id: str, product: int) -> str:
         return f"{self.run_dir(run_id)}/model_output/{product_label(product)}.parquet"
 
+    def scoring_task_writes(
+        self, run_id: str, partition: str, products: list[int], calibrated: bool
+    ) -> tuple[str, ...]:
+        """Every file a partition's scoring task writes: its products' forecasts, the package's own
+        output of a calibrated run, its summary and its progress. The one list of them: the worker
+        writes nothing else, and a Batch task is granted exactly these."""
+        forecasts = [self.forecast_file(run_id, product) for product in products]
+        model_outputs = [self.model_output_file(run_id, product) for product in products] if calibrated else []
+        return (
+            *forecasts,
+            *model_outputs,
+            self.partition_summary(run_id, partition),
+            self.task_progress(run_id, partition),
+        )
+
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"
 

@@ -11,12 +11,14 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import fsspec
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -25,11 +27,13 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobServiceClient
 from fsspec.core import url_to_fs
 
-from retail_scoring.errors import StorageUnavailableError
+from retail_scoring.errors import StorageUnavailableError, WriteNotAllowedError
 
 UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
-# JSON {abfs URL: https URL with a SAS for that blob}: the blobs a Batch task may write.
-WRITE_GRANTS_VARIABLE = "FORECAST_WRITE_SAS"
+# The path of a JSON file {abfs URL: https URL with a SAS for that blob}: the blobs a Batch task may
+# write. Batch downloads it into the task's working directory (a resource file) before the task
+# starts, so the grants cost the task definition one URL, however many blobs the task writes.
+WRITE_GRANTS_FILE_VARIABLE = "FORECAST_WRITE_GRANTS_FILE"
 # Local or mounted storage that cannot take a write: full, over quota, read-only, failing.
 UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
@@ -90,9 +94,49 @@ def read_json(url: str) -> dict | None:
         return None
 
 
-def granted_blob_url(url: str) -> str | None:
-    """The https URL with a write SAS for exactly this blob, when the task was granted one."""
-    return json.loads(os.environ.get(WRITE_GRANTS_VARIABLE) or "{}").get(url)
+@functools.lru_cache(maxsize=4)
+def _grants_in(path: str) -> dict[str, str]:
+    return json.loads(Path(path).read_text())
+
+
+def write_grants() -> dict[str, str]:
+    """abfs:// URL -> https URL with a write SAS for that blob alone: what this Batch task may write
+    (empty elsewhere: local workers use the machine's own storage credentials)."""
+    path = os.environ.get(WRITE_GRANTS_FILE_VARIABLE)
+    return _grants_in(path) if path else {}
+
+
+_allowed_writes: frozenset[str] | None = None  # None: this process is not a scoring task
+
+
+def allow_writes_only(urls: Iterable[str]) -> None:
+    """This process is a scoring task: from now on it writes only `urls` (the layout's list of what
+    the task writes, which its Batch write grants also come from), so a write missing from that
+    list fails on every backend, not only where it was not granted."""
+    global _allowed_writes
+    _allowed_writes = frozenset(urls)
+
+
+def _check_write_allowed(url: str, grants: dict[str, str]) -> None:
+    if _allowed_writes is not None and url not in _allowed_writes:
+        raise WriteNotAllowedError(
+            f"{url}: a scoring task writes only the files StorageLayout.scoring_task_writes lists for it, and "
+            "this is not one of them (list it there: the task's write grants come from that list)"
+        )
+    if grants and url not in grants:
+        raise WriteNotAllowedError(f"{url}: this Batch task was granted writes to {len(grants)} blobs, not to this one")
+
+
+def _upload_granted(url: str, granted: str, data: bytes) -> None:
+    try:
+        BlobClient.from_blob_url(granted).upload_blob(data, overwrite=True)
+    except HttpResponseError as error:
+        if error.status_code != 403:
+            raise
+        raise WriteNotAllowedError(
+            f"{url}: storage refused this task's write grant ({error.reason}): it expired, or the task's job "
+            "ended and revoked it"
+        ) from error
 
 
 @names_url_when_unavailable
@@ -101,9 +145,10 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     A blob this task was granted is uploaded in one go instead: a blob upload commits whole, and
     the grant covers that blob alone (adlfs takes one credential per account, so it cannot use a
     per-blob SAS; the Azure SDK's BlobClient does)."""
-    granted = granted_blob_url(url)
-    if granted:
-        BlobClient.from_blob_url(granted).upload_blob(data, overwrite=True)
+    grants = write_grants()
+    _check_write_allowed(url, grants)
+    if grants:
+        _upload_granted(url, grants[url], data)
         return
     fs, path = filesystem(url)
     parent = path.rsplit("/", 1)[0]

@@ -10,6 +10,7 @@ talk through files in the pool's folder:
   {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's tasks, retries, timeout
   {pool_dir}/{pool_id}/jobs/{job_id}/status/{task}.json  written by the pool process
   {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
+  {pool_dir}/{pool_id}/jobs/{job_id}/ended               the job has ended (end_job): no later try follows it
 """
 
 import asyncio
@@ -24,7 +25,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from scoring_airflow.compute.base import ComputeBackend, ScoringTask, TaskStatus
+import psutil
+
+from scoring_airflow.compute.base import ComputeBackend, ComputeError, ScoringTask, TaskStatus
 from scoring_airflow.settings import ForecastSettings
 
 log = logging.getLogger(__name__)
@@ -77,8 +80,30 @@ class LocalBackend(ComputeBackend):
         self.pool_dir = Path(pool_dir) if pool_dir else ForecastSettings().local_pool_dir
         self.worker_command = worker_command or [sys.executable, "-m", "retail_scoring.cli"]
 
+    @classmethod
+    def for_run(cls, settings: ForecastSettings, node_settings: dict) -> "LocalBackend":
+        return cls()
+
     def config(self) -> dict:
-        return {}
+        return {}  # the pool folder and worker command come from each process's own settings
+
+    def task_slots(self, pool_size: int, settings: ForecastSettings) -> int:
+        """Refused beyond this machine's cores or available memory (each worker peaks at about
+        `worker_memory_mb`)."""
+        cores = os.cpu_count() or 1
+        available_mb = psutil.virtual_memory().available / 2**20
+        limit = min(cores, int(available_mb // settings.worker_memory_mb))
+        if pool_size > limit:
+            raise ComputeError(
+                f"pool_size {pool_size} is more local workers than this machine can run at once: at most {limit} "
+                f"({cores} cores; {available_mb / 1024:.1f} GB memory available at "
+                f"{settings.worker_memory_mb} MB per worker, FORECAST_WORKER_MEMORY_MB). "
+                "Use a smaller pool_size, or compute_backend azure_batch"
+            )
+        return pool_size
+
+    def engine_threads(self, pool_size: int, settings: ForecastSettings) -> int:
+        return max(1, (os.cpu_count() or 1) // pool_size)
 
     def _pool(self, pool_id: str) -> Path:
         return self.pool_dir / pool_id
@@ -120,9 +145,9 @@ class LocalBackend(ComputeBackend):
     def submit_job(self, pool_id: str, job_id: str, tasks: list[ScoringTask], max_retries: int, timeout_s: int) -> None:
         pool = self._pool(pool_id)
         if not (pool / "pool.json").exists():
-            raise RuntimeError(f"local pool {pool_id} does not exist; was the create-pool task run?")
+            raise ComputeError(f"local pool {pool_id} does not exist; was the create-pool task run?")
         if self._job(job_id) is not None:
-            raise RuntimeError(f"job {job_id} already exists; job ids are never reused")
+            raise ComputeError(f"job {job_id} already exists; job ids are never reused")
         (pool / "lease").touch()
         job = pool / "jobs" / job_id
         (job / "status").mkdir(parents=True)
@@ -139,10 +164,10 @@ class LocalBackend(ComputeBackend):
     def task_statuses(self, job_id: str) -> list[TaskStatus]:
         job = self._job(job_id)
         if job is None:
-            raise RuntimeError(f"job {job_id} not found on any local pool (was the pool deleted?)")
+            raise ComputeError(f"job {job_id} not found on any local pool (was the pool deleted?)")
         heartbeat = job.parents[1] / "heartbeat"
         if not heartbeat.exists() or time.time() - heartbeat.stat().st_mtime > HEARTBEAT_TIMEOUT_S:
-            raise RuntimeError(f"the local pool process of job {job_id} stopped beating ({heartbeat})")
+            raise ComputeError(f"the local pool process of job {job_id} stopped beating ({heartbeat})")
         (job.parents[1] / "lease").touch()  # the owner is still waiting on this pool
         statuses = []
         spec = json.loads((job / "job.json").read_text())
@@ -170,7 +195,14 @@ class LocalBackend(ComputeBackend):
                 return
 
     def end_job(self, job_id: str) -> None:
-        """Local workers hold no grants: they use this machine's own storage credentials."""
+        """Local workers hold no grants (they use this machine's own storage credentials): the job
+        is only marked ended."""
+        job = self._job(job_id)
+        if job is not None:
+            (job / "ended").touch()
+
+    def open_job_ids(self) -> list[str]:
+        return sorted(job.name for job in self.pool_dir.glob("*/jobs/*") if not (job / "ended").exists())
 
     def delete_job(self, job_id: str) -> None:
         job = self._job(job_id)
