@@ -61,7 +61,7 @@ MUTATIONS = [
     Mutation(
         "ended-job-stays-open",
         "plugins/scoring_airflow/compute/azure_batch.py",
-        "return [job for job in active if holds_grants_files(self.wasb_conn_id, container_of(self.storage_root), job)]",
+        "return [job for job in active if job in holding]",
         "return active",
         (
             "tests/airflow/test_dag_on_azure_batch.py::"

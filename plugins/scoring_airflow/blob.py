@@ -163,7 +163,11 @@ class GrantSigner:
                 job_id,
                 self.window["expiry"].isoformat(),
             )
-        self._grants_container_exists = False
+        if job_id:  # the job's grants files go there (grants_file_url)
+            try:
+                self.service.create_container(grants_container_of(container))
+            except ResourceExistsError:
+                pass
 
     def read_connection_string(self) -> str:
         sas = generate_container_sas(
@@ -190,12 +194,6 @@ class GrantSigner:
         """Store a task's write grants as a blob of the grants container and return its URL with a
         SAS that reads that one blob, for Batch to download before the task starts."""
         grants = grants_container_of(self.container)
-        if not self._grants_container_exists:
-            try:
-                self.service.create_container(grants)
-            except ResourceExistsError:
-                pass
-            self._grants_container_exists = True
         path = grants_file_path(job_id, task_id)
         document = json.dumps(self.write_urls(writes)).encode()
         self.service.get_blob_client(grants, path).upload_blob(document, overwrite=True)
@@ -227,13 +225,14 @@ def revoke_write_grants(wasb_conn_id: str, container: str, job_id: str) -> None:
         list(deleters.map(delete, names))
 
 
-def holds_grants_files(wasb_conn_id: str, container: str, job_id: str) -> bool:
-    """Whether the job's grants files are there: written at submission, deleted when it ends."""
+def jobs_holding_grants(wasb_conn_id: str, container: str) -> set[str]:
+    """The jobs whose grants files are there (written at submission, deleted when a job ends), from
+    one listing of the grants container's folders."""
     grants = WasbHook(wasb_conn_id=wasb_conn_id).get_conn().get_container_client(grants_container_of(container))
     try:
-        return any(True for _ in grants.list_blobs(name_starts_with=f"{job_id}/", results_per_page=1))
-    except ResourceNotFoundError:
-        return False
+        return {prefix.name.rstrip("/") for prefix in grants.walk_blobs(delimiter="/")}
+    except ResourceNotFoundError:  # no job of this account ever had grants files
+        return set()
 
 
 def connect_storage(_context: object = None) -> None:

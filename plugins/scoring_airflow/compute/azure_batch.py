@@ -36,7 +36,7 @@ from scoring_airflow.blob import (
     CLOCK_SKEW,
     GrantSigner,
     container_of,
-    holds_grants_files,
+    jobs_holding_grants,
     path_in_container,
     revoke_write_grants,
 )
@@ -72,6 +72,10 @@ def _metadata(item: batch.BatchPool | batch.BatchJob) -> dict[str, str]:
 
 def _created_by_us(pool: batch.BatchPool) -> bool:
     return _metadata(pool).get("created_by") == CREATED_BY
+
+
+def _nodes(pool: batch.BatchPool) -> int:
+    return (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
 
 
 def _service_words(error: HttpResponseError) -> str:
@@ -252,7 +256,7 @@ class AzureBatchBackend(ComputeBackend):
             if self.autoscale_formula
             else {"target_dedicated_nodes": size - spot, "target_low_priority_nodes": spot}
         )
-        registry = self._registry()
+        registry = self.registry
         return batch.BatchPoolCreateOptions(
             id=pool_id,
             vm_size=self.vm_size,
@@ -286,7 +290,8 @@ class AzureBatchBackend(ComputeBackend):
             public_ips = batch.BatchPublicIpAddressConfiguration(ip_address_provisioning_type="nopublicipaddresses")
         return batch.NetworkConfiguration(subnet_id=self.subnet_id, public_ip_address_configuration=public_ips)
 
-    def _registry(self) -> batch.ContainerRegistryReference | None:
+    @cached_property
+    def registry(self) -> batch.ContainerRegistryReference | None:
         """The worker image's private registry: through a connection's token or service principal,
         or through a managed identity of a pool made outside Airflow. None for a public image."""
         if self.registry_identity:
@@ -329,7 +334,7 @@ class AzureBatchBackend(ComputeBackend):
         deadline = time.monotonic() + self.node_wait_timeout_s
         while True:
             pool = self._existing_pool(pool_id)
-            nodes = (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
+            nodes = _nodes(pool)
             allocation = getattr(pool.allocation_state, "value", pool.allocation_state)
             problem = self._resize_problem(pool)
             if problem is None and allocation == "steady" and nodes > 0:
@@ -421,7 +426,7 @@ class AzureBatchBackend(ComputeBackend):
             for stream, url in (("stdout", task.stdout_url), ("stderr", task.stderr_url))
         ]
         # a keep-warm pool was made outside Airflow: its tasks name the registry themselves
-        registry = self._registry() if self.keep_warm_pool else None
+        registry = self.registry if self.keep_warm_pool else None
         return batch.BatchTaskCreateOptions(
             id=task.task_id,
             command_line=shlex.join(task.arguments),  # arguments to the image's entrypoint, the worker CLI
@@ -453,7 +458,7 @@ class AzureBatchBackend(ComputeBackend):
             pool_id = self.client.get_job(job_id).pool_info.pool_id
         pool = self._existing_pool(pool_id)
         problem = self._resize_problem(pool)
-        nodes = (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
+        nodes = _nodes(pool)
         submitted = min((s.queued_at for s in statuses if s.queued_at), default=time.time())
         waited = time.time() - submitted
         if problem is None and nodes == 0 and waited > self.node_wait_timeout_s:
@@ -505,4 +510,5 @@ class AzureBatchBackend(ComputeBackend):
         state: azure-batch 15.1's terminate_job fails to serialize a request without options."""
         with service_errors("listing jobs"):
             active = [job.id for job in self.client.list_jobs() if job.state == "active"]
-        return [job for job in active if holds_grants_files(self.wasb_conn_id, container_of(self.storage_root), job)]
+        holding = jobs_holding_grants(self.wasb_conn_id, container_of(self.storage_root))
+        return [job for job in active if job in holding]
