@@ -88,10 +88,10 @@ class Faults:
     resize_error: tuple[str, str] | None = None  # (code, message) the pool's allocation fails with
     node_delay_s: float = 0.0  # how long nodes take to come up
     preempt_after_s: dict[str, float] = field(default_factory=dict)  # task id -> seconds into its run
-    # The next `count` requests are answered (status, code) with Retry-After `retry_after_s`, e.g.
-    # (429, "TooManyRequests") as the service throttles, (503, "ServerBusy") as it sheds load.
+    # The next requests are answered (status, code) with Retry-After `retry_after_s` (None: no such
+    # header), e.g. (429, "TooManyRequests") as the service throttles, (503, "ServerBusy") as it sheds load.
     refusals: list[tuple[int, str]] = field(default_factory=list)
-    retry_after_s: float = 1.0
+    retry_after_s: float | None = 1.0
     job_quota_reached: bool = False  # job/add answers 409 ActiveJobAndScheduleQuotaReached
     autoscale_interval_s: float = 1.0  # how often an autoscale formula is evaluated (the service: >= 5 min)
 
@@ -150,8 +150,9 @@ class BatchTestEndpoint:
                     with endpoint.lock:
                         endpoint.requests_seen += 1
                         refusal = endpoint.faults.refusals.pop(0) if endpoint.faults.refusals else None
-                    if refusal:
+                    if refusal and endpoint.faults.retry_after_s is not None:
                         headers["Retry-After"] = f"{endpoint.faults.retry_after_s:g}"
+                    if refusal:
                         raise BatchError(*refusal, "injected: the service refuses for now; retry after a while")
                     if url.path.endswith("/addtaskcollection"):
                         endpoint.collection_bytes.append(len(raw))

@@ -418,8 +418,12 @@ def test_the_endpoint_refuses_what_the_service_refuses(backend, batch_env):
 def test_a_throttled_or_busy_service_is_retried_after_its_retry_after(backend, batch_env):
     batch_env.faults.refusals = [(429, "TooManyRequests"), (503, "ServerBusy")]
     started = time.monotonic()
-    backend.create_pool("pool-t", 1)  # a POST: azure-core alone would not retry its 429
+    backend.create_pool("pool-t", 1)  # its first request, the pool listing (a GET), is refused twice
     assert "pool-t" in batch_env.pools_created and time.monotonic() - started >= 2 * batch_env.faults.retry_after_s
+    # the job's creation, a POST, throttled without Retry-After: azure-core alone would not retry it
+    batch_env.faults.refusals, batch_env.faults.retry_after_s = [(429, "TooManyRequests")], None
+    backend.submit_job("pool-t", "job-t", [echo_task("t1")], max_retries=0, timeout_s=60)
+    assert "job-t" in batch_env.jobs and not batch_env.faults.refusals
     busy = AzureBatchBackend(storage_root=LAYOUT.root, worker_image=WORKER_IMAGE, retry_deadline_s=2)
     batch_env.faults.refusals = [(503, "ServerBusy")] * 100
     with pytest.raises(ComputeError, match="Azure Batch, listing jobs: no answer within the retries' deadline"):

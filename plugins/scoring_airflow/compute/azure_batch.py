@@ -99,9 +99,9 @@ def service_errors(doing: str) -> Iterator[None]:
 
 class BatchRetryPolicy(RetryPolicy):
     """azure-core's retry policy (exponential backoff, Retry-After honoured) with a 429 retried for
-    every method: azure-core retries a throttled POST (pool, job and task creation) not at all, but
-    the service processed nothing it throttled. The policy's `timeout` is the deadline of a call,
-    its retries included."""
+    every method: azure-core retries a throttled POST (pool, job and task creation) only when the
+    answer carries Retry-After, but the service processed nothing it throttled either way. The
+    policy's `timeout` is the deadline of a call, its retries included."""
 
     def _is_method_retryable(self, settings, request, response=None) -> bool:
         if response is not None and response.status_code == 429:
