@@ -36,6 +36,22 @@ class Mutation:
 MUTATIONS = [
     # Azure Batch limits (issue 32)
     Mutation(
+        "summary-for-other-products-trusted",
+        "plugins/scoring_airflow/partitions.py",
+        "    if summary.products != products:",
+        "    if False:",
+        (
+            "tests/airflow/test_operators.py::test_a_summary_for_other_products_than_the_plan_gives_the_partition_is_rescored",
+        ),
+    ),
+    Mutation(
+        "calibration-ignores-exact-hits",
+        "worker_image/retail_scoring/run/calibration.py",
+        "    below = np.cumsum(bins[0]) - bins[HITS] / 2",
+        "    below = np.cumsum(bins[0])",
+        ("tests/worker/test_calibration.py::test_a_median_that_a_fifth_of_the_sales_equal_stays_where_it_is",),
+    ),
+    Mutation(
         "grants-miss-model-output",
         "worker_image/retail_scoring/layout.py",
         "model_outputs = [self.model_output_file(run_id, product) for product in products] if calibrated else []",

@@ -124,6 +124,16 @@ def test_a_forged_summary_vouching_for_a_replaced_forecast_is_refused(layout):
         publish_run(plan)
 
 
+def test_a_summary_for_other_products_than_the_plan_gives_the_partition_is_rescored(layout):
+    """The plan was made again over fewer products: the task's summary, though every forecast it
+    lists is as written, vouches for a partition that no longer is the plan's."""
+    score(layout, products=[1, 2])
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    assert problems_of(layout, products=[1]) == {
+        "summary": [f"{summary_url}: written for other products than the run's plan gives the partition"]
+    }
+
+
 def test_a_summary_whose_job_end_was_not_seen_is_not_trusted(layout):
     score(layout, pin=False)
     summary_url = layout.partition_summary(RUN, PARTITION)

@@ -115,6 +115,17 @@ def test_sales_equal_to_the_forecast_count_inside_the_interval_as_in_the_accurac
         assert got[key] == pytest.approx(value, rel=1e-7), key
 
 
+def test_a_median_that_a_fifth_of_the_sales_equal_stays_where_it_is():
+    """Sales meeting the forecast count half below, half above: two fifths 5% below, a fifth equal
+    and two fifths 5% above is a median already at its level, not one to move down by 5%."""
+    rows = 500
+    keys = {"sku": np.arange(rows), "store": 1, "week": ORIGIN + 1, "forecast_origin": ORIGIN}
+    forecast = pd.DataFrame({**keys, **{column: 100.0 for column in QUANTILE_COLUMNS}})
+    sales = np.repeat([95.0, 100.0, 105.0], [200, 100, 200])
+    calibration = learned({ORIGIN: residual_profile(forecast, pd.DataFrame({**keys, "sales": sales}), QUANTILES)})
+    assert calibration.shifts["1"]["q50"] == 0
+
+
 def test_recent_origins_weigh_more():
     assert origin_weights([80, 93, 106], 13.0) == pytest.approx({80: 0.25, 93: 0.5, 106: 1.0})
     assert origin_weights([80, 106], None) == {80: 1.0, 106: 1.0}
