@@ -35,13 +35,15 @@ from scoring_airflow.compute.azure_batch import AzureBatchBackend
 from scoring_airflow.compute.base import ScoringTask, batch_id
 from scoring_airflow.planning import storage_run_id
 from scoring_airflow.settings import ForecastSettings
-from tests.airflow.conftest import run_dag
+from tests.airflow.conftest import load_dag, run_dag
 from tests.airflow.test_model_packages import RANGER
 from tests.batch_endpoint import BatchTestEndpoint
+from tests.worker.test_r_script_packages import naive_package
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
 WORKER_IMAGE = "retail-scoring-worker:test"
 LAYOUT = StorageLayout("abfs://forecasts")
+NAIVE_VERSION = "naive-quantiles-test"
 TWO_PRODUCTS = {"products": [1, 2], "pool_size": 2, "compute_backend": "azure_batch"}
 SOMEONE_ELSES_POOL = {  # a pool of the account that this pipeline did not create: no created_by metadata
     "id": "team-pool",
@@ -359,6 +361,28 @@ def test_an_r_script_package_runs_on_batch_with_blob_storage(batch_env):
     assert "model package ranger-qrf-v1 (r-script) loaded" in read_blob(
         LAYOUT.task_log(run_id, "partition_000", "stdout")
     )
+
+
+def test_a_backtest_on_batch_calibrates_a_weekly_run_on_batch(batch_env, tmp_path):
+    """A calibrated run's tasks also write the package's own output: granted, so the run passes."""
+    connect_storage()
+    naive_package(LAYOUT, tmp_path, manifest_change=lambda m: m.update(training_data={"weeks": [0, 60]}))
+    now = datetime.now(UTC)
+    backtest = load_dag("backtest_model_package").test(
+        logical_date=now,
+        run_after=now,
+        run_conf={"model_versions": NAIVE_VERSION, "origins": [62, 66], **TWO_PRODUCTS, "products": "1"},
+    )
+    assert backtest.state == "success"
+    (backtest_id,) = storage.list_names(LAYOUT.backtests_dir())
+    weekly = {**TWO_PRODUCTS, "model_version": NAIVE_VERSION, "calibration": f"{backtest_id}:{NAIVE_VERSION}"}
+    dag_run = run_dag(LATEST_WEEK, weekly)
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    for product in (1, 2):
+        model_output = read_forecast(LAYOUT.model_output_file(run_id, product))
+        assert not model_output.equals(read_forecast(LAYOUT.forecast_file(run_id, product))), "calibrated"
+    assert json.loads(read_blob(LAYOUT.validation_report(run_id)))["valid"]
 
 
 def test_at_most_five_jobs_hold_write_grants_on_a_container_and_expired_ones_make_room(azurite):
