@@ -41,11 +41,11 @@ until curl -sf "http://localhost:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null
   sleep 2
 done
 
-# wait_for_run RUN_ID [TIMEOUT_S]: until the DAG run ends; fails unless it succeeded.
+# wait_for_run RUN_ID [TIMEOUT_S] [DAG_ID]: until the DAG run ends; fails unless it succeeded.
 wait_for_run() {
-  local run_id="$1" deadline=$((SECONDS + ${2:-1800})) state
+  local run_id="$1" deadline=$((SECONDS + ${2:-1800})) dag_id="${3:-weekly_sales_forecast}" state
   while :; do
-    state="$(airflow dags list-runs weekly_sales_forecast -o plain 2>/dev/null | awk -v id="$run_id" '$2 == id {print $3}')"
+    state="$(airflow dags list-runs "$dag_id" -o plain 2>/dev/null | awk -v id="$run_id" '$2 == id {print $3}')"
     case "$state" in
       success) return 0 ;;
       failed) echo "run $run_id failed"; return 1 ;;

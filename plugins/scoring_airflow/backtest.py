@@ -30,7 +30,7 @@ from retail_scoring.run.calibration import (  # noqa: E402
 from retail_scoring.run.contract import RunPlan  # noqa: E402
 from scoring_airflow.compute import ComputeBackend  # noqa: E402
 from scoring_airflow.outages import survives_outages  # noqa: E402
-from scoring_airflow.partitions import read_run_manifest, run_problems  # noqa: E402
+from scoring_airflow.partitions import checked_partitions, problem_list, read_run_manifest  # noqa: E402
 from scoring_airflow.planning import PlanError, plan_run, requested_products, storage_run_id  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
 
@@ -164,14 +164,14 @@ class OriginResult:
 def origin_result(plan: RunPlan) -> OriginResult:
     """A run's accuracy sums and residual profile, from its summaries as validation trusted them."""
     layout = StorageLayout(plan.storage_root)
-    problems, summaries = run_problems(layout, read_run_manifest(plan))
-    found = [problem for partition in problems.values() for lst in partition.values() for problem in lst]
-    if found:
+    problems, sums, residuals = {}, [], {}
+    for checked in checked_partitions(layout, read_run_manifest(plan)):
+        problems[checked.name] = checked.problems
+        if checked.summary:
+            sums += [checked.summary.accuracy] if checked.summary.accuracy else []
+            residuals = add_profiles(residuals, checked.summary.residuals)
+    if found := problem_list(problems):
         raise BacktestFailed(f"run {plan.run_id} (origin {plan.origin}) is not valid: {found[0]}")
-    sums = [summary.accuracy for summary in summaries.values() if summary.accuracy]
-    residuals: dict = {}
-    for summary in summaries.values():
-        residuals = add_profiles(residuals, summary.residuals)
     rows = sum(part["rows"] for part in sums)
     return OriginResult(
         origin=plan.origin,

@@ -71,7 +71,7 @@ class ScorePartitionsOperator(BaseOperator):
             self.log.info("job %s of an earlier try is still open: following its %d partition(s)", self._job_id,
                           len(followed))  # fmt: skip
             self._follow(plan, followed, partitions)
-        problems = {} if plan.force else through_outages(lambda: run_problems(layout, manifest)[0], "the rerun skip")
+        problems = {} if plan.force else through_outages(lambda: run_problems(layout, manifest), "the rerun skip")
         tasks = []
         for partition, products in partitions.items():
             if partition in problems and not problems[partition]:

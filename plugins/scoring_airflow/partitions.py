@@ -7,6 +7,9 @@ when its scoring job ended, which the score task pins (`runs/{run}/summary_pins.
 Airflow, never granted to a task); and a forecast only while storage gives it the identity its
 summary recorded when the task wrote it."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, partition_label
 from retail_scoring.run.contract import ContractError, PartitionSummary, RunManifest, RunPlan
@@ -103,16 +106,23 @@ def partition_problems(
     return problems
 
 
-def run_problems(
-    layout: StorageLayout, manifest: RunManifest
-) -> tuple[dict[str, dict[str, list[str]]], dict[str, PartitionSummary]]:
-    """Every partition's problems (empty when valid) and trusted summaries, from P summary reads and
-    two listings: a summary counts only as pinned when its scoring job ended, and only when it is
-    of this contract version (one written before an upgrade gets its partition scored again)."""
+@dataclass(frozen=True)
+class CheckedPartition:
+    """One partition as validation sees it: its problems (empty when valid) and its summary when
+    one is trusted (pinned when its scoring job ended, of this contract version)."""
+
+    name: str
+    problems: dict[str, list[str]]
+    summary: PartitionSummary | None
+
+
+def checked_partitions(layout: StorageLayout, manifest: RunManifest) -> Iterator[CheckedPartition]:
+    """Every partition checked, one summary in memory at a time (a 200-product partition's residual
+    profile alone is megabytes: callers keep what they need of each), from P summary reads and two
+    listings. A summary written before an upgrade gets its partition scored again."""
     run_id = manifest.plan.run_id
     pins, summaries_now = read_summary_pins(layout, run_id), stored_summaries(layout, run_id)
     forecasts = stored_forecasts(layout, run_id)
-    problems, summaries = {}, {}
     for partition, products in manifest.partitions.items():
         url = layout.partition_summary(run_id, partition)
         if partition in summaries_now and summaries_now[partition] != pins.get(partition):
@@ -121,19 +131,26 @@ def run_problems(
                 if partition in pins
                 else "its scoring job's end was not seen"
             )
-            problems[partition] = {"summary": [f"{url}: {why}; not trusted"]}
+            yield CheckedPartition(partition, {"summary": [f"{url}: {why}; not trusted"]}, None)
             continue
         try:
             summary = read_summary(layout, run_id, partition)
         except ContractError as error:
-            problems[partition] = {"summary": [str(error)]}
+            yield CheckedPartition(partition, {"summary": [str(error)]}, None)
             continue
-        problems[partition] = partition_problems(
+        problems = partition_problems(
             layout, run_id, partition, products, summary, forecasts, manifest.plan.model_manifest_sha256
         )
-        if summary is not None:
-            summaries[partition] = summary
-    return problems, summaries
+        yield CheckedPartition(partition, problems, summary)
+
+
+def run_problems(layout: StorageLayout, manifest: RunManifest) -> dict[str, dict[str, list[str]]]:
+    """Every partition's problems, empty when valid."""
+    return {checked.name: checked.problems for checked in checked_partitions(layout, manifest)}
+
+
+def problem_list(problems: dict[str, dict[str, list[str]]]) -> list[str]:
+    return [problem for found in problems.values() for listed in found.values() for problem in listed]
 
 
 def recorded_forecast(layout: StorageLayout, run_id: str, product: int) -> RecordedFile | None:

@@ -9,7 +9,7 @@ from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import read_run_manifest, run_problems, stored_forecasts
+from scoring_airflow.partitions import checked_partitions, problem_list, read_run_manifest, stored_forecasts
 from scoring_airflow.validation import ValidationFailed, describe_problems
 
 log = logging.getLogger(__name__)
@@ -24,24 +24,22 @@ def publish_run(plan: RunPlan) -> dict:
     so what is published is what was scored and validated. Both indexes are updated by
     compare-and-swap, so publishers finishing together lose nothing."""
     layout = StorageLayout(plan.storage_root)
-    problems, summaries = run_problems(layout, read_run_manifest(plan))
-    found = [problem for partition in problems.values() for lst in partition.values() for problem in lst]
-    if found:
-        raise ValidationFailed("changed since validation; nothing published:\n" + describe_problems(found))
     origin = plan.origin
     published_at = datetime.now(UTC).isoformat()
-    entries = {
-        product: {
-            "origin": origin,
-            "run_id": plan.run_id,
-            "forecast": layout.forecast_file(plan.run_id, int(product)),
-            **asdict(written),
-            "model_version": plan.model_version,
-            "published_at": published_at,
-        }
-        for summary in summaries.values()
-        for product, written in summary.forecasts.items()
-    }
+    problems, entries = {}, {}
+    for checked in checked_partitions(layout, read_run_manifest(plan)):
+        problems[checked.name] = checked.problems
+        for product, written in checked.summary.forecasts.items() if checked.summary else ():
+            entries[product] = {
+                "origin": origin,
+                "run_id": plan.run_id,
+                "forecast": layout.forecast_file(plan.run_id, int(product)),
+                **asdict(written),
+                "model_version": plan.model_version,
+                "published_at": published_at,
+            }
+    if found := problem_list(problems):
+        raise ValidationFailed("changed since validation; nothing published:\n" + describe_problems(found))
 
     def merged(index: dict | None, newer_only: bool) -> dict:
         products = (index or {}).get("products", {})

@@ -66,13 +66,12 @@ def forecast_figure(
     return figure
 
 
-def run_accuracy(plan: RunPlan, summaries: dict[str, PartitionSummary | None], products: list[int]) -> dict:
+def run_accuracy(plan: RunPlan, sums: list[dict], products: list[int]) -> dict:
     """Accuracy over the forecast rows that have actual sales, added up from the partitions' sums;
     says how many rows do not have them yet, whether the forecast weeks lie in the package's
     training window (`sample`), and which products it covers (`products_sha256`), so only
     out-of-sample runs over the same products are compared."""
     output = plan.output
-    sums = [summary.accuracy for summary in summaries.values() if summary and summary.accuracy]
     metrics = combine_accuracy(sums, output.quantiles)
     return {
         "run_id": plan.run_id,
@@ -102,21 +101,30 @@ def accuracy_history(layout: StorageLayout) -> pd.DataFrame:
     return pd.DataFrame(records).sort_values(["origin", "run_id"], ignore_index=True) if records else pd.DataFrame()
 
 
-def partition_timings(summaries: dict[str, PartitionSummary | None], statuses: list[dict]) -> pd.DataFrame:
+def partition_figures(summary: PartitionSummary | None) -> dict:
+    """What the report keeps of a partition's summary: the figures, not the per-product records or
+    the residual profile (megabytes per partition)."""
+    return {
+        "products": len(summary.products) if summary else 0,
+        "model_load_s": summary.model_load_s if summary else None,
+        "predict_s": summary.predict_s if summary else None,
+        "rows": summary.rows if summary else None,
+        "peak_rss_mb": summary.peak_rss_mb if summary else None,
+    }
+
+
+def partition_timings(figures: dict[str, dict], statuses: list[dict]) -> pd.DataFrame:
     rows = []
     for status in statuses:
-        summary = summaries.get(status["task_id"])
+        figure = figures.get(status["task_id"], partition_figures(None))
         rows.append(
             {
                 "partition": status["task_id"],
-                "products": len(summary.products) if summary else 0,
+                "products": figure["products"],
                 "attempts": status["attempts"],
                 "queue_wait_s": status["started_at"] - status["queued_at"],
                 "run_s": status["finished_at"] - status["started_at"],
-                "model_load_s": summary.model_load_s if summary else None,
-                "predict_s": summary.predict_s if summary else None,
-                "rows": summary.rows if summary else None,
-                "peak_rss_mb": summary.peak_rss_mb if summary else None,
+                **figure,
             }
         )
     return pd.DataFrame(rows)
@@ -139,7 +147,11 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     layout = StorageLayout(plan.storage_root)
     run_id = plan.run_id
     partitions = read_run_manifest(plan).partitions
-    summaries = {partition: read_summary(layout, run_id, partition) for partition in partitions}
+    figures, accuracy_sums = {}, []
+    for partition in partitions:
+        summary = read_summary(layout, run_id, partition)
+        figures[partition] = partition_figures(summary)
+        accuracy_sums += [summary.accuracy] if summary and summary.accuracy else []
     first_product = min(products[0] for products in partitions.values())
     history = read_product_table(layout, first_product, "history")
     forecast = read_forecast(layout.forecast_file(run_id, first_product))
@@ -154,9 +166,9 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
 
     validation = json.loads(storage.read_bytes(layout.validation_report(run_id)))
     statuses = score_result.get("statuses", [])
-    timings = partition_timings(summaries, statuses)
+    timings = partition_timings(figures, statuses)
     cost = cost_estimate(plan, statuses, settings)
-    accuracy = run_accuracy(plan, summaries, [product for group in partitions.values() for product in group])
+    accuracy = run_accuracy(plan, accuracy_sums, [product for group in partitions.values() for product in group])
     accuracy_over_time = record_accuracy(layout, accuracy)
     rows = int(timings["rows"].sum()) if not timings.empty else 0
     calibration_note = calibration_line(plan)

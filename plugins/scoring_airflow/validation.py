@@ -9,7 +9,7 @@ from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import read_run_manifest, run_problems
+from scoring_airflow.partitions import problem_list, read_run_manifest, run_problems
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def validate_run(plan: RunPlan) -> dict:
     storage as written; write the report, fail with a readable summary. Reads P summaries and two
     listings, never the N forecasts."""
     layout = StorageLayout(plan.storage_root)
-    report_partitions = run_problems(layout, read_run_manifest(plan))[0]
-    problems = [problem for found in report_partitions.values() for lst in found.values() for problem in lst]
+    report_partitions = run_problems(layout, read_run_manifest(plan))
+    problems = problem_list(report_partitions)
     report = {
         "run_id": plan.run_id,
         "valid": not problems,

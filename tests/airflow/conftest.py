@@ -61,4 +61,4 @@ def plan_problems(layout, plan) -> dict[str, dict[str, list[str]]]:
     """What validation finds in each partition of the plan (a RunPlan; empty lists: valid)."""
     from scoring_airflow.partitions import read_run_manifest, run_problems
 
-    return run_problems(layout, read_run_manifest(plan))[0]
+    return run_problems(layout, read_run_manifest(plan))
