@@ -69,3 +69,46 @@ def test_the_worker_refuses_a_run_manifest_of_another_version_naming_it(layout):
         in result.stderr
     )
     assert not storage.list_names(layout.forecasts_dir("future")), "nothing scored"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["plan"].update(origin="107"), "(its plan): field origin is '107', but this release reads a int"),
+        (
+            lambda m: m["plan"].update(engine="turbo"),
+            "(its plan): field engine is 'turbo', but this release reads a Literal",
+        ),
+        (lambda m: m["plan"].update(force=1), "(its plan): field force is 1, but this release reads a bool"),
+        (lambda m: m.update(contract_version=str(CONTRACT_VERSION)), f"run contract version '{CONTRACT_VERSION}', but"),
+        (lambda m: m.update(partitions={"partition_000": ["1"]}), "field partitions is {'partition_000': ['1']}"),
+        (lambda m: m.update(series_per_product={}), "series_per_product (0 products) do not agree"),
+    ],
+    ids=["origin-text", "unknown-engine", "force-number", "version-text", "products-text", "no-series"],
+)
+def test_the_worker_refuses_a_run_manifest_of_wrong_types_naming_the_field_and_value(layout, change, message):
+    """Exit 2 (bad input, never retried), not a TypeError or KeyError from deep in scoring."""
+    plan = write_plan(layout, "typed", {"partition_000": [1]})
+    document = json.loads(storage.read_bytes(plan.run_manifest))
+    change(document)
+    storage.write_bytes_atomic(plan.run_manifest, json.dumps(document).encode())
+    command = [sys.executable, "-m", "retail_scoring.cli", "score", "--storage", layout.root]
+    result = subprocess.run(
+        [*command, "--run-id", "typed", "--partition", "partition_000"], capture_output=True, text=True
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert f"error: {plan.run_manifest}" in result.stderr and message in result.stderr
+    assert not storage.list_names(layout.forecasts_dir("typed")), "nothing scored"
+
+
+@pytest.mark.parametrize("field", ["sha256", "bytes"])
+def test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash(field):
+    summary = PartitionSummary(products=[1], package_sha256="abc")
+    summary.forecasts["1"] = storage.RecordedFile(bytes=8, sha256="0" * 64, identity="i")
+    document = json.loads(summary.to_json())
+    if field == "sha256":
+        del document["forecasts"]["1"]["sha256"]
+    else:
+        document["forecasts"]["1"]["bytes"] = "8"
+    with pytest.raises(ContractError, match=r"^summary\.json: field forecasts is \{'1': \{"):
+        PartitionSummary.from_json(json.dumps(document).encode(), "summary.json")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
@@ -35,7 +36,8 @@ MANIFEST_FILE = "manifest.json"
 # kind -> the class implementing it, imported only when a package of that kind is loaded
 # How a package's models are scored: R itself, the compiled engine (gbm kind, when packaged with
 # one), or `auto`: compiled where the package has an engine that runs here, else R.
-ENGINES = ("auto", "r", "compiled")
+Engine = Literal["auto", "r", "compiled"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 KINDS = {
     "gbm-lag-quantiles": "retail_scoring.packages.gbm.kind:GbmLagQuantilesPackage",
     "r-script": "retail_scoring.packages.rscript:RScriptPackage",

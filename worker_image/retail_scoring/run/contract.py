@@ -14,13 +14,14 @@ upgrade), naming it, instead of misreading it: bump CONTRACT_VERSION whenever a 
 removed or changes meaning."""
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Self
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
 from retail_scoring.errors import ScoringError
-from retail_scoring.packages.base import OutputContract
+from retail_scoring.packages.base import Engine, OutputContract
 from retail_scoring.run.accuracy import add_sums
 from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
@@ -47,7 +48,7 @@ def check_document(document: Any, names: list[str], source: str) -> None:
     version = document.get(VERSION_FIELD)
     if version != CONTRACT_VERSION:
         raise ContractError(
-            f"{source}: run contract version {version}, but this release reads version {CONTRACT_VERSION}: "
+            f"{source}: run contract version {version!r}, but this release reads version {CONTRACT_VERSION}: "
             "Airflow's plugins and the worker image must be of the same release; plan the run again"
         )
     missing = [name for name in names if name not in document]
@@ -57,6 +58,51 @@ def check_document(document: Any, names: list[str], source: str) -> None:
             f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unknown", unknown)) if keys
         ]
         raise ContractError(f"{source}: not a version {CONTRACT_VERSION} run document: {'; '.join(differences)}")
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON is of the type a contract field declares (a JSON array for a
+    list or tuple, an object for a dict or dataclass; no bool where a number is declared)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, option) for option in args)
+    if origin is Literal:
+        return any(value == option and type(value) is type(option) for option in args)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):  # XCom may keep a tuple a tuple
+            return False
+        if origin is tuple and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(conforms, value, args))
+        return all(conforms(item, args[0]) for item in value)
+    if hint is dict:
+        return isinstance(value, dict)
+    if origin is dict:
+        return isinstance(value, dict) and all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
+    if is_dataclass(hint):
+        hints = get_type_hints(hint)
+        return (
+            isinstance(value, dict)
+            and value.keys() == hints.keys()
+            and all(conforms(value[name], field_type) for name, field_type in hints.items())
+        )
+    raise TypeError(f"no JSON reading for {hint}")
+
+
+def check_types(cls: type, document: dict, source: str) -> None:
+    """Every field of `document` is of the type `cls` declares for it, or ContractError naming the
+    first that is not, with its value."""
+    for name, hint in get_type_hints(cls).items():
+        if name in document and not conforms(document[name], hint):
+            shown = repr(document[name])
+            shown = shown if len(shown) <= 120 else f"{shown[:120]}..."
+            expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ContractError(f"{source}: field {name} is {shown}, but this release reads a {expected}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +128,7 @@ class RunPlan:
     force: bool
     publish: bool
     max_forecast_ratio: float
-    engine: str
+    engine: Engine
     engine_threads: int | None
     product_count: int
     partition_count: int
@@ -96,6 +142,7 @@ class RunPlan:
     @classmethod
     def from_dict(cls, document: Any, source: str) -> Self:
         check_document(document, [f.name for f in fields(cls)], source)
+        check_types(cls, document, source)
         values = {f.name: document[f.name] for f in fields(cls)}
         weeks = values["training_weeks"]
         output = OutputContract.from_dict(values["output"])
@@ -126,7 +173,16 @@ class RunManifest:
         document = parse_json(data, source)
         check_document(document, ["plan", "partitions", "series_per_product"], source)
         plan = RunPlan.from_dict(document["plan"], f"{source} (its plan)")
-        return cls(plan, document["partitions"], document["series_per_product"])
+        partitions, series = document["partitions"], document["series_per_product"]
+        check_types(cls, {"partitions": partitions, "series_per_product": series}, source)
+        products = sorted(str(product) for group in partitions.values() for product in group)
+        if products != sorted(series) or (len(partitions), len(products)) != (plan.partition_count, plan.product_count):
+            raise ContractError(
+                f"{source}: its partitions ({len(partitions)}, {len(products)} products) and series_per_product "
+                f"({len(series)} products) do not agree with each other or with its plan "
+                f"({plan.partition_count} partitions, {plan.product_count} products)"
+            )
+        return cls(plan, partitions, series)
 
 
 @dataclass
@@ -171,6 +227,7 @@ class PartitionSummary:
     def from_json(cls, data: bytes, source: str) -> Self:
         document = parse_json(data, source)
         check_document(document, [f.name for f in fields(cls)], source)
+        check_types(cls, document, source)
         values = {f.name: document[f.name] for f in fields(cls)}
         recorded = {
             name: {product: RecordedFile(**written) for product, written in values[name].items()}
