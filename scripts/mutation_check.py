@@ -625,7 +625,7 @@ MUTATIONS = [
     Mutation(
         "calibration-before-its-actuals",
         "plugins/scoring_airflow/planning.py",
-        "    if origin < calibration.usable_from:",
+        "    if origin < usable_from:",
         "    if False:",
         ("tests/airflow/test_planning.py::test_a_calibration_is_pinned_in_the_plan_and_refused_for_earlier_origins",),
     ),

@@ -244,48 +244,64 @@ def param(params: dict, name: str, default):
     return default if value is None else value
 
 
-def recorded_calibrations(layout: StorageLayout, backtest_id: str) -> dict[str, dict]:
-    """model version -> {"url", "sha256"} of every calibration a backtest recorded."""
+def backtest_record(layout: StorageLayout, backtest_id: str) -> dict:
+    """A finished backtest's accuracy record: what it calibrated, from which origins."""
     url = layout.backtest_accuracy(backtest_id)
     record = storage.read_json(url)
     if not record:
         raise PlanError(f"{url}: no backtest {backtest_id} has finished (its accuracy record is missing)")
-    return record["calibrations"]
+    return record
 
 
 def run_calibration(
     layout: StorageLayout, reference: str | None, model_version: str, manifest: PackageManifest, origin: int
 ) -> tuple[Calibration, str, str] | None:
     """The calibration a run applies (the `calibration` param: a backtest's id, and `:model_version`
-    when it calibrated several packages), its URL and sha256; refused when its content is not what
-    the backtest recorded, when it does not fit the package's output, or when it learned from
-    sales the run's origin may not see."""
+    when it calibrated several packages), its URL and sha256. The file is found where the layout
+    puts it and trusted as far as the backtest's record says: refused when its content is not what
+    the record pins, when it claims other origins than the record's, when it does not fit the
+    package's output, or when those origins' sales lie beyond what the run's origin may see."""
     if not reference:
         return None
     backtest_id, _, learned_on = reference.partition(":")
-    calibrations = recorded_calibrations(layout, backtest_id)
+    record = backtest_record(layout, backtest_id)
+    calibrations = record.get("calibrations", {})
     if not learned_on:
-        learned_on = model_version if model_version in calibrations else next(iter(calibrations), "")
+        learned_on = model_version if model_version in calibrations else next(iter(calibrations), model_version)
         if len(calibrations) > 1 and model_version not in calibrations:
             raise PlanError(
                 f"backtest {backtest_id} calibrated {', '.join(calibrations)}: name one as "
                 f"calibration `{backtest_id}:<model version>`"
             )
     if learned_on not in calibrations:
-        raise PlanError(f"backtest {backtest_id} has no calibration for model package {learned_on!r}")
+        package = record.get("packages", {}).get(learned_on)
+        why = (
+            f"none of its origins {record.get('origins')} was out of sample for {learned_on} with every forecast "
+            f"week's sales (in sample: {package.get('in_sample_origins')})"
+            if package
+            else f"it did not backtest model package {learned_on!r}"
+        )
+        raise PlanError(f"backtest {backtest_id} has no calibration for model package {learned_on!r}: {why}")
     recorded = calibrations[learned_on]
+    url = layout.calibration_file(backtest_id, learned_on)
     try:
-        calibration, sha256 = read_calibration(recorded["url"], recorded["sha256"])
-        calibration.check_fits(model_version, manifest.output.horizon, manifest.output.quantiles, recorded["url"])
+        calibration, sha256 = read_calibration(url, recorded["sha256"])
+        calibration.check_fits(model_version, manifest.output.horizon, manifest.output.quantiles, url)
     except CalibrationError as error:
         raise PlanError(str(error)) from error
-    if origin < calibration.usable_from:
+    if calibration.origins != recorded["learned_from"]:
         raise PlanError(
-            f"{recorded['url']}: learned from origins up to {calibration.learned_through}, whose forecasts reach "
-            f"week {calibration.usable_from}; a forecast from origin {origin} may not use sales it could not have "
-            f"seen: calibrate origins {calibration.usable_from} and later only"
+            f"{url}: claims to be learned from origins {calibration.origins}, but backtest {backtest_id} recorded "
+            f"{recorded['learned_from']}"
         )
-    return calibration, recorded["url"], sha256
+    usable_from = max(recorded["learned_from"]) + calibration.horizon
+    if origin < usable_from:
+        raise PlanError(
+            f"{url}: learned from origins up to {max(recorded['learned_from'])}, whose forecasts reach "
+            f"week {usable_from}; a forecast from origin {origin} may not use sales it could not have "
+            f"seen: calibrate origins {usable_from} and later only"
+        )
+    return calibration, url, sha256
 
 
 @survives_outages

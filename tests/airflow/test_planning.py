@@ -345,27 +345,27 @@ def test_the_compiled_engine_is_refused_at_plan_time_for_a_package_without_one(l
         plan_run("weekly", "manual__x", date(2026, 11, 23), {"engine": "fast"}, settings)
 
 
-def recorded_calibration(layout, backtest_id: str, learned_through: int, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)):
-    """A calibration file as a backtest writes it, recorded in the backtest's accuracy record."""
+def recorded_calibration(
+    layout, backtest_id: str, learned_through: int, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95), change=None
+):
+    """A calibration file as a backtest writes it, recorded in the backtest's accuracy record;
+    `change` edits the file's document first, and the record is signed with what it then holds
+    (what anyone who can write `backtests/` can do)."""
     from retail_scoring.run.calibration import GRID_STEP, Calibration
 
     shifts = {str(step): {f"q{round(q * 100)}": 0 for q in quantiles} for step in range(1, 14)}
+    origins = [61, learned_through]
     calibration = Calibration(
-        "tiny-test",
-        "sha",
-        backtest_id,
-        "test",
-        None,
-        [61, learned_through],
-        100,
-        13,
-        list(quantiles),
-        GRID_STEP,
-        shifts,
+        "tiny-test", "sha", backtest_id, "test", None, origins, 100, 13, list(quantiles), GRID_STEP, shifts
     )
+    document = json.loads(calibration.to_json())
+    if change:
+        change(document)
+    data = json.dumps(document).encode()
     url = layout.calibration_file(backtest_id, "tiny-test")
-    storage.write_bytes_atomic(url, calibration.to_json())
-    record = {"calibrations": {"tiny-test": {"url": url, "sha256": storage.sha256_hex(calibration.to_json())}}}
+    storage.write_bytes_atomic(url, data)
+    recorded = {"url": url, "sha256": storage.sha256_hex(data), "learned_from": origins}
+    record = {"origins": origins, "calibrations": {"tiny-test": recorded}}
     storage.write_bytes_atomic(layout.backtest_accuracy(backtest_id), json.dumps(record).encode())
     return url
 
@@ -400,3 +400,61 @@ def test_a_calibration_changed_since_its_backtest_or_unfit_for_the_package_is_re
         plan_run("weekly", "manual__c", date(2026, 11, 23), params, settings)
     with pytest.raises(PlanError, match="backtest bt has no calibration for model package 'other'"):
         plan_run("weekly", "manual__c", date(2026, 11, 23), {**params, "calibration": "bt:other"}, settings)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["shifts"]["1"].update(q50=-2000),
+            r"step 1 shifts \{'q50': -2000\} beyond what calibration learns",
+        ),
+        (
+            lambda d: d["shifts"]["1"].update(q50="3"),
+            r"field shifts is .*, not of type dict\[str, dict\[str, int\]\]",
+        ),
+        (lambda d: d["shifts"].update({"14": d["shifts"]["1"]}), r"shifts for steps .*'14'.*, not steps 1\.\.13"),
+        (lambda d: d["shifts"]["2"].pop("q95"), r"step 2 shifts columns \['q25', 'q5', 'q50', 'q75'\], not"),
+        (
+            lambda d: d.update(origins=[40]),
+            r"claims to be learned from origins \[40\], but backtest bt recorded \[61, 80\]",
+        ),
+        (lambda d: d.update(horizon="13"), r"field horizon is '13', not of type int"),
+    ],
+    ids=[
+        "shift-beyond-learner",
+        "shift-text",
+        "step-beyond-horizon",
+        "column-missing",
+        "origins-edited",
+        "horizon-text",
+    ],
+)
+def test_a_re_signed_calibration_file_is_checked_like_a_manifest(layout, change, message):
+    """The record's checksum matches (re-signed), yet the file is refused at planning, naming it."""
+    url = recorded_calibration(layout, "bt", learned_through=80, change=change)
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    with pytest.raises(PlanError, match=rf"^{url}: {message}"):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), {"calibration": "bt", "origin_week": 107}, settings)
+
+
+def test_a_calibration_is_read_where_the_layout_puts_it_whatever_the_record_says(layout):
+    url = recorded_calibration(layout, "bt", learned_through=80)
+    record = storage.read_json(layout.backtest_accuracy("bt"))
+    record["calibrations"]["tiny-test"]["url"] = "file:///etc/passwd"
+    storage.write_bytes_atomic(layout.backtest_accuracy("bt"), json.dumps(record).encode())
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    plan = plan_run("weekly", "manual__c", date(2026, 11, 23), {"calibration": "bt", "origin_week": 107}, settings)
+    assert plan.calibration_url == url
+
+
+def test_a_backtest_without_a_usable_origin_says_why_it_has_no_calibration(layout):
+    record = {"origins": [62, 66], "calibrations": {}, "packages": {"tiny-test": {"in_sample_origins": [62, 66]}}}
+    storage.write_bytes_atomic(layout.backtest_accuracy("bt"), json.dumps(record).encode())
+    settings = ForecastSettings(storage_root=layout.root, model_version="tiny-test", pool_size=1)
+    with pytest.raises(
+        PlanError,
+        match=r"^backtest bt has no calibration for model package 'tiny-test': none of its origins \[62, 66\] was "
+        r"out of sample for tiny-test with every forecast week's sales \(in sample: \[62, 66\]\)$",
+    ):
+        plan_run("weekly", "manual__c", date(2026, 11, 23), {"calibration": "bt", "origin_week": 107}, settings)

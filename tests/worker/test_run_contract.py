@@ -74,12 +74,12 @@ def test_the_worker_refuses_a_run_manifest_of_another_version_naming_it(layout):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda m: m["plan"].update(origin="107"), "(its plan): field origin is '107', but this release reads a int"),
+        (lambda m: m["plan"].update(origin="107"), "(its plan): field origin is '107', not of type int"),
         (
             lambda m: m["plan"].update(engine="turbo"),
-            "(its plan): field engine is 'turbo', but this release reads a Literal",
+            "(its plan): field engine is 'turbo', not of type Literal['auto', 'r', 'compiled']",
         ),
-        (lambda m: m["plan"].update(force=1), "(its plan): field force is 1, but this release reads a bool"),
+        (lambda m: m["plan"].update(force=1), "(its plan): field force is 1, not of type bool"),
         (lambda m: m.update(contract_version=str(CONTRACT_VERSION)), f"run contract version '{CONTRACT_VERSION}', but"),
         (lambda m: m.update(partitions={"partition_000": ["1"]}), "field partitions is {'partition_000': ['1']}"),
         (lambda m: m.update(series_per_product={}), "series_per_product (0 products) do not agree"),

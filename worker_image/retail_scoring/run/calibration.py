@@ -26,6 +26,7 @@ from retail_scoring import storage
 from retail_scoring.data.schema import quantile_column
 from retail_scoring.errors import ScoringError
 from retail_scoring.run.accuracy import central_intervals
+from retail_scoring.typed_json import check_types
 
 CALIBRATION_VERSION = 1
 METHOD = "log-scale conformalized quantile regression per step, recency-weighted"
@@ -220,9 +221,28 @@ class Calibration:
         missing = [name for name in names if name not in document]
         if missing:
             raise CalibrationError(f"{source}: not a calibration file: missing {', '.join(missing)}")
+        check_types(cls, document, source, CalibrationError)
         if document["grid_step"] != GRID_STEP:
             raise CalibrationError(f"{source}: grid step {document['grid_step']}, this release uses {GRID_STEP}")
-        return cls(**{name: document[name] for name in names})
+        calibration = cls(**{name: document[name] for name in names})
+        calibration.check_shifts(source)
+        return calibration
+
+    def check_shifts(self, source: str) -> None:
+        """Shifts for exactly steps 1..horizon and the calibration's quantile columns, each one the
+        learner can give (|shift| < GRID_BINS): a file that says otherwise was not written by it."""
+        steps = [str(step) for step in range(1, self.horizon + 1)]
+        columns = sorted(quantile_column(q) for q in self.quantiles)
+        if set(self.shifts) != set(steps):
+            raise CalibrationError(f"{source}: shifts for steps {sorted(self.shifts)}, not steps 1..{self.horizon}")
+        for step, shifts in self.shifts.items():
+            if sorted(shifts) != columns:
+                raise CalibrationError(f"{source}: step {step} shifts columns {sorted(shifts)}, not {columns}")
+            beyond = {column: shift for column, shift in shifts.items() if abs(shift) >= GRID_BINS}
+            if beyond:
+                raise CalibrationError(
+                    f"{source}: step {step} shifts {beyond} beyond what calibration learns (|shift| < {GRID_BINS})"
+                )
 
     def factors(self, columns: tuple[str, ...]) -> np.ndarray:
         """(horizon + 1, quantiles) multipliers, row `step`; row 0 unused."""

@@ -14,9 +14,8 @@ upgrade), naming it, instead of misreading it: bump CONTRACT_VERSION whenever a 
 removed or changes meaning."""
 
 import json
-import types
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from retail_scoring.packages.base import Engine, OutputContract
 from retail_scoring.run.accuracy import add_sums
 from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
+from retail_scoring.typed_json import check_types
 
 CONTRACT_VERSION = 2
 VERSION_FIELD = "contract_version"
@@ -58,51 +58,6 @@ def check_document(document: Any, names: list[str], source: str) -> None:
             f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unknown", unknown)) if keys
         ]
         raise ContractError(f"{source}: not a version {CONTRACT_VERSION} run document: {'; '.join(differences)}")
-
-
-def conforms(value: Any, hint: Any) -> bool:
-    """Whether a value read from JSON is of the type a contract field declares (a JSON array for a
-    list or tuple, an object for a dict or dataclass; no bool where a number is declared)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        return any(conforms(value, option) for option in args)
-    if origin is Literal:
-        return any(value == option and type(value) is type(option) for option in args)
-    if hint is type(None):
-        return value is None
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    if hint in (str, bool):
-        return isinstance(value, hint)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):  # XCom may keep a tuple a tuple
-            return False
-        if origin is tuple and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(map(conforms, value, args))
-        return all(conforms(item, args[0]) for item in value)
-    if hint is dict:
-        return isinstance(value, dict)
-    if origin is dict:
-        return isinstance(value, dict) and all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
-    if is_dataclass(hint):
-        hints = get_type_hints(hint)
-        return (
-            isinstance(value, dict)
-            and value.keys() == hints.keys()
-            and all(conforms(value[name], field_type) for name, field_type in hints.items())
-        )
-    raise TypeError(f"no JSON reading for {hint}")
-
-
-def check_types(cls: type, document: dict, source: str) -> None:
-    """Every field of `document` is of the type `cls` declares for it, or ContractError naming the
-    first that is not, with its value."""
-    for name, hint in get_type_hints(cls).items():
-        if name in document and not conforms(document[name], hint):
-            shown = repr(document[name])
-            shown = shown if len(shown) <= 120 else f"{shown[:120]}..."
-            expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-            raise ContractError(f"{source}: field {name} is {shown}, but this release reads a {expected}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +97,7 @@ class RunPlan:
     @classmethod
     def from_dict(cls, document: Any, source: str) -> Self:
         check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source)
+        check_types(cls, document, source, ContractError)
         values = {f.name: document[f.name] for f in fields(cls)}
         weeks = values["training_weeks"]
         output = OutputContract.from_dict(values["output"])
@@ -174,7 +129,7 @@ class RunManifest:
         check_document(document, ["plan", "partitions", "series_per_product"], source)
         plan = RunPlan.from_dict(document["plan"], f"{source} (its plan)")
         partitions, series = document["partitions"], document["series_per_product"]
-        check_types(cls, {"partitions": partitions, "series_per_product": series}, source)
+        check_types(cls, {"partitions": partitions, "series_per_product": series}, source, ContractError)
         products = sorted(str(product) for group in partitions.values() for product in group)
         if products != sorted(series) or (len(partitions), len(products)) != (plan.partition_count, plan.product_count):
             raise ContractError(
@@ -227,7 +182,7 @@ class PartitionSummary:
     def from_json(cls, data: bytes, source: str) -> Self:
         document = parse_json(data, source)
         check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source)
+        check_types(cls, document, source, ContractError)
         values = {f.name: document[f.name] for f in fields(cls)}
         recorded = {
             name: {product: RecordedFile(**written) for product, written in values[name].items()}
