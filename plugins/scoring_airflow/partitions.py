@@ -73,12 +73,14 @@ def partition_problems(
     summary: PartitionSummary | None,
     forecasts: dict[str, str],
     package_sha256: str,
+    calibration_sha256: str | None,
 ) -> dict[str, list[str]]:
     """What keeps a partition's forecasts from being valid, by product (`summary` for the partition
-    as a whole): no summary (its task has not finished), a summary of other package content than
-    the run pins (the package was replaced since), failed products, the problems its task found in
-    the forecasts it wrote, and forecast files missing from storage or not the ones the task wrote
-    (`forecasts`: name -> stored identity, from one listing). Empty when the partition is valid."""
+    as a whole): no summary (its task has not finished), a summary of other package content or
+    calibration than the run pins (replaced since: a run never mixes two), failed products, the
+    problems its task found in the forecasts it wrote, and forecast files missing from storage or
+    not the ones the task wrote (`forecasts`: name -> stored identity, from one listing). Empty
+    when the partition is valid."""
     summary_url = layout.partition_summary(run_id, partition)
     if summary is None:
         return {"summary": [f"{summary_url}: missing: the partition's scoring task has not finished"]}
@@ -87,6 +89,13 @@ def partition_problems(
             "summary": [
                 f"{summary_url}: scored with model package content {summary.package_sha256[:12]}, but the run "
                 f"pins {package_sha256[:12]} (the package was replaced since): every partition is scored again"
+            ]
+        }
+    if summary.calibration_sha256 != calibration_sha256:
+        return {
+            "summary": [
+                f"{summary_url}: calibrated with {_content(summary.calibration_sha256)}, but the run pins "
+                f"{_content(calibration_sha256)} (the calibration changed since): every partition is scored again"
             ]
         }
     if summary.products != products:
@@ -139,9 +148,20 @@ def checked_partitions(layout: StorageLayout, manifest: RunManifest) -> Iterator
             yield CheckedPartition(partition, {"summary": [str(error)]}, None)
             continue
         problems = partition_problems(
-            layout, run_id, partition, products, summary, forecasts, manifest.plan.model_manifest_sha256
+            layout,
+            run_id,
+            partition,
+            products,
+            summary,
+            forecasts,
+            manifest.plan.model_manifest_sha256,
+            manifest.plan.calibration_sha256,
         )
         yield CheckedPartition(partition, problems, summary)
+
+
+def _content(sha256: str | None) -> str:
+    return f"calibration content {sha256[:12]}" if sha256 else "no calibration"
 
 
 def run_problems(layout: StorageLayout, manifest: RunManifest) -> dict[str, dict[str, list[str]]]:

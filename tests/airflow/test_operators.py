@@ -26,12 +26,14 @@ from tests.conftest import TINY_MODELS, local_path, write_plan
 RUN, PARTITION, PRODUCTS = "rerun", "partition_000", [1, 2]
 
 
-def score(layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS, pin: bool = True) -> RunPlan:
+def score(
+    layout, checks: RunChecks | None = None, products: list[int] = PRODUCTS, pin: bool = True, **scoring
+) -> RunPlan:
     """What the partition's scoring task does (write the forecasts and the summary), and what the
     score task does when its job ends (pin the summary); returns the run's plan."""
     summary_url = layout.partition_summary(RUN, PARTITION)
     try:
-        score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url)
+        score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url, **scoring)
     finally:
         if pin:
             pin_summaries(layout, RUN, [PARTITION])
@@ -132,6 +134,28 @@ def test_a_summary_for_other_products_than_the_plan_gives_the_partition_is_resco
     assert problems_of(layout, products=[1]) == {
         "summary": [f"{summary_url}: written for other products than the run's plan gives the partition"]
     }
+
+
+@pytest.mark.parametrize("scored_with, pinned", [(None, "c" * 64), ("b" * 64, "c" * 64), ("b" * 64, None)])
+def test_partitions_calibrated_otherwise_than_the_run_pins_are_all_scored_again(layout, scored_with, pinned):
+    """The backtest behind a run's calibration ran again between a failed try and Clear: the new
+    plan pins the new calibration, and no partition moved by the old one counts as done."""
+    score(layout, calibration_sha256=scored_with)
+    summary_url = layout.partition_summary(RUN, PARTITION)
+    calibration = {"calibration_url": f"{layout.root}/c.json", "calibration_sha256": pinned} if pinned else {}
+    described = {
+        None: "no calibration",
+        "b" * 64: "calibration content bbbbbbbbbbbb",
+        "c" * 64: "calibration content cccccccccccc",
+    }
+    assert problems_of(layout, **calibration) == {
+        "summary": [
+            f"{summary_url}: calibrated with {described[scored_with]}, but the run pins {described[pinned]} "
+            "(the calibration changed since): every partition is scored again"
+        ]
+    }
+    same = {"calibration_url": f"{layout.root}/c.json", "calibration_sha256": scored_with} if scored_with else {}
+    assert not problems_of(layout, **same), "the calibration it was scored with: done"
 
 
 def test_a_summary_whose_job_end_was_not_seen_is_not_trusted(layout):

@@ -218,6 +218,7 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         layout.partition_summary(args.run_id, args.partition),
         plan.engine,
         calibration,
+        plan.calibration_sha256,
     )
 
 

@@ -26,7 +26,7 @@ from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
 from retail_scoring.typed_json import check_types
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 VERSION_FIELD = "contract_version"
 
 
@@ -157,6 +157,7 @@ class PartitionSummary:
     quantile_count: int = 0
     peak_rss_mb: float = 0.0
     package_sha256: str = ""  # the manifest sha256 of the package content that scored these forecasts
+    calibration_sha256: str | None = None  # the calibration file's sha256 that moved them, None: none
     products_scored: list[int] = field(default_factory=list)
     forecasts: dict[str, RecordedFile] = field(default_factory=dict)  # product -> its forecast file as written
     model_outputs: dict[str, RecordedFile] = field(default_factory=dict)  # calibrated runs: what the package made

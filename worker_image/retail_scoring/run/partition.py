@@ -139,6 +139,7 @@ def score_partition(
     summary_url: str | None = None,
     engine: str = "auto",
     calibration: Calibration | None = None,
+    calibration_sha256: str | None = None,
 ) -> PartitionSummary:
     """Score `products` and write their forecasts, the package's `products_per_chunk` at a time (so memory holds
     one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
@@ -148,8 +149,9 @@ def score_partition(
     forecast is written. With a pinned manifest checksum (the run's), a package changed since the
     run was planned is refused. `engine` says how the package scores (package.ENGINES). With a
     `calibration`, the forecast written is the calibrated one, and what the package made is written
-    beside it (layout.model_output_file), so the package's own output stays comparable with R's."""
-    summary = PartitionSummary(products=list(products))
+    beside it (layout.model_output_file), so the package's own output stays comparable with R's;
+    the summary records the calibration's content (`calibration_sha256`) beside the package's."""
+    summary = PartitionSummary(products=list(products), calibration_sha256=calibration_sha256)
     checks = checks or RunChecks(model_version)
     started = time.perf_counter()
     try:
