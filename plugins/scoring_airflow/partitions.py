@@ -8,7 +8,7 @@ Airflow, never granted to a task); and a forecast only while storage gives it th
 summary recorded when the task wrote it."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, partition_label
@@ -52,17 +52,42 @@ def stored_summaries(layout: StorageLayout, run_id: str) -> dict[str, str]:
     }
 
 
-def pin_summaries(layout: StorageLayout, run_id: str, partitions: list[str]) -> dict[str, str]:
-    """Record the summaries of `partitions` as they are now (their scoring job has ended), so that
-    validation and publishing refuse a summary written again since, by whoever."""
+def pin_summaries(layout: StorageLayout, run_id: str, partitions: list[str]) -> dict[str, RecordedFile]:
+    """Record the summaries of `partitions` as they are now (their scoring job has ended: identity
+    and sha256), so that validation and publishing refuse a summary written again since, by
+    whoever, and recognise it by content in storage copied or restored since."""
     stored = stored_summaries(layout, run_id)
-    pins = {partition: stored[partition] for partition in partitions if partition in stored}
-    storage.update_json(layout.summary_pins(run_id), lambda current: {**(current or {}), **pins})
+    pins = {}
+    for partition in partitions:
+        if partition in stored:
+            data = storage.read_bytes(layout.partition_summary(run_id, partition))
+            pins[partition] = RecordedFile(len(data), storage.sha256_hex(data), stored[partition])
+    documents = {partition: asdict(pin) for partition, pin in pins.items()}
+    storage.update_json(layout.summary_pins(run_id), lambda current: {**(current or {}), **documents})
     return pins
 
 
-def read_summary_pins(layout: StorageLayout, run_id: str) -> dict[str, str]:
-    return storage.read_json(layout.summary_pins(run_id)) or {}
+def read_summary_pins(layout: StorageLayout, run_id: str) -> dict[str, RecordedFile]:
+    """The pinned summaries; a pin of an older release (an identity alone) counts as none, so its
+    partition is scored again, as the older contract version of its summary would be anyway."""
+    pins = storage.read_json(layout.summary_pins(run_id)) or {}
+    return {partition: RecordedFile(**pin) for partition, pin in pins.items() if isinstance(pin, dict)}
+
+
+def why_summary_untrusted(
+    layout: StorageLayout, run_id: str, partition: str, stored: str | None, pins: dict[str, RecordedFile]
+) -> str | None:
+    """Why the partition's summary (of stored identity `stored`, None: none) is not to be trusted,
+    None when it is: pinned when its scoring job ended, and storage still gives it that identity,
+    or, copied or restored since, that content."""
+    if stored is None:
+        return None
+    url = layout.partition_summary(run_id, partition)
+    if partition not in pins:
+        return f"{url}: its scoring job's end was not seen; not trusted"
+    if not storage.matches_record(url, stored, pins[partition]):
+        return f"{url}: written again after its scoring job ended; not trusted"
+    return None
 
 
 def partition_problems(
@@ -108,7 +133,7 @@ def partition_problems(
         stored = forecasts.get(url.rsplit("/", 1)[-1])
         if stored is None:
             found.append(f"{url}: missing")
-        elif written is None or stored != written.identity:
+        elif written is None or not storage.matches_record(url, stored, written):
             found.append(f"{url}: not the file the partition's scoring task wrote (written again since)")
         if found:
             problems[str(product)] = found
@@ -133,14 +158,9 @@ def checked_partitions(layout: StorageLayout, manifest: RunManifest) -> Iterator
     pins, summaries_now = read_summary_pins(layout, run_id), stored_summaries(layout, run_id)
     forecasts = stored_forecasts(layout, run_id)
     for partition, products in manifest.partitions.items():
-        url = layout.partition_summary(run_id, partition)
-        if partition in summaries_now and summaries_now[partition] != pins.get(partition):
-            why = (
-                "written again after its scoring job ended"
-                if partition in pins
-                else "its scoring job's end was not seen"
-            )
-            yield CheckedPartition(partition, {"summary": [f"{url}: {why}; not trusted"]}, None)
+        distrust = why_summary_untrusted(layout, run_id, partition, summaries_now.get(partition), pins)
+        if distrust:
+            yield CheckedPartition(partition, {"summary": [distrust]}, None)
             continue
         try:
             summary = read_summary(layout, run_id, partition)
@@ -180,8 +200,12 @@ def recorded_forecast(layout: StorageLayout, run_id: str, product: int) -> Recor
     try:
         manifest = RunManifest.from_json(storage.read_bytes(url), url)
         partition = next((p for p, products in manifest.partitions.items() if product in products), None)
-        pinned = read_summary_pins(layout, run_id).get(partition)
-        if partition is None or pinned is None or stored_summaries(layout, run_id).get(partition) != pinned:
+        if partition is None:
+            return None
+        stored = stored_summaries(layout, run_id).get(partition)
+        if stored is None or why_summary_untrusted(
+            layout, run_id, partition, stored, read_summary_pins(layout, run_id)
+        ):
             return None
         summary = read_summary(layout, run_id, partition)
     except (FileNotFoundError, ContractError):

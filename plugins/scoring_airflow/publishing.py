@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
+from retail_scoring.storage import RecordedFile
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import checked_partitions, problem_list, read_run_manifest, stored_forecasts
 from scoring_airflow.validation import ValidationFailed, describe_problems
@@ -68,12 +69,17 @@ def publish_run(plan: RunPlan) -> dict:
 
 def changed_since_published(layout: StorageLayout, entries: dict[str, dict]) -> list[str]:
     """The published forecasts (product -> index entry) that storage no longer holds as published:
-    one listing per run behind them, no file read."""
+    one listing per run behind them; a file is read only where its identity changed (a copy of the
+    storage is recognised by its content)."""
     changed = []
     for run_id in sorted({entry["run_id"] for entry in entries.values()}):
         stored = stored_forecasts(layout, run_id)
-        for entry in entries.values():
-            if entry["run_id"] == run_id and stored.get(entry["forecast"].rsplit("/", 1)[-1]) != entry["identity"]:
+        for product, entry in entries.items():
+            if entry["run_id"] != run_id:
+                continue
+            url = layout.forecast_file(run_id, int(product))
+            published = RecordedFile(entry["bytes"], entry["sha256"], entry["identity"])
+            if not storage.matches_record(url, stored.get(url.rsplit("/", 1)[-1]), published):
                 changed.append(entry["forecast"])
     return changed
 

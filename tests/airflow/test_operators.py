@@ -5,6 +5,8 @@ exist, have the right size, or a summary says so."""
 
 import io
 import json
+import os
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -18,7 +20,7 @@ from retail_scoring.errors import ScoringError
 from retail_scoring.run.contract import CONTRACT_VERSION, RunPlan
 from retail_scoring.run.partition import RunChecks, score_partition
 from scoring_airflow.partitions import pin_summaries
-from scoring_airflow.publishing import publish_run
+from scoring_airflow.publishing import changed_since_published, publish_run
 from scoring_airflow.validation import ValidationFailed, validate_run
 from tests.airflow.conftest import plan_problems
 from tests.conftest import TINY_MODELS, local_path, write_plan
@@ -103,6 +105,61 @@ def test_a_same_size_replacement_is_never_skipped_validated_or_published(layout,
     with pytest.raises(ValidationFailed, match="nothing published"):
         publish_run(plan)
     assert storage.read_json(layout.current_forecast()) is None
+
+
+def infinite_copy(data: bytes) -> bytes:
+    """A readable forecast file of the same size as `data`, every quantile infinite."""
+    table = pq.read_table(io.BytesIO(data))
+    for column in ("q5", "q25", "q50", "q75", "q95"):
+        table = table.set_column(
+            table.schema.get_field_index(column), column, pa.array(np.full(table.num_rows, np.inf))
+        )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return same_size(buffer.getvalue(), len(data))
+
+
+def test_an_in_place_rewrite_with_its_times_put_back_is_never_skipped(layout):
+    """What `cp -p` or `rsync -t --inplace` onto the file do: same inode, size and mtime."""
+    plan = score(layout)
+    url = layout.forecast_file(RUN, 2)
+    path = local_path(url)
+    before, replacement = path.stat(), infinite_copy(path.read_bytes())
+    with open(path, "r+b") as forecast:
+        forecast.write(replacement)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert problems_of(layout) == {
+        "2": [f"{url}: not the file the partition's scoring task wrote (written again since)"]
+    }
+    with pytest.raises(ValidationFailed, match="not the file the partition's scoring task wrote"):
+        validate_run(plan)
+
+
+def test_storage_restored_from_a_copy_is_recognised_by_content(layout):
+    """A backup restored with `cp -a` (new inodes and change times, same content): every partition
+    still done, validated and published, and what was published still is; a changed file is not."""
+    plan = score(layout)
+    publish_run(plan)
+    root = local_path(layout.root)
+    backup = root.with_name("backup")
+    shutil.copytree(root, backup, copy_function=shutil.copy2)
+    shutil.rmtree(root)
+    shutil.copytree(backup, root, copy_function=shutil.copy2)
+    assert (
+        storage.identity(layout.forecast_file(RUN, 1))
+        != storage.read_json(layout.current_forecast())["products"]["1"]["identity"]
+    )
+    assert is_done(layout)
+    validate_run(plan)
+    assert changed_since_published(layout, storage.read_json(layout.current_forecast())["products"]) == []
+    url = layout.forecast_file(RUN, 2)
+    local_path(url).write_bytes(infinite_copy(local_path(url).read_bytes()))
+    assert problems_of(layout) == {
+        "2": [f"{url}: not the file the partition's scoring task wrote (written again since)"]
+    }
+    assert changed_since_published(layout, storage.read_json(layout.current_forecast())["products"]) == [url]
 
 
 def test_a_forged_summary_vouching_for_a_replaced_forecast_is_refused(layout):

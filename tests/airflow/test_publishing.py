@@ -72,7 +72,8 @@ def plan_of(root: str, run_id: str, origin: int, products: list[int]) -> RunPlan
     layout = StorageLayout(root)
     partitions = {"partition_000": products}
     plan = run_plan(layout, run_id, partitions, origin=origin, model_version="m", model_manifest_sha256="m-sha256")
-    storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, {}).to_json())
+    series = {str(product): None for product in products}
+    storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series).to_json())
     summary = PartitionSummary(products=products, package_sha256="m-sha256")
     for product in products:
         url = layout.forecast_file(run_id, product)
@@ -98,7 +99,9 @@ def test_a_run_at_a_newer_origin_changes_only_its_products_in_the_current_foreca
     assert read_current(layout)["products"]["2"]["run_id"] == "partial-108"
     assert read_current(layout)["products"]["3"]["run_id"] == "backfill-107"
     assert changed_since_published(layout, read_current(layout)["products"]) == []
-    storage.write_bytes_atomic(layout.forecast_file("weekly-107", 1), b"weekly-107 1")  # same bytes, rewritten
+    storage.write_bytes_atomic(layout.forecast_file("weekly-107", 1), b"weekly-107 1")
+    assert changed_since_published(layout, read_current(layout)["products"]) == [], "rewritten, same content"
+    storage.write_bytes_atomic(layout.forecast_file("weekly-107", 1), b"weekly-107 9")  # same size
     assert changed_since_published(layout, read_current(layout)["products"]) == [layout.forecast_file("weekly-107", 1)]
 
 

@@ -194,11 +194,28 @@ def list_names(url: str) -> list[str]:
 
 def stored_identity(entry: dict) -> str:
     """What storage says of a file without reading it, and changes whenever the file is written
-    again, whatever its size: the blob's ETag on Azure Blob; size, modification time and inode on
-    local disk (a rename-into-place is a new inode, an overwrite a new mtime)."""
+    again, whatever its size: the blob's ETag on Azure Blob; on local disk size, modification time,
+    inode and the inode's change time, which no user-space write can put back (an in-place rewrite
+    with its mtime restored, `cp -p`, `rsync -t --inplace`, `os.utime`, all set it to now). A copy
+    of the storage (`cp -a`, a backup restored) gets new identities too: readers then fall back to
+    the sha256 recorded beside each identity (`matches_record`)."""
     if entry.get("etag"):
         return f"etag {entry['etag'].strip(chr(34))}"
-    return f"size {entry['size']} mtime {entry['mtime']!r} inode {entry['ino']}"
+    return f"size {entry['size']} mtime {entry['mtime']!r} ctime {entry['created']!r} inode {entry['ino']}"
+
+
+def matches_record(url: str, stored: str | None, recorded: RecordedFile) -> bool:
+    """Whether the file at `url`, of stored identity `stored` (None: not there), is the one
+    `recorded`: by identity when storage still gives the recorded one, else by reading it and
+    comparing sha256 (storage copied or restored keeps content, not identities)."""
+    if stored is None:
+        return False
+    if stored == recorded.identity:
+        return True
+    try:
+        return sha256_hex(read_bytes(url)) == recorded.sha256
+    except FileNotFoundError:
+        return False
 
 
 @names_url_when_unavailable
