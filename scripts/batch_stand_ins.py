@@ -36,7 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     azurite = Azurite(args.workdir / "azurite")
     azurite.start()
-    endpoint = BatchTestEndpoint("demobatch", args.workdir / "batch-nodes", {WORKER_IMAGE: [sys.executable, "-m", "retail_scoring.cli"]})
+    endpoint = BatchTestEndpoint(
+        "demobatch", args.workdir / "batch-nodes", {WORKER_IMAGE: [sys.executable, "-m", "retail_scoring.cli"]}
+    )
     endpoint.start()
     os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
     write_products(LAYOUT, prepare_reference_series(load_orange_juice()), args.products)
