@@ -34,6 +34,73 @@ class Mutation:
 
 
 MUTATIONS = [
+    # Trust, second pass (issue 33)
+    Mutation(
+        "run-plan-types-unchecked",
+        "worker_image/retail_scoring/run/contract.py",
+        "        check_types(cls, document, source, ContractError)\n"
+        "        values = {f.name: document[f.name] for f in fields(cls)}\n        weeks",
+        "        values = {f.name: document[f.name] for f in fields(cls)}\n        weeks",
+        (
+            "tests/worker/test_run_contract.py::test_the_worker_refuses_a_run_manifest_of_wrong_types_naming_the_field_and_value",
+        ),
+    ),
+    Mutation(
+        "summary-types-unchecked",
+        "worker_image/retail_scoring/run/contract.py",
+        "        check_types(cls, document, source, ContractError)\n"
+        "        values = {f.name: document[f.name] for f in fields(cls)}\n        recorded",
+        "        values = {f.name: document[f.name] for f in fields(cls)}\n        recorded",
+        (
+            "tests/worker/test_run_contract.py::test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash",
+        ),
+    ),
+    Mutation(
+        "calibration-shifts-unbounded",
+        "worker_image/retail_scoring/run/calibration.py",
+        "            if beyond:",
+        "            if False:",
+        ("tests/airflow/test_planning.py::test_a_re_signed_calibration_file_is_checked_like_a_manifest",),
+    ),
+    Mutation(
+        "calibration-origins-from-the-file",
+        "plugins/scoring_airflow/planning.py",
+        '    if calibration.origins != recorded["learned_from"]:',
+        "    if False:",
+        ("tests/airflow/test_planning.py::test_a_re_signed_calibration_file_is_checked_like_a_manifest",),
+    ),
+    Mutation(
+        "calibration-url-from-the-record",
+        "plugins/scoring_airflow/planning.py",
+        "    url = layout.calibration_file(backtest_id, learned_on)",
+        '    url = recorded["url"]',
+        (
+            "tests/airflow/test_planning.py::test_a_calibration_is_read_where_the_layout_puts_it_whatever_the_record_says",
+        ),
+    ),
+    Mutation(
+        "run-mixes-calibrations",
+        "plugins/scoring_airflow/partitions.py",
+        "    if summary.calibration_sha256 != calibration_sha256:",
+        "    if False:",
+        (
+            "tests/airflow/test_operators.py::test_partitions_calibrated_otherwise_than_the_run_pins_are_all_scored_again",
+        ),
+    ),
+    Mutation(
+        "local-identity-without-ctime",
+        "worker_image/retail_scoring/storage.py",
+        "mtime {entry['mtime']!r} ctime {entry['created']!r} inode",
+        "mtime {entry['mtime']!r} inode",
+        ("tests/airflow/test_operators.py::test_an_in_place_rewrite_with_its_times_put_back_is_never_skipped",),
+    ),
+    Mutation(
+        "restored-copy-by-identity-only",
+        "worker_image/retail_scoring/storage.py",
+        "        return sha256_hex(read_bytes(url)) == recorded.sha256",
+        "        return False",
+        ("tests/airflow/test_operators.py::test_storage_restored_from_a_copy_is_recognised_by_content",),
+    ),
     # Azure Batch limits (issue 32)
     Mutation(
         "summary-for-other-products-trusted",
