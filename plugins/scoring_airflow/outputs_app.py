@@ -1,7 +1,8 @@
 """A run's report and forecasts in the browser, served by Airflow's API server (a plugin FastAPI
 app under /forecast-outputs): the task extra links point here. Files are read from storage with the
-server's own credentials (the `wasb` connection), so no storage URL or SAS ever reaches a browser,
-and only users who may read the forecast DAG's runs get them."""
+server's own credentials (the `wasb` connection), so no storage URL or SAS ever reaches a browser;
+a run's pages go only to users who may read the forecast DAG's runs, a backtest's to those who may
+read the backtest DAG's."""
 
 import io
 import re
@@ -19,19 +20,28 @@ from markupsafe import Markup
 
 from retail_scoring import storage
 from retail_scoring.errors import UnsafeIdentifierError
-from retail_scoring.layout import StorageLayout, product_of_folder
+from retail_scoring.layout import StorageLayout, product_label, product_of_folder
+from retail_scoring.run.contract import ContractError, RunManifest
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.partitions import recorded_forecast
+from scoring_airflow.partitions import checked_partitions, recorded_forecast
 from scoring_airflow.settings import ForecastSettings
 
 FORECAST_DAG_ID = "weekly_sales_forecast"
+BACKTEST_DAG_ID = "backtest_model_package"
 MEDIA_TYPES = {"png": "image/png", "md": "text/markdown; charset=utf-8", "json": "application/json"}
 FORECAST_CSV = re.compile(r"(product_\d+)\.csv")
 
-app = FastAPI(
-    title="Forecast outputs",
-    dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=FORECAST_DAG_ID))],
-)
+app = FastAPI(title="Forecast outputs")
+RUN_READERS = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=FORECAST_DAG_ID))
+BACKTEST_READERS = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=BACKTEST_DAG_ID))
+
+
+@app.middleware("http")
+async def no_sniffing(request, call_next):
+    """Browsers take each file for the type it is served as, never guess one from its bytes."""
+    response = await call_next(request)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _layout() -> StorageLayout:
@@ -77,42 +87,45 @@ def _file(url_of, name: str) -> Response:
     return Response(_read(url_of), media_type=MEDIA_TYPES.get(name.rpartition(".")[2], "application/octet-stream"))
 
 
-@app.get("/runs/{run_id}/report/")
+@app.get("/runs/{run_id}/report/", dependencies=[RUN_READERS])
 def report(run_id: str) -> HTMLResponse:
     return _report_page(f"Forecast run {run_id}", lambda layout: layout.report_file(run_id, "report.md"))
 
 
-@app.get("/runs/{run_id}/report/{name}")
+@app.get("/runs/{run_id}/report/{name}", dependencies=[RUN_READERS])
 def report_file(run_id: str, name: str) -> Response:
     return _file(lambda layout: layout.report_file(run_id, name), name)
 
 
-@app.get("/backtests/{backtest_id}/report/")
+@app.get("/backtests/{backtest_id}/report/", dependencies=[BACKTEST_READERS])
 def backtest_report(backtest_id: str) -> HTMLResponse:
     return _report_page(f"Backtest {backtest_id}", lambda layout: layout.backtest_report_file(backtest_id, "report.md"))
 
 
-@app.get("/backtests/{backtest_id}/report/{name}")
+@app.get("/backtests/{backtest_id}/report/{name}", dependencies=[BACKTEST_READERS])
 def backtest_report_file(backtest_id: str, name: str) -> Response:
     return _file(lambda layout: layout.backtest_report_file(backtest_id, name), name)
 
 
-@app.get("/runs/{run_id}/forecasts/")
+@app.get("/runs/{run_id}/forecasts/", dependencies=[RUN_READERS])
 def forecasts(run_id: str) -> HTMLResponse:
-    """The run's forecast files, each a link to its CSV."""
+    """The run's forecasts its scoring tasks wrote (as their trusted summaries record them), each a
+    link to its CSV; nothing else in the folder."""
+    manifest = _read(lambda layout: layout.run_manifest(run_id))
+    layout = _layout()
     try:
-        folder = _layout().forecasts_dir(run_id)
-    except UnsafeIdentifierError as error:
-        raise HTTPException(400, str(error)) from error
-    names = [name.removesuffix(".parquet") for name in storage.list_names(folder) if name.endswith(".parquet")]
-    products = [name for name in names if product_of_folder(name) is not None]  # what a run writes, nothing else
+        checked = checked_partitions(layout, RunManifest.from_json(manifest, layout.run_manifest(run_id)))
+        recorded = sorted(int(p) for partition in checked if partition.summary for p in partition.summary.forecasts)
+    except ContractError as error:
+        raise HTTPException(422, "this run's documents are not of this release") from error
+    products = [product_label(product) for product in recorded]
     if not products:
         raise HTTPException(404, "no forecasts for this run")
     links = [(f"{product}.csv", f"{product}.csv") for product in products]
     return _page(f"Forecasts of {run_id}", f"Forecasts of run {run_id}", links=links)
 
 
-@app.get("/runs/{run_id}/forecasts/{name}")
+@app.get("/runs/{run_id}/forecasts/{name}", dependencies=[RUN_READERS])
 def forecast_csv(run_id: str, name: str) -> Response:
     """One product's forecast as CSV, for a spreadsheet."""
     match = FORECAST_CSV.fullmatch(name)

@@ -53,7 +53,8 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     page = api_client.get(report_link)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"<h1>Forecast run {run_id}</h1>" in page.text and "<table>" in page.text
-    assert api_client.get(f"{report_link}forecast_store1.png").content.startswith(b"\x89PNG")
+    figure = api_client.get(f"{report_link}forecast_store1.png")
+    assert figure.content.startswith(b"\x89PNG") and figure.headers["x-content-type-options"] == "nosniff"
     listing = api_client.get(forecasts_link).text
     assert "product_001.csv" in listing and "product_002.csv" in listing
     csv = api_client.get(f"{forecasts_link}product_002.csv")
@@ -66,6 +67,8 @@ def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(
     listing = api_client.get(forecasts_link)
     assert listing.status_code == 200 and "<img" not in listing.text and "onerror" not in listing.text
     assert "product_001.csv" in listing.text, "the run's own forecasts are still listed"
+    storage.write_bytes_atomic(layout.forecast_file(run_id, 5), storage.read_bytes(layout.forecast_file(run_id, 1)))
+    assert "product_005" not in api_client.get(forecasts_link).text, "a forecast no scoring task wrote"
     long_id = api_client.get(f"/forecast-outputs/runs/{'r' * 5000}/report/")
     assert long_id.status_code == 400 and "(5000 characters)" in long_id.text and len(long_id.text) < 400
 
@@ -97,3 +100,13 @@ def test_every_name_a_page_shows_is_escaped():
     page = _page(hostile, heading=hostile, links=[(f"{hostile}.csv", hostile)]).body.decode()
     assert "<img" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_backtest_pages_go_to_readers_of_the_backtest_dag_and_run_pages_to_the_forecast_dags():
+    from scoring_airflow.outputs_app import BACKTEST_READERS, RUN_READERS, app
+
+    routes = {route.path: route.dependencies for route in app.routes if hasattr(route, "dependencies")}
+    served = {path: deps for path, deps in routes.items() if path.startswith(("/runs/", "/backtests/"))}
+    assert len(served) == 6
+    for path, dependencies in served.items():
+        assert dependencies == [BACKTEST_READERS if path.startswith("/backtests/") else RUN_READERS], path
