@@ -137,7 +137,7 @@ def test_only_the_products_whose_rows_are_wrong_are_refused(layout, tmp_path):
     [
         (
             replace("  out\n}", "  rbind(out, transform(out[1, ], sku = 999))\n}"),
-            "score() returned 1 rows of series it was not given, first sku=999",
+            "score() returned 1 rows of series it was not given, first sku=999 store=",
         ),
         (replace("  out\n}", "  list(out)\n}"), "score() returned a list, not a data.frame"),
     ],

@@ -169,8 +169,20 @@ def _first_column_where(frame: pd.DataFrame, columns: list[str], test) -> str | 
 
 
 def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
-    first = frame.loc[mask].iloc[0]
-    return f"sku={first['sku']} store={first['store']} week={first['week']}"
+    return first_key(frame, mask, ROW_KEY)
+
+
+def first_key(frame: pd.DataFrame, mask: pd.Series, key: tuple[str, ...]) -> str:
+    """`sku=12 store=1 ...` of the first row where `mask` holds, each value read from its own
+    column: a row read across columns of mixed types (a merge's NaN) turns integers into floats."""
+    position = int(np.flatnonzero(np.asarray(mask))[0])
+    values = (frame[column].iat[position] for column in key)
+    return " ".join(f"{column}={_plain(value)}" for column, value in zip(key, values, strict=True))
+
+
+def _plain(value) -> object:
+    value = value.item() if isinstance(value, np.generic) else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def write_table(url: str, frame: pd.DataFrame, table: str | pa.Schema) -> storage.RecordedFile:

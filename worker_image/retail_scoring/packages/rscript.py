@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from retail_scoring.data.schema import SERIES_KEY
+from retail_scoring.data.tables import first_key
 from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import product_label
 from retail_scoring.packages.base import ChunkScores, ModelPackage, PackageManifest, ProductInput
@@ -195,10 +196,9 @@ class RScriptPackage(ModelPackage):
         owned = result.merge(owner, on=list(SERIES_KEY), how="left", validate="many_to_one")
         unknown = owned["product"].isna()
         if unknown.any():
-            first = owned[unknown].iloc[0]
             raise PackageCodeError(
                 f"model package {self.version}: score() returned {int(unknown.sum())} rows of series it was not "
-                f"given, first sku={first['sku']} store={first['store']}"
+                f"given, first {first_key(owned, unknown, SERIES_KEY)}"
             )
         for product in group:
             rows = owned["product"] == product.product
