@@ -59,11 +59,11 @@ def logical_date_for_origin(origin: int, week0_monday: date) -> date:
     return week0_monday + timedelta(weeks=origin + 1)
 
 
-def check_origin(origin: int, first_origin: int, last_origin: int) -> None:
+def check_origin(origin: int, first_origin: int, last_origin: int, horizon: int) -> None:
     if not first_origin <= origin <= last_origin:
         raise PlanError(
             f"forecast origin week {origin} is outside the data: origins {first_origin}..{last_origin} have "
-            "enough history for the lags and 13 planned weeks after them"
+            f"enough history for the lags and {horizon} planned weeks after them"
         )
 
 
@@ -142,7 +142,10 @@ def select_products(available: list[int], requested: ProductSelection | None) ->
         first, last = np.searchsorted(catalogue, [low, high + 1])
         chosen[first:last] = True
         if last - first < high - low + 1:
-            outside.append(f"{low}-{high} ({high - low + 1 - (last - first)} of its numbers)")
+            found = catalogue[first:last]
+            gaps = np.flatnonzero(found != np.arange(low, low + len(found)))
+            first_missing = low + (int(gaps[0]) if len(gaps) else len(found))
+            outside.append(f"{low}-{high} ({high - low + 1 - (last - first)} of its numbers, first {first_missing})")
     where = f"storage has {len(catalogue)} products, {catalogue[0]}..{catalogue[-1]}"
     if len(unknown) or outside:
         named = ", ".join(map(str, unknown[:NAMED])) + (
@@ -153,7 +156,10 @@ def select_products(available: list[int], requested: ProductSelection | None) ->
         )
         found = "; ".join(
             part
-            for part in (named and f"unknown products {named}", ranges and f"ranges beyond the catalogue: {ranges}")
+            for part in (
+                named and f"unknown products {named}",
+                ranges and f"ranges over numbers the catalogue lacks: {ranges}",
+            )
             if part
         )
         raise PlanError(f"{found}; {where}")
@@ -221,7 +227,14 @@ def origin_range(layout: StorageLayout, catalogue: pd.DataFrame, manifest: Packa
                 more = f" (and {len(products) - 1} more products' tables)" if len(products) > 1 else ""
                 raise PlanError(mismatch + more)
     first = int(readable["history_start"].max()) + manifest.input.history_weeks - 1
-    return first, int(readable["planned_through"].min()) - manifest.output.horizon
+    planned_through, horizon = int(readable["planned_through"].min()), manifest.output.horizon
+    if first > planned_through - horizon:
+        raise PlanError(
+            f"model package {manifest.version} forecasts {horizon} weeks after {manifest.input.history_weeks} weeks "
+            f"of history, but the products' tables hold history from week {first - manifest.input.history_weeks + 1} "
+            f"and planned weeks through {planned_through}: no origin has both"
+        )
+    return first, planned_through - horizon
 
 
 def check_sku_owners(catalogue: pd.DataFrame) -> None:
@@ -328,7 +341,7 @@ def plan_run(
     model_version = param(params, "model_version", settings.model_version)
     manifest, manifest_sha256 = package_manifest(layout, model_version)
     origin = run_origin(params, run_date, settings.week0_monday)
-    check_origin(origin, *origin_range(layout, catalogue, manifest))
+    check_origin(origin, *origin_range(layout, catalogue, manifest), manifest.output.horizon)
     check_sku_owners(catalogue)
     calibration = run_calibration(layout, params.get("calibration"), model_version, manifest, origin)
     run_id = run_id or storage_run_id(dag_id, airflow_run_id)

@@ -39,8 +39,24 @@ def test_origin_is_the_week_completed_before_the_logical_date():
 
 
 def test_origin_outside_the_data_is_refused_with_the_valid_range():
-    with pytest.raises(PlanError, match="origin week 108 is outside the data: origins 31..107"):
-        check_origin(108, 31, 107)
+    with pytest.raises(PlanError, match="origin week 108 is outside the data: origins 31..107 .* 26 planned weeks"):
+        check_origin(108, 31, 107, 26)
+
+
+def test_a_horizon_longer_than_the_data_is_refused_naming_it(layout):
+    from dataclasses import replace
+
+    from retail_scoring.packages.base import OutputContract
+    from scoring_airflow.planning import origin_range, package_manifest, read_products
+
+    manifest = package_manifest(layout, "tiny-test")[0]
+    assert origin_range(layout, read_products(layout), manifest)[1] == 107
+    long = replace(manifest, output=OutputContract(horizon=200))
+    with pytest.raises(
+        PlanError,
+        match=r"^model package tiny-test forecasts 200 weeks after 5 weeks of history, but .* no origin has both$",
+    ):
+        origin_range(layout, read_products(layout), long)
 
 
 def test_per_node_partitioning_makes_one_balanced_partition_per_task_slot():
@@ -73,6 +89,14 @@ def test_unknown_products_are_named():
         select_products([1, 2, 3], requested_products([1, 7, 9]))
 
 
+def test_a_range_over_a_gap_in_the_catalogue_names_the_missing_number():
+    with pytest.raises(PlanError) as refused:
+        select_products([1, 3, 4], requested_products("1-4"))
+    assert str(refused.value) == (
+        "ranges over numbers the catalogue lacks: 1-4 (1 of its numbers, first 2); storage has 3 products, 1..4"
+    )
+
+
 def test_a_huge_typed_range_is_refused_briefly_without_being_built():
     """A range costs what the catalogue costs, not what was typed: the plan never expands it."""
     catalogue = list(range(1, 100_001))
@@ -80,7 +104,8 @@ def test_a_huge_typed_range_is_refused_briefly_without_being_built():
     with pytest.raises(PlanError) as refused:  # expanded, this range alone would take over 36 GB
         select_products(catalogue, requested_products("1-1000000000"))
     assert str(refused.value) == (
-        "ranges beyond the catalogue: 1-1000000000 (999900000 of its numbers); storage has 100000 products, 1..100000"
+        "ranges over numbers the catalogue lacks: 1-1000000000 (999900000 of its numbers, first 100001); "
+        "storage has 100000 products, 1..100000"
     )
     with pytest.raises(PlanError) as refused:
         select_products([1, 2, 3], requested_products(list(range(4, 5004))))
