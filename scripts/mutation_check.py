@@ -95,6 +95,24 @@ MUTATIONS = [
         ("tests/airflow/test_operators.py::test_an_in_place_rewrite_with_its_times_put_back_is_never_skipped",),
     ),
     Mutation(
+        "sys-source-unguarded",
+        "worker_image/retail_scoring/packages/rscript.py",
+        "  guard$sys.source <- function(file, ...) {\n    check(file)\n",
+        "  guard$sys.source <- function(file, ...) {\n",
+        (
+            "tests/worker/test_r_script_packages.py::test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_it",
+        ),
+    ),
+    Mutation(
+        "package-quit-ends-the-worker",
+        "worker_image/retail_scoring/packages/rscript.py",
+        "  guard$quit <- guard$q <- function(...) {",
+        "  guard$unused <- function(...) {",
+        (
+            "tests/worker/test_r_script_packages.py::test_a_package_calling_quit_fails_saying_so_instead_of_ending_the_worker",
+        ),
+    ),
+    Mutation(
         "restored-copy-by-identity-only",
         "worker_image/retail_scoring/storage.py",
         "        return sha256_hex(read_bytes(url)) == recorded.sha256",

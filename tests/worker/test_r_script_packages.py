@@ -15,7 +15,7 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.data.catalogue import build_catalogue
 from retail_scoring.data.tables import read_forecast, read_product_table
-from retail_scoring.errors import ModelPackageError, ScoringError
+from retail_scoring.errors import EXIT_BAD_INPUT, ModelPackageError, ScoringError
 from retail_scoring.packages.base import seal_package, upload_package
 from retail_scoring.run.partition import score_partition
 from tests.conftest import local_path
@@ -150,9 +150,12 @@ def test_a_result_that_cannot_be_split_by_product_fails_the_chunk(layout, tmp_pa
     assert refusal in str(raised.value)
 
 
-def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_it(layout, tmp_path):
+@pytest.mark.parametrize(
+    "call", ['source(file.path(model_dir, "helpers.R"), local = TRUE)', 'sys.source(file.path(model_dir, "helpers.R"))']
+)
+def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_it(layout, tmp_path, call):
     (tmp_path / "helpers.R").write_text("weeks_back <- 13L\n")  # beside the package, never in it
-    source = '  source(file.path(model_dir, "helpers.R"), local = TRUE)\n  list(levels'
+    source = f"  {call}\n  list(levels"
     naive_package(layout, tmp_path, replace("  list(levels", source))
     with pytest.raises(ModelPackageError) as refused:
         score_partition(layout, [1], ORIGIN, VERSION, "unlisted")
@@ -160,6 +163,14 @@ def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_
         f"model package {VERSION}: the code sources 'helpers.R', which is not among the package's files "
         "(score.R): a package sources only the files its manifest lists"
     ) in str(refused.value)
+
+
+def test_a_package_calling_quit_fails_saying_so_instead_of_ending_the_worker(layout, tmp_path):
+    """In a worker process: R's quit(status = 0) there would end it as if it had succeeded."""
+    naive_package(layout, tmp_path, replace("  out\n}", "  quit(status = 0)\n}"))
+    result = score(layout, "1", run_id="quitting", origin=ORIGIN, model_version=VERSION)
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert f"model package {VERSION}: the code calls quit(), which would end the worker" in result.stderr
 
 
 def test_a_package_sources_its_own_listed_files(layout, tmp_path):

@@ -49,18 +49,31 @@ def _r_function(code: str):
     return rsession.r_eval(code)
 
 
-# The environment package code runs in: R's own, except that `source()` reads only the package's
-# listed files (only those are in its folder), and says so by name for any other.
+# The environment package code runs in: R's own, except that `source()` and `sys.source()` read only
+# the package's listed files (only those are in its folder), saying so by name for any other, and
+# `quit()`/`q()` fail saying what they are instead of ending the worker as if it had succeeded.
+# It stops mistakes, not hostile code: `base::quit()` reaches R itself (docs/reliability-and-security.md).
 _SOURCE_GUARD = """
 function(allowed, where) {
   guard <- new.env(parent = globalenv())
-  guard$source <- function(file, local = FALSE, ...) {
-    if (isTRUE(local)) local <- parent.frame()
+  check <- function(file) {
     if (!(basename(file) %in% allowed) || !file.exists(file))
       stop(sprintf(paste0("%s: the code sources '%s', which is not among the package's files (%s): a package ",
                           "sources only the files its manifest lists"),
                    where, basename(file), paste(allowed, collapse = ", ")), call. = FALSE)
+  }
+  guard$source <- function(file, local = FALSE, ...) {
+    if (isTRUE(local)) local <- parent.frame()
+    check(file)
     base::source(file, local = local, ...)
+  }
+  guard$sys.source <- function(file, ...) {
+    check(file)
+    base::sys.source(file, ...)
+  }
+  guard$quit <- guard$q <- function(...) {
+    stop(sprintf("%s: the code calls quit(), which would end the worker: a package returns its forecast", where),
+         call. = FALSE)
   }
   guard
 }
