@@ -239,7 +239,7 @@ MUTATIONS = [
     Mutation(
         "skip-ignores-replaced-files",
         "plugins/scoring_airflow/partitions.py",
-        "        elif written is None or stored != written.identity:",
+        "        elif written is None or not storage.matches_record(url, stored, written):",
         "        elif written is None:",
         ("tests/airflow/test_operators.py",),
     ),
@@ -531,7 +531,7 @@ MUTATIONS = [
     Mutation(
         "summary-pins-ignored",
         "plugins/scoring_airflow/partitions.py",
-        "        if partition in summaries_now and summaries_now[partition] != pins.get(partition):",
+        "        if distrust:",
         "        if False:",
         ("tests/airflow/test_operators.py",),
     ),
@@ -545,7 +545,7 @@ MUTATIONS = [
     Mutation(
         "publish-without-recheck",
         "plugins/scoring_airflow/publishing.py",
-        '    if found:\n        raise ValidationFailed("changed since validation',
+        '    if found := problem_list(problems):\n        raise ValidationFailed("changed since validation',
         '    if False:\n        raise ValidationFailed("changed since validation',
         ("tests/airflow/test_operators.py",),
     ),
