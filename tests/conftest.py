@@ -78,6 +78,7 @@ def run_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) ->
         "max_forecast_ratio": 100.0,
         "engine": "auto",
         "engine_threads": None,
+        "worker_memory_mb": 1200,
         "product_count": sum(len(products) for products in partitions.values()),
         "partition_count": len(partitions),
         "training_weeks": (0, 93),

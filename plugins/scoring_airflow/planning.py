@@ -390,6 +390,7 @@ def plan_run(
         max_forecast_ratio=settings.max_forecast_ratio,
         engine=engine,
         engine_threads=compute.engine_threads(pool_size, settings),
+        worker_memory_mb=settings.worker_memory_mb,
         product_count=len(products),
         partition_count=len(partitions),
         training_weeks=manifest.training_weeks,

@@ -18,7 +18,7 @@ STAND_IN_WORKER = [
     sys.executable,
     "-c",
     """
-import os, pathlib, signal, sys, time
+import os, pathlib, signal, subprocess, sys, time
 mode, marker = sys.argv[1], pathlib.Path(sys.argv[2])
 print("started", mode, flush=True)
 if mode == "ok":
@@ -34,6 +34,10 @@ if mode == "killed-once" and not marker.exists():
     os.kill(os.getpid(), signal.SIGKILL)
 if mode == "sleep":
     marker.write_text(str(os.getpid()))
+    time.sleep(60)
+if mode == "detach":  # what a package's R code might start: a process in a session of its own
+    detached = subprocess.Popen(["setsid", "sleep", "60"])
+    marker.write_text(str(detached.pid))
     time.sleep(60)
 """,
 ]
@@ -92,6 +96,20 @@ def test_a_task_over_its_timeout_is_killed_and_reported(backend, tmp_path):
     status = wait_until_final(backend, "job-1")["p0"]
     assert status.state == "failed" and "timed out after 1 s" in status.detail
     assert not process_alive(int((tmp_path / "p0.marker").read_text()))
+
+
+def test_a_process_a_killed_task_detached_from_its_group_is_ended_by_the_pool(backend, tmp_path):
+    """The timeout's SIGKILL reaches the worker's process group; `setsid` left it, so the pool ends it."""
+    backend.submit_job("pool-a", "job-1", [task(tmp_path, "p0", "detach")], max_retries=0, timeout_s=1)
+    assert wait_until_final(backend, "job-1")["p0"].state == "failed"
+    detached = int((tmp_path / "p0.marker").read_text())
+    deadline = time.monotonic() + 5
+    while process_alive(detached) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not process_alive(detached), "the detached process outlived its task"
+    finally:
+        kill_group(detached)
 
 
 def test_job_ids_are_never_reused(backend, tmp_path):

@@ -136,12 +136,18 @@ def test_only_the_products_whose_rows_are_wrong_are_refused(layout, tmp_path):
     ("edit", "refusal"),
     [
         (
-            replace("  out\n}", "  rbind(out, transform(out[1, ], sku = 999))\n}"),
+            replace("  out\n}", "  out$sku[1] <- 999\n  out\n}"),
             "score() returned 1 rows of series it was not given, first sku=999 store=",
         ),
         (replace("  out\n}", "  list(out)\n}"), "score() returned a list, not a data.frame"),
+        (
+            replace("  out\n}", "  out[rep(seq_len(nrow(out)), 1000), ]\n}"),
+            "score() returned 1716000 rows x 8 columns for 132 series x 13 weeks, at most 1716 rows x 8 columns; "
+            "refused before reading it",
+        ),
+        (replace("  out\n}", "  cbind(out, extra = 1)\n}"), "returned 1716 rows x 9 columns for 132 series"),
     ],
-    ids=["unknown-series", "not-a-data-frame"],
+    ids=["unknown-series", "not-a-data-frame", "too-many-rows", "too-many-columns"],
 )
 def test_a_result_that_cannot_be_split_by_product_fails_the_chunk(layout, tmp_path, edit, refusal):
     naive_package(layout, tmp_path, edit)

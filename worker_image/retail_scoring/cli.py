@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from retail_scoring import storage
+from retail_scoring import containment, storage
 from retail_scoring.errors import (
     EXIT_BAD_INPUT,
     EXIT_STORAGE_UNAVAILABLE,
@@ -206,20 +206,23 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         from retail_scoring.run.calibration import read_calibration
 
         calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
-    score_partition(
-        layout,
-        products,
-        plan.origin,
-        plan.model_version,
-        args.run_id,
-        plan.model_manifest_sha256,
-        report_progress,
-        RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
-        layout.partition_summary(args.run_id, args.partition),
-        plan.engine,
-        calibration,
-        plan.calibration_sha256,
-    )
+    with containment.MemoryWatch(
+        plan.worker_memory_mb, f"run {args.run_id}, {args.partition}, model package {plan.model_version}"
+    ):
+        score_partition(
+            layout,
+            products,
+            plan.origin,
+            plan.model_version,
+            args.run_id,
+            plan.model_manifest_sha256,
+            report_progress,
+            RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
+            layout.partition_summary(args.run_id, args.partition),
+            plan.engine,
+            calibration,
+            plan.calibration_sha256,
+        )
 
 
 def read_run_manifest(layout: StorageLayout, run_id: str) -> RunManifest:
@@ -242,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_terminate)
+    containment.contain_processes()
     try:
         run(args)
     except StorageUnavailableError as error:
@@ -255,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if left := containment.end_descendants():
+            log.warning("ended %d processes the worker's R code left running: %s", len(left), ", ".join(left))
     return 0
 
 

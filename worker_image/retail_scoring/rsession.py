@@ -1,6 +1,10 @@
-"""The embedded R session: conversions between pandas/numpy and R, in one place."""
+"""The embedded R session: conversions between pandas/numpy and R, in one place, and what
+happens when R code asks R to quit."""
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -14,8 +18,12 @@ os.environ.setdefault("R_VSIZE", "512M")
 os.environ.setdefault("R_NSIZE", "4M")
 
 import rpy2.robjects as ro  # noqa: E402
+from rpy2.rinterface_lib import callbacks  # noqa: E402
 from rpy2.robjects import pandas2ri  # noqa: E402
 from rpy2.robjects.conversion import localconverter  # noqa: E402
+
+from retail_scoring.containment import end_descendants  # noqa: E402
+from retail_scoring.errors import EXIT_BAD_INPUT  # noqa: E402
 
 # Starting R, rpy2 puts R's library folders first on this process's LD_LIBRARY_PATH. R is loaded by
 # now and needs it no more, but a Python started from here (a training worker, a worker CLI) would
@@ -24,6 +32,35 @@ if _STARTING_LD_LIBRARY_PATH is None:
     os.environ.pop("LD_LIBRARY_PATH", None)
 else:
     os.environ["LD_LIBRARY_PATH"] = _STARTING_LD_LIBRARY_PATH
+
+
+_running = ["the worker's own R code"]  # what R is running now, for the message below
+
+
+@contextmanager
+def running(what: str) -> Iterator[None]:
+    """R runs `what` (a package's function) until the block ends."""
+    _running.append(what)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+def _refuse_quit(save: str, status: int, run_last: int) -> None:
+    """R's cleanup hook: R code called quit() past the package guard (`base::quit`). After this
+    hook R exits with status 0 whatever the code asked, which would end the task as a success."""
+    end_descendants()
+    print(
+        f"error: {_running[-1]}: called quit(status = {status}), which ends R and the worker with it: a package "
+        "returns its forecast; the task stopped",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(EXIT_BAD_INPUT)
+
+
+callbacks.cleanup = _refuse_quit
 
 
 def r_eval(code: str) -> ro.RObject:

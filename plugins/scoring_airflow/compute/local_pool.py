@@ -6,6 +6,11 @@ Started by LocalBackend.create_pool as
 
 The pool lives on its owner's lease: with nothing running and no create, submit or poll for
 LEASE_S seconds (the orchestrator was killed, say), it stops and removes its folder itself.
+
+The pool process is the child subreaper of its workers (retail_scoring.containment): a worker ends
+what its package's code started as it exits, but a worker killed by SIGKILL (a timeout, a deleted
+job) cleans up nothing, and what detached from its process group would outlive it; such processes
+are reparented to the pool, which ends them.
 """
 
 import json
@@ -18,7 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from retail_scoring import storage
+from retail_scoring.containment import contain_processes
 from retail_scoring.errors import EXIT_BAD_INPUT, StorageUnavailableError
 from scoring_airflow.compute.local import kill_group, write_json_atomic
 
@@ -120,7 +128,21 @@ def lease_expired(pool: Path, lease_s: float) -> bool:
     return not lease.exists() or time.time() - lease.stat().st_mtime > lease_s
 
 
+def end_strays(running: list[Attempt]) -> None:
+    """End the pool's children that are no running attempt: processes a killed worker left."""
+    attempts = {attempt.process.pid for attempt in running}
+    strays = [child for child in psutil.Process().children() if child.pid not in attempts]
+    for stray in strays:
+        try:
+            log.info("ending %s (pid %d), left running by a killed worker", stray.name(), stray.pid)
+            stray.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(strays, timeout=1)
+
+
 def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> None:
+    contain_processes()
     running: list[Attempt] = []
     stopped = threading.Event()
     threading.Thread(target=beat, args=(pool, stopped), daemon=True).start()
@@ -154,6 +176,7 @@ def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> N
             if retry is not None:
                 still_running.append(retry)
         running = still_running
+        end_strays(running)
         for job in jobs:
             if len(running) >= size or not (job / "job.json").exists() or not job.exists():
                 continue
@@ -166,6 +189,8 @@ def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> N
     stopped.set()
     for attempt in running:
         kill_group(attempt.process.pid)
+        attempt.process.wait()
+    end_strays([])
     log.info("pool stopped")
 
 

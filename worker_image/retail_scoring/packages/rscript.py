@@ -88,9 +88,10 @@ def source_functions(script: Path, names: tuple[str, ...], where: str, files: li
 
     guard = _r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
     try:
-        environment = _r_function(
-            "function(path, guard) { e <- new.env(parent = guard); sys.source(path, envir = e); e }"
-        )(str(script), guard)
+        with rsession.running(f"{where}: {script.name}"):
+            environment = _r_function(
+                "function(path, guard) { e <- new.env(parent = guard); sys.source(path, envir = e); e }"
+            )(str(script), guard)
     except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
         raise PackageCodeError(f"{where}: {script.name} cannot be sourced: {error}") from error
     lookup = _r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
@@ -104,7 +105,10 @@ def source_functions(script: Path, names: tuple[str, ...], where: str, files: li
 def call_package_function(function, *args, what: str):
     """`function(*args)` in R; on an R error, PackageCodeError saying `what` failed, with R's message
     and the R calls that led to it."""
-    result = _r_function(_CALL_WITH_TRACE)(function, *args)
+    from retail_scoring import rsession
+
+    with rsession.running(what):
+        result = _r_function(_CALL_WITH_TRACE)(function, *args)
     if "error" not in list(result.names):
         return result.rx2("value")
     trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
@@ -177,6 +181,24 @@ class RScriptPackage(ModelPackage):
                     scores.failures[product.product] = f"{product_label(product.product)}: {error}"
         return scores
 
+    def _check_size(self, value, group: list[ProductInput]) -> None:
+        """What score() returned is a data.frame of at most the rows and columns the group's
+        forecast has, checked in R before any of it is converted: a result of a billion rows is
+        refused, not copied into the worker."""
+        if not _r_function("is.data.frame")(value)[0]:
+            kind = str(_r_function("function(x) class(x)[1]")(value)[0])
+            raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
+        rows, columns = (int(n) for n in _r_function("dim")(value))
+        output = self.manifest.output
+        series = sum(len(p.plans[list(SERIES_KEY)].drop_duplicates()) for p in group)
+        most_rows, most_columns = series * output.horizon, len(SERIES_KEY) + 1 + len(output.columns)  # + week
+        if rows > most_rows or columns > most_columns:
+            raise PackageCodeError(
+                f"model package {self.version}: score() returned {rows} rows x {columns} columns for {series} series "
+                f"x {output.horizon} weeks, at most {most_rows} rows x {most_columns} columns; refused before "
+                "reading it"
+            )
+
     def _score_group(self, group: list[ProductInput], origin: int, timings, scores: ChunkScores) -> None:
         """One `score` call for the group's products stacked; its rows are split back by series."""
         from retail_scoring import rsession
@@ -194,9 +216,7 @@ class RScriptPackage(ModelPackage):
         timings.predict_s += time.perf_counter() - started
         timings.predict_calls += 1
         started = time.perf_counter()
-        if not _r_function("is.data.frame")(value)[0]:
-            kind = str(_r_function("function(x) class(x)[1]")(value)[0])
-            raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
+        self._check_size(value, group)
         result = rsession.r_to_pandas(value).reset_index(drop=True)
         timings.conversion_s += time.perf_counter() - started
         if not set(SERIES_KEY) <= set(result.columns):

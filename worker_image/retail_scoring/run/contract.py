@@ -26,7 +26,7 @@ from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
 from retail_scoring.typed_json import check_types
 
-CONTRACT_VERSION = 3
+CONTRACT_VERSION = 4
 VERSION_FIELD = "contract_version"
 
 
@@ -85,6 +85,7 @@ class RunPlan:
     max_forecast_ratio: float
     engine: Engine
     engine_threads: int | None
+    worker_memory_mb: int  # each worker's limit (FORECAST_WORKER_MEMORY_MB), enforced by the worker
     product_count: int
     partition_count: int
     training_weeks: tuple[int, int] | None  # the package's training window (run.accuracy.forecast_sample)
