@@ -107,7 +107,8 @@ def measure(tree: Path, data: Path, models: Path, mode: list[str]) -> dict:
         env = prepare(tree, scratch, data, models)
         result = subprocess.run([sys.executable, __file__, *mode], env=env, capture_output=True, text=True)
         if result.returncode:
-            sys.exit(f"{tree}: the measured run failed (exit {result.returncode}):\n{result.stdout[-6000:]}{result.stderr[-3000:]}")
+            output = result.stdout[-6000:] + result.stderr[-3000:]
+            sys.exit(f"{tree}: the measured run failed (exit {result.returncode}):\n{output}")
         return json.loads(result.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

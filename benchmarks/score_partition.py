@@ -11,7 +11,6 @@ times in one run, and prints them side by side (min / median) with the ratio to 
 """
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from retail_scoring.data.dataset import load_orange_juice, prepare_reference_ser
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
 from retail_scoring.run.contract import PartitionSummary
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
 
@@ -36,7 +35,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="threads of the compiled engine")
     args = parser.parse_args()
-    os.environ["FORECAST_ENGINE_THREADS"] = str(args.threads)
     products = list(range(1, args.products + 1))
     runs: dict[str, list[tuple[float, PartitionSummary]]] = {engine: [] for engine in args.engine}
     with tempfile.TemporaryDirectory() as scratch:
@@ -47,7 +45,11 @@ def main() -> None:
             for engine in args.engine:
                 run_id = f"bench-{engine}-{repeat}"
                 started = time.perf_counter()
-                summary = score_partition(layout, products, 107, args.model_version, run_id, engine=engine)
+                summary = score_partition(
+                    ScoringJob(
+                        layout, products, 107, args.model_version, run_id, engine=engine, engine_threads=args.threads
+                    )
+                )
                 runs[engine].append((time.perf_counter() - started, summary))
         identical = all(
             storage.read_bytes(layout.forecast_file(f"bench-{engine}-0", p))

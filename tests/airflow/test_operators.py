@@ -18,7 +18,7 @@ from retail_scoring import storage
 from retail_scoring.data.tables import read_forecast, write_table
 from retail_scoring.errors import ScoringError
 from retail_scoring.run.contract import CONTRACT_VERSION, RunPlan
-from retail_scoring.run.partition import RunChecks, score_partition
+from retail_scoring.run.partition import RunChecks, ScoringJob, score_partition
 from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.publishing import changed_since_published, publish_run
 from scoring_airflow.validation import ValidationFailed, validate_run
@@ -35,7 +35,9 @@ def score(
     score task does when its job ends (pin the summary); returns the run's plan."""
     summary_url = layout.partition_summary(RUN, PARTITION)
     try:
-        score_partition(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url, **scoring)
+        score_partition(
+            ScoringJob(layout, products, 107, TINY_MODELS, RUN, checks=checks, summary_url=summary_url, **scoring)
+        )
     finally:
         if pin:
             pin_summaries(layout, RUN, [PARTITION])

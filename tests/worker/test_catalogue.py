@@ -12,7 +12,7 @@ from retail_scoring.cli import main
 from retail_scoring.data.catalogue import build_catalogue, read_catalogue
 from retail_scoring.data.dataset import ingest_next_week, record_sales_through
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 from tests.conftest import TEST_STORES, TINY_MODELS, local_path
 
 
@@ -51,7 +51,7 @@ def test_a_product_whose_files_were_replaced_by_another_products_is_refused_as_s
     for table in ("history", "futurex"):
         shutil.copy(local_path(layout.product_file(1, table)), local_path(layout.product_file(2, table)))
     with pytest.raises(ScoringError, match="1 of 2 products failed") as refused:
-        score_partition(layout, [2, 3], 107, TINY_MODELS, "copied")
+        score_partition(ScoringJob(layout, [2, 3], 107, TINY_MODELS, "copied"))
     assert f"{layout.product_file(2, 'history')}: sku 1 is not one of product_002's SKUs" in str(refused.value)
     assert stale_message(layout) in str(refused.value)
     assert len(storage.list_names(layout.forecasts_dir("copied"))) == 1, "product 3 is scored"
@@ -62,15 +62,15 @@ def test_a_product_relabelled_or_rewritten_since_the_catalogue_is_refused_as_sta
     frame = pd.read_parquet(history)
     frame.to_parquet(history, index=False)  # the same rows, written again: another file
     with pytest.raises(ScoringError, match=r"product_002/history.parquet: changed since the product catalogue"):
-        score_partition(layout, [2], 107, TINY_MODELS, "rewritten")
+        score_partition(ScoringJob(layout, [2], 107, TINY_MODELS, "rewritten"))
     build_catalogue(layout)
-    score_partition(layout, [2], 107, TINY_MODELS, "rewritten")
+    score_partition(ScoringJob(layout, [2], 107, TINY_MODELS, "rewritten"))
     futurex = local_path(layout.product_file(3, "futurex"))
     relabelled = pd.read_parquet(futurex)
     relabelled["sku"] = relabelled["sku"] - 22  # product_001's SKUs
     relabelled.to_parquet(futurex, index=False)
     with pytest.raises(ScoringError, match=r"product_003/futurex.parquet: sku 1 is not one of product_003's SKUs"):
-        score_partition(layout, [3], 107, TINY_MODELS, "relabelled")
+        score_partition(ScoringJob(layout, [3], 107, TINY_MODELS, "relabelled"))
 
 
 def test_a_catalogue_older_than_the_landed_sales_is_refused_naming_the_command(layout):

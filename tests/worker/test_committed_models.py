@@ -10,7 +10,7 @@ from retail_scoring.data.dataset import write_products
 from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import load_package, parse_manifest, upload_package
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
 
@@ -77,8 +77,8 @@ def test_the_committed_gbm_packages_compiled_engine_scores_the_reference_run_bit
     write_products(layout, reference_series, 90)
     version = upload_package(MODELS / "gbm-1250x6-v1", layout)
     products = list(range(1, 91))
-    score_partition(layout, products, 107, version, "engine-r", engine="r")
-    score_partition(layout, products, 107, version, "engine-compiled", engine="compiled")
+    score_partition(ScoringJob(layout, products, 107, version, "engine-r", engine="r"))
+    score_partition(ScoringJob(layout, products, 107, version, "engine-compiled", engine="compiled"))
     differing = [
         product
         for product in products

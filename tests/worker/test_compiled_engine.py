@@ -24,7 +24,7 @@ from retail_scoring.packages.gbm.compiled import (
     parity_rows,
 )
 from retail_scoring.packages.gbm.kind import load_r_models, manifest_entries
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 from tests.conftest import TINY_MODELS, write_plan
 
 MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
@@ -56,12 +56,12 @@ def test_packaging_compiles_every_model_and_seals_the_libraries(compiled_tiny):
 def test_the_compiled_engine_writes_the_same_forecast_bytes_as_r(layout, compiled_tiny):
     upload_package(compiled_tiny, layout, replace=True)
     for run_id, engine in (("with-r", "r"), ("compiled", "compiled")):
-        score_partition(layout, [1, 2, 3], 107, TINY_MODELS, run_id, engine=engine)
+        score_partition(ScoringJob(layout, [1, 2, 3], 107, TINY_MODELS, run_id, engine=engine))
     for product in (1, 2, 3):
         r_bytes = storage.read_bytes(layout.forecast_file("with-r", product))
         assert storage.read_bytes(layout.forecast_file("compiled", product)) == r_bytes
-    score_partition(layout, [1], 60, TINY_MODELS, "old-r", engine="r")  # an older origin: other rows
-    score_partition(layout, [1], 60, TINY_MODELS, "old-compiled", engine="compiled")
+    score_partition(ScoringJob(layout, [1], 60, TINY_MODELS, "old-r", engine="r"))  # an older origin: other rows
+    score_partition(ScoringJob(layout, [1], 60, TINY_MODELS, "old-compiled", engine="compiled"))
     old_r = storage.read_bytes(layout.forecast_file("old-r", 1))
     assert storage.read_bytes(layout.forecast_file("old-compiled", 1)) == old_r
 
@@ -204,8 +204,9 @@ def test_a_partition_scored_by_the_compiled_engine_starts_no_r(layout, compiled_
     upload_package(compiled_tiny, layout, replace=True)
     score = (
         "import sys; from retail_scoring.layout import StorageLayout; "
-        "from retail_scoring.run.partition import score_partition; "
-        f"score_partition(StorageLayout({layout.root!r}), [1, 2], 107, {TINY_MODELS!r}, 'lean', engine='{{}}'); "
+        "from retail_scoring.run.partition import ScoringJob, score_partition; "
+        f"score_partition(ScoringJob(StorageLayout({layout.root!r}), [1, 2], 107, {TINY_MODELS!r}, 'lean', "
+        "engine='{}')); "
         "print(sorted(m for m in sys.modules if m.startswith('rpy2')))"
     )
     compiled = subprocess.run([sys.executable, "-c", score.format("compiled")], capture_output=True, text=True)

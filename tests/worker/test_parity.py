@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.data.tables import read_forecast, read_product_table
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 from tests.conftest import TINY_MODELS, local_path
 
 REFERENCE_SCRIPT = Path(__file__).parents[1] / "r" / "reference_forecast.R"
@@ -36,7 +36,7 @@ def reference_forecast(layout, product: int, origin: int, tmp_path: Path) -> pd.
 
 
 def assert_same_quantiles(layout, product: int, origin: int, tmp_path: Path) -> None:
-    score_partition(layout, [product], origin, TINY_MODELS, run_id="parity")
+    score_partition(ScoringJob(layout, [product], origin, TINY_MODELS, run_id="parity"))
     ours = read_forecast(layout.forecast_file("parity", product))
     theirs = reference_forecast(layout, product, origin, tmp_path)
     assert len(ours) == len(theirs) == 66 * 13

@@ -17,7 +17,7 @@ from retail_scoring.data.catalogue import build_catalogue
 from retail_scoring.data.tables import read_forecast, read_product_table
 from retail_scoring.errors import EXIT_BAD_INPUT, ModelPackageError, ScoringError
 from retail_scoring.packages.base import seal_package, upload_package
-from retail_scoring.run.partition import score_partition
+from retail_scoring.run.partition import ScoringJob, score_partition
 from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 
@@ -58,7 +58,7 @@ def expected_naive_quantiles(layout, product: int) -> pd.DataFrame:
 
 def test_an_r_script_package_scores_stacked_products_with_one_call_per_chunk(layout, tmp_path):
     version = naive_package(layout, tmp_path)
-    timings = score_partition(layout, [1, 2, 3], ORIGIN, version, "naive")
+    timings = score_partition(ScoringJob(layout, [1, 2, 3], ORIGIN, version, "naive"))
     assert timings.predict_calls == 1, "one score() call for the chunk's three products"
     for product in (1, 2, 3):
         forecast = read_forecast(layout.forecast_file("naive", product))
@@ -71,9 +71,9 @@ def test_an_r_script_package_scores_stacked_products_with_one_call_per_chunk(lay
 
 def test_per_product_packages_get_one_call_per_product_and_the_same_forecasts(layout, tmp_path):
     naive_package(layout, tmp_path)
-    score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "stacked")
+    score_partition(ScoringJob(layout, [1, 2, 3], ORIGIN, VERSION, "stacked"))
     naive_package(layout, tmp_path / "p", manifest_change=lambda m: m.update(per_product=True))
-    assert score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "per-product").predict_calls == 3
+    assert score_partition(ScoringJob(layout, [1, 2, 3], ORIGIN, VERSION, "per-product")).predict_calls == 3
     for product in (1, 2, 3):
         stacked = storage.read_bytes(layout.forecast_file("stacked", product))
         assert storage.read_bytes(layout.forecast_file("per-product", product)) == stacked
@@ -95,7 +95,7 @@ def test_an_r_error_in_score_exits_2_naming_package_function_message_and_calls(l
 def test_an_r_error_in_load_models_is_named(layout, tmp_path):
     naive_package(layout, tmp_path, replace("  list(levels", '  stop("coefficients.csv is missing")\n  list(levels'))
     with pytest.raises(ModelPackageError, match=r"score.R: load_models\(\) failed: coefficients.csv is missing"):
-        score_partition(layout, [1], ORIGIN, VERSION, "load")
+        score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "load"))
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_an_r_error_in_load_models_is_named(layout, tmp_path):
 def test_a_result_breaking_the_output_contract_is_refused_for_every_product(layout, tmp_path, edit, refusal):
     naive_package(layout, tmp_path, edit)
     with pytest.raises(ScoringError, match=r"3 of 3 products failed: product_001: model package") as raised:
-        score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "contract")
+        score_partition(ScoringJob(layout, [1, 2, 3], ORIGIN, VERSION, "contract"))
     assert refusal in str(raised.value) or pytest.fail(f"{refusal!r} not in {raised.value}")
     assert not any(storage.exists(layout.forecast_file("contract", p)) for p in (1, 2, 3))
 
@@ -127,7 +127,7 @@ def test_only_the_products_whose_rows_are_wrong_are_refused(layout, tmp_path):
         layout, tmp_path, replace("  out\n}", f"  out[out$sku != {first_sku_of_product_2} | out$week != 115, ]\n}}")
     )
     with pytest.raises(ScoringError, match=r"1 of 3 products failed: product_002: .* 852 rows, expected 66 series"):
-        score_partition(layout, [1, 2, 3], ORIGIN, VERSION, "partial")
+        score_partition(ScoringJob(layout, [1, 2, 3], ORIGIN, VERSION, "partial"))
     assert storage.exists(layout.forecast_file("partial", 1)) and storage.exists(layout.forecast_file("partial", 3))
     assert not storage.exists(layout.forecast_file("partial", 2))
 
@@ -152,7 +152,7 @@ def test_only_the_products_whose_rows_are_wrong_are_refused(layout, tmp_path):
 def test_a_result_that_cannot_be_split_by_product_fails_the_chunk(layout, tmp_path, edit, refusal):
     naive_package(layout, tmp_path, edit)
     with pytest.raises(ScoringError, match="2 of 2 products failed") as raised:
-        score_partition(layout, [1, 2], ORIGIN, VERSION, "unsplit")
+        score_partition(ScoringJob(layout, [1, 2], ORIGIN, VERSION, "unsplit"))
     assert refusal in str(raised.value)
 
 
@@ -164,7 +164,7 @@ def test_a_package_sourcing_a_file_its_manifest_does_not_list_is_refused_naming_
     source = f"  {call}\n  list(levels"
     naive_package(layout, tmp_path, replace("  list(levels", source))
     with pytest.raises(ModelPackageError) as refused:
-        score_partition(layout, [1], ORIGIN, VERSION, "unlisted")
+        score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "unlisted"))
     assert (
         f"model package {VERSION}: the code sources 'helpers.R', which is not among the package's files "
         "(score.R): a package sources only the files its manifest lists"
@@ -185,14 +185,14 @@ def test_a_package_sources_its_own_listed_files(layout, tmp_path):
 
     source = '  source(file.path(model_dir, "helpers.R"), local = TRUE)\n  list(levels'
     naive_package(layout, tmp_path, replace("  list(levels", source), manifest_change=with_helper)
-    score_partition(layout, [1], ORIGIN, VERSION, "listed")
+    score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "listed"))
     assert storage.read_bytes(layout.forecast_file("listed", 1))
 
 
 def test_a_script_without_a_required_function_is_refused(layout, tmp_path):
     naive_package(layout, tmp_path, replace("load_models <- function", "load_the_models <- function"))
     with pytest.raises(ModelPackageError, match=r"score.R does not define the function load_models\(\)"):
-        score_partition(layout, [1], ORIGIN, VERSION, "nofunction")
+        score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "nofunction"))
 
 
 def test_a_missing_r_dependency_is_named_by_the_worker(layout, tmp_path):
@@ -200,7 +200,7 @@ def test_a_missing_r_dependency_is_named_by_the_worker(layout, tmp_path):
     with pytest.raises(
         ModelPackageError, match=f"cannot run model package {VERSION}: R package 'forecastX' is not installed"
     ):
-        score_partition(layout, [1], ORIGIN, VERSION, "nodependency")
+        score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "nodependency"))
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_an_extra_column_of_the_retailers_tables_reaches_the_package_that_declar
         "  out\n}", "  stopifnot(is.numeric(future$promo_depth), max(future$promo_depth) == 0.25)\n  out\n}"
     )
     naive_package(layout, tmp_path, uses_it, needs(promo_depth="number"))
-    assert score_partition(layout, [1, 2], ORIGIN, VERSION, "promo").products_scored == [1, 2]
+    assert score_partition(ScoringJob(layout, [1, 2], ORIGIN, VERSION, "promo")).products_scored == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -268,7 +268,7 @@ def test_an_extra_column_of_the_retailers_tables_reaches_the_package_that_declar
 def test_tables_that_break_the_input_contract_are_refused_naming_file_and_column(layout, tmp_path, exogenous, refusal):
     naive_package(layout, tmp_path, manifest_change=needs(**exogenous))
     with pytest.raises(ScoringError, match="1 of 1 products failed: ") as raised:
-        score_partition(layout, [1], ORIGIN, VERSION, "contract-in")
+        score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "contract-in"))
     assert "product_001/history.parquet: " + refusal in str(raised.value)
 
 
@@ -284,13 +284,13 @@ def test_the_weeks_of_history_a_package_needs_are_checked_per_series(layout, tmp
         r"series sku=\d+ store=3 lacks the 13 weeks of sales up to origin week 107 that model package "
         r"naive-quantiles-test needs",
     ):
-        score_partition(layout, [1, 2], ORIGIN, VERSION, "weeks")
+        score_partition(ScoringJob(layout, [1, 2], ORIGIN, VERSION, "weeks"))
     assert storage.exists(layout.forecast_file("weeks", 1))
 
 
 def test_crossing_quantiles_from_a_package_are_sorted_so_they_never_cross(layout, tmp_path):
     naive_package(layout, tmp_path, replace('"q75", "q95")', '"q95", "q75")'))  # q75 and q95 swapped
-    score_partition(layout, [1], ORIGIN, VERSION, "crossing")
+    score_partition(ScoringJob(layout, [1], ORIGIN, VERSION, "crossing"))
     forecast = read_forecast(layout.forecast_file("crossing", 1))
     expected = expected_naive_quantiles(layout, 1).reindex(pd.MultiIndex.from_frame(forecast[["sku", "store"]]))
     assert np.allclose(forecast[["q75", "q95"]].to_numpy(), expected[["q75", "q95"]].to_numpy(), rtol=1e-12)

@@ -15,7 +15,7 @@ def score_with_chunks(layout, monkeypatch, products_per_chunk: int, run_id: str)
     monkeypatch.setattr(ModelPackage, "products_per_chunk", products_per_chunk)
     progress: list[tuple[int, int]] = []
     summary = scoring.score_partition(
-        layout, [1, 2, 3], 107, TINY_MODELS, run_id, on_progress=lambda *p: progress.append(p)
+        scoring.ScoringJob(layout, [1, 2, 3], 107, TINY_MODELS, run_id), on_progress=lambda *p: progress.append(p)
     )
     return progress, summary
 
@@ -39,7 +39,9 @@ def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):
     monkeypatch.setattr(ModelPackage, "products_per_chunk", 1)
     progress: list[tuple[int, int]] = []
     with pytest.raises(ScoringError, match=r"1 of 3 products failed: .*product_001/futurex.parquet: file not found"):
-        scoring.score_partition(layout, [1, 2, 3], 107, TINY_MODELS, "bad", on_progress=lambda *p: progress.append(p))
+        scoring.score_partition(
+            scoring.ScoringJob(layout, [1, 2, 3], 107, TINY_MODELS, "bad"), on_progress=lambda *p: progress.append(p)
+        )
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert not storage.exists(layout.forecast_file("bad", 1))
     assert all(storage.exists(layout.forecast_file("bad", product)) for product in (2, 3))

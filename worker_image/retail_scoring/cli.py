@@ -7,7 +7,6 @@ Exit codes: 0 done, 2 bad input or model package (message names the culprit), 3 
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -177,14 +176,16 @@ def run(args: argparse.Namespace) -> None:
 def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     """Score a partition of a planned run as its manifest says (and write its summary), or the
     products given on the command line."""
-    from retail_scoring.run.partition import RunChecks, score_partition
+    from retail_scoring.run.partition import ScoringJob, score_partition
 
     if args.partition is None:
         missing = [f"--{name}" for name in ("products", "origin", "model_version") if getattr(args, name) is None]
         if missing:
             raise UsageError(f"score without --partition needs {', '.join(m.replace('_', '-') for m in missing)}")
         engine = args.engine or "auto"
-        score_partition(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine)
+        score_partition(
+            ScoringJob(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine)
+        )
         return
     manifest = read_run_manifest(layout, args.run_id)
     plan = manifest.plan
@@ -193,36 +194,17 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     products = manifest.partitions[args.partition]
     calibrated = plan.calibration_url is not None
     storage.allow_writes_only(layout.scoring_task_writes(args.run_id, args.partition, products, calibrated))
-    if plan.engine_threads:  # the node's cores shared among the tasks the plan runs on it at once
-        os.environ["FORECAST_ENGINE_THREADS"] = str(plan.engine_threads)
 
     def report_progress(done: int, total: int) -> None:
         """The run's progress file for this partition, which the scoring job's waiter reads."""
         url = layout.task_progress(args.run_id, args.partition)
         storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
 
-    calibration = None
-    if calibrated:
-        from retail_scoring.run.calibration import read_calibration
-
-        calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
+    job = ScoringJob.for_partition(layout, args.run_id, manifest, args.partition)
     with containment.MemoryWatch(
         plan.worker_memory_mb, f"run {args.run_id}, {args.partition}, model package {plan.model_version}"
     ):
-        score_partition(
-            layout,
-            products,
-            plan.origin,
-            plan.model_version,
-            args.run_id,
-            plan.model_manifest_sha256,
-            report_progress,
-            RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
-            layout.partition_summary(args.run_id, args.partition),
-            plan.engine,
-            calibration,
-            plan.calibration_sha256,
-        )
+        score_partition(job, report_progress)
 
 
 def read_run_manifest(layout: StorageLayout, run_id: str) -> RunManifest:

@@ -220,10 +220,12 @@ class ModelPackage(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "ModelPackage":
+    def load(
+        cls, manifest: PackageManifest, folder: Path, engine: str = "auto", threads: int | None = None
+    ) -> "ModelPackage":
         """Load the package from `folder`, which holds its verified files, to score with `engine`
-        (one of ENGINES: `auto` picks the package's fastest that runs here); a kind without the
-        engine asked for refuses, naming it."""
+        (one of ENGINES: `auto` picks the package's fastest that runs here) on `threads` cores
+        (None: all this process may use); a kind without the engine asked for refuses, naming it."""
 
     @abstractmethod
     def score(self, chunk: list["ProductInput"], origin: int, timings) -> "ChunkScores":
@@ -305,9 +307,13 @@ def remove_scratch_of_dead_workers() -> None:
 
 @contextmanager
 def load_package(
-    layout: StorageLayout, model_version: str, pinned_manifest_sha256: str | None = None, engine: str = "auto"
+    layout: StorageLayout,
+    model_version: str,
+    pinned_manifest_sha256: str | None = None,
+    engine: str = "auto",
+    threads: int | None = None,
 ) -> Iterator[ModelPackage]:
-    """The package, loaded for `engine`: its manifest checked against the run's pin (when the run
+    """The package, loaded for `engine` on `threads` cores: its manifest checked against the run's pin (when the run
     recorded one), every file checked against the manifest's sha256 and copied to a scratch folder
     that lives as long as the package, and, when it will run R, its R dependencies checked in this
     worker's R (a package scored by the compiled engine starts no R at all)."""
@@ -341,7 +347,7 @@ def load_package(
             if found != digest:
                 raise ModelPackageError(f"{url}: sha256 {found} does not match the manifest's {digest}")
             (Path(scratch) / name).write_bytes(data)
-        package = kind.load(manifest, Path(scratch), engine)
+        package = kind.load(manifest, Path(scratch), engine, threads)
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
         yield package
 

@@ -152,7 +152,9 @@ class RScriptPackage(ModelPackage):
             raise ModelPackageError(f"{manifest.source}: `per_product` must be true or false")
 
     @classmethod
-    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "RScriptPackage":
+    def load(
+        cls, manifest: PackageManifest, folder: Path, engine: str = "auto", threads: int | None = None
+    ) -> "RScriptPackage":
         """Source the script into its own environment and call its load_models once."""
         if engine == "compiled":
             raise ModelPackageError(f"{manifest.source}: kind r-script has no compiled engine; use engine auto or r")

@@ -5,8 +5,9 @@ contract and write it."""
 import logging
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -17,11 +18,18 @@ from retail_scoring.data.schema import ROW_KEY, SERIES_KEY, forecast_schema
 from retail_scoring.data.tables import check_table, column_differences, read_raw_product_table, write_table
 from retail_scoring.errors import InputDataError, ScoringError
 from retail_scoring.layout import StorageLayout, product_label
-from retail_scoring.packages.base import ModelPackage, OutputContract, PackageManifest, ProductInput, load_package
+from retail_scoring.packages.base import (
+    Engine,
+    ModelPackage,
+    OutputContract,
+    PackageManifest,
+    ProductInput,
+    load_package,
+)
 from retail_scoring.packages.gbm.features import check_series_reach_origin, series_bounds, sorted_by_series
 from retail_scoring.run.accuracy import SALES_COLUMNS, accuracy_sums, joined_sums, known_sales, with_actuals
-from retail_scoring.run.calibration import Calibration, residual_sums
-from retail_scoring.run.contract import PartitionSummary
+from retail_scoring.run.calibration import Calibration, read_calibration, residual_sums
+from retail_scoring.run.contract import PartitionSummary, RunManifest
 from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
 log = logging.getLogger(__name__)
@@ -127,36 +135,69 @@ def _weeks_of_series(sorted_frame: pd.DataFrame, last: bool) -> pd.Series:
     return pd.Series(sorted_frame["week"].to_numpy()[rows], index=pd.MultiIndex.from_arrays(keys))
 
 
-def score_partition(
-    layout: StorageLayout,
-    products: list[int],
-    origin: int,
-    model_version: str,
-    run_id: str,
-    pinned_manifest_sha256: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    checks: RunChecks | None = None,
-    summary_url: str | None = None,
-    engine: str = "auto",
-    calibration: Calibration | None = None,
-    calibration_sha256: str | None = None,
-) -> PartitionSummary:
-    """Score `products` and write their forecasts, the package's `products_per_chunk` at a time (so memory holds
-    one chunk, whatever the partition's size), calling `on_progress(products done, products)` after
-    each chunk. Every written forecast is checked against `checks` (the run's), its problems kept in
-    the summary, written to `summary_url` when given. Products with bad input or a forecast the
-    package's contract refuses are reported together at the end, after every good product's
-    forecast is written. With a pinned manifest checksum (the run's), a package changed since the
-    run was planned is refused. `engine` says how the package scores (package.ENGINES). With a
-    `calibration`, the forecast written is the calibrated one, and what the package made is written
-    beside it (layout.model_output_file), so the package's own output stays comparable with R's;
-    the summary records the calibration's content (`calibration_sha256`) beside the package's."""
-    summary = PartitionSummary(products=list(products), calibration_sha256=calibration_sha256)
-    checks = checks or RunChecks(model_version)
+@dataclass(frozen=True)
+class ScoringJob:
+    """What one scoring task does: a partition of a planned run (`for_partition`, from its run
+    manifest), or products scored outside a run, checked by the package's contract alone.
+
+    With a pinned manifest checksum (the run's), a package changed since the run was planned is
+    refused. `engine` says how the package scores (packages.base.ENGINES), on `engine_threads`
+    cores (None: all this process may use). With a `calibration`, the forecast written is the
+    calibrated one, and what the package made is written beside it (layout.model_output_file), so
+    the package's own output stays comparable with R's; the summary, written to `summary_url` when
+    given, records the calibration's content (`calibration_sha256`) beside the package's."""
+
+    layout: StorageLayout
+    products: Sequence[int]
+    origin: int
+    model_version: str
+    run_id: str
+    checks: RunChecks | None = None  # None: RunChecks(model_version)
+    pinned_manifest_sha256: str | None = None
+    summary_url: str | None = None
+    engine: Engine = "auto"
+    engine_threads: int | None = None
+    calibration: Calibration | None = None
+    calibration_sha256: str | None = None
+
+    @classmethod
+    def for_partition(cls, layout: StorageLayout, run_id: str, manifest: RunManifest, partition: str) -> Self:
+        """The job the run manifest gives `partition`, with the calibration the plan pinned."""
+        plan = manifest.plan
+        calibration = None
+        if plan.calibration_url is not None:
+            calibration = read_calibration(plan.calibration_url, plan.calibration_sha256)[0]
+        return cls(
+            layout,
+            manifest.partitions[partition],
+            plan.origin,
+            plan.model_version,
+            run_id,
+            RunChecks(plan.model_version, plan.max_forecast_ratio, manifest.series_per_product),
+            plan.model_manifest_sha256,
+            layout.partition_summary(run_id, partition),
+            plan.engine,
+            plan.engine_threads,
+            calibration,
+            plan.calibration_sha256,
+        )
+
+
+def score_partition(job: ScoringJob, on_progress: Callable[[int, int], None] | None = None) -> PartitionSummary:
+    """Score the job's products and write their forecasts, the package's `products_per_chunk` at a
+    time (so memory holds one chunk, whatever the partition's size), calling
+    `on_progress(products done, products)` after each chunk. Every written forecast is checked
+    against the job's checks, its problems kept in the summary. Products with bad input or a
+    forecast the package's contract refuses are reported together at the end, after every good
+    product's forecast is written."""
+    layout, products, origin = job.layout, list(job.products), job.origin
+    summary = PartitionSummary(products=products, calibration_sha256=job.calibration_sha256)
+    checks = job.checks or RunChecks(job.model_version)
     started = time.perf_counter()
     try:
         catalogue = read_catalogue(layout).set_index("product")
-        with load_package(layout, model_version, pinned_manifest_sha256, engine) as package:
+        loaded = load_package(layout, job.model_version, job.pinned_manifest_sha256, job.engine, job.engine_threads)
+        with loaded as package:
             summary.model_load_s = time.perf_counter() - started
             summary.package_sha256 = package.manifest.sha256
             summary.quantile_count = len(package.manifest.output.quantiles)
@@ -164,7 +205,7 @@ def score_partition(
             for start in range(0, len(products), per_chunk):
                 chunk = products[start : start + per_chunk]
                 summary.failures += _score_chunk(
-                    layout, chunk, origin, package, catalogue, run_id, checks, summary, calibration
+                    layout, chunk, origin, package, catalogue, job.run_id, checks, summary, job.calibration
                 )
                 if on_progress:
                     on_progress(start + len(chunk), len(products))
@@ -173,8 +214,8 @@ def score_partition(
         raise
     finally:
         summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if summary_url:
-            storage.write_bytes_atomic(summary_url, summary.to_json())
+        if job.summary_url:
+            storage.write_bytes_atomic(job.summary_url, summary.to_json())
     log.info("partition done: %s", summary.summary())
     if summary.failures:
         failed = f"{len(summary.failures)} of {len(products)} products failed: "

@@ -50,9 +50,9 @@ def engine_platform() -> str:
     return f"{platform.system().lower()}-{platform.machine()}"
 
 
-def engine_threads() -> int:
-    """Cores this process may use (FORECAST_ENGINE_THREADS when the node runs several tasks)."""
-    return int(os.environ.get("FORECAST_ENGINE_THREADS") or len(os.sched_getaffinity(0)))
+def available_cores() -> int:
+    """Cores this process may use: the engine's threads when the run's plan does not share them."""
+    return len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from retail_scoring.packages.base import (
 from retail_scoring.packages.gbm.compiled import (
     R_PREDICT_GBM,
     CompiledModel,
+    available_cores,
     check_self,
     compile_models,
     engine_platform,
-    engine_threads,
 )
 from retail_scoring.packages.gbm.features import scoring_features
 
@@ -164,11 +164,13 @@ class GbmLagQuantilesPackage(ModelPackage):
                 )
 
     @classmethod
-    def load(cls, manifest: PackageManifest, folder: Path, engine: str = "auto") -> "GbmLagQuantilesPackage":
+    def load(
+        cls, manifest: PackageManifest, folder: Path, engine: str = "auto", threads: int | None = None
+    ) -> "GbmLagQuantilesPackage":
         entries = manifest_entries(manifest.raw, manifest.source)
         if cls._uses_compiled_engine(manifest, engine):
             section = manifest.raw["compiled_engine"]
-            threads = engine_threads()
+            threads = threads or available_cores()
             predictors = {e.name: CompiledModel(folder / section["models"][e.name], e.name, threads) for e in entries}
             started = time.perf_counter()
             check_self(folder, predictors, {entry.name: list(entry.features) for entry in entries})
