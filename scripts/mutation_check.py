@@ -512,7 +512,7 @@ MUTATIONS = [
     ),
     Mutation(
         "base-sku-unchecked",
-        "worker_image/retail_scoring/run/partition.py",
+        "worker_image/retail_scoring/data/product_input.py",
         "    check_base_sku_per_sku(history, futurex, both_tables)",
         "    pass",
         ("tests/worker/test_bad_input.py",),

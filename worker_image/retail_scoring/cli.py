@@ -183,9 +183,7 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
         if missing:
             raise UsageError(f"score without --partition needs {', '.join(m.replace('_', '-') for m in missing)}")
         engine = args.engine or "auto"
-        score_partition(
-            ScoringJob(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine)
-        )
+        score_partition(ScoringJob(layout, args.products, args.origin, args.model_version, args.run_id, engine=engine))
         return
     manifest = read_run_manifest(layout, args.run_id)
     plan = manifest.plan
