@@ -181,6 +181,23 @@ MUTATIONS = [
         ("tests/worker/test_calibration.py::test_a_median_that_a_fifth_of_the_sales_equal_stays_where_it_is",),
     ),
     Mutation(
+        "weekly-summaries-carry-residual-profiles",
+        "worker_image/retail_scoring/run/partition.py",
+        "residual_sums(joined, output.quantiles, output.horizon) if job.profile_residuals else None",
+        "residual_sums(joined, output.quantiles, output.horizon)",
+        (
+            "tests/worker/test_scoring_chunks.py::test_only_a_run_that_asks_for_it_writes_the_residual_profile_into_its_summary",
+            "tests/airflow/test_dag_end_to_end.py::test_backfill_for_an_older_week_sees_only_history_up_to_its_origin",
+        ),
+    ),
+    Mutation(
+        "backtest-runs-without-residual-profiles",
+        "plugins/scoring_airflow/backtest.py",
+        "run_params, settings, run_id, backtest.pool_id, True)",
+        "run_params, settings, run_id, backtest.pool_id, False)",
+        ("tests/airflow/test_backtest.py::test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run",),
+    ),
+    Mutation(
         "grants-miss-model-output",
         "worker_image/retail_scoring/layout.py",
         "model_outputs = [self.model_output_file(run_id, product) for product in products] if calibrated else []",

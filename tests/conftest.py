@@ -84,6 +84,7 @@ def run_plan(layout, run_id: str, partitions: dict[str, list[int]], **fields) ->
         "training_weeks": (0, 93),
         "calibration_url": None,
         "calibration_sha256": None,
+        "profile_residuals": False,
     }
     return RunPlan(**{**defaults, **fields})
 

@@ -119,7 +119,9 @@ def plan_backtest(
         run_params = {**params, "model_version": model_version, "origin_week": origin, "publish": False}
         run_params["calibration"] = None  # a backtest judges what the package itself forecasts
         try:
-            runs.append(plan_run(dag_id, airflow_run_id, run_date, run_params, settings, run_id, backtest.pool_id))
+            runs.append(
+                plan_run(dag_id, airflow_run_id, run_date, run_params, settings, run_id, backtest.pool_id, True)
+            )
         except PlanError as error:
             raise PlanError(f"model package {model_version} at origin {origin}: {error}") from error
     backtest = BacktestPlan(**{**asdict(backtest), "product_count": runs[0].product_count})

@@ -326,11 +326,12 @@ def plan_run(
     settings: ForecastSettings,
     run_id: str | None = None,
     pool_id: str | None = None,
+    profile_residuals: bool = False,
 ) -> RunPlan:
     """Resolve the run's origin, products and partitions from the product catalogue, write the run
     manifest (with every partition's products) to storage, and return the plan: counts and ids
-    only, the same size for 90 products or 100,000. A backtest gives each of its runs' `run_id`
-    and the one `pool_id` they share."""
+    only, the same size for 90 products or 100,000. A backtest gives each of its runs' `run_id`,
+    the one `pool_id` they share, and asks for the residual profile it calibrates from."""
     layout = StorageLayout(settings.storage_root)
     pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
     if not 1 <= pool_size <= MAX_POOL_SIZE:
@@ -396,6 +397,7 @@ def plan_run(
         training_weeks=manifest.training_weeks,
         calibration_url=calibration[1] if calibration else None,
         calibration_sha256=calibration[2] if calibration else None,
+        profile_residuals=profile_residuals,
     )
     series = {str(p): None if pd.isna(n) else int(n) for p, n in catalogue["series"].items()}
     storage.write_bytes_atomic(plan.run_manifest, RunManifest(plan, partitions, series).to_json())

@@ -117,6 +117,8 @@ def test_backfill_for_an_older_week_sees_only_history_up_to_its_origin(airflow_d
     accuracy = json.loads(storage.read_bytes(layout.run_accuracy(run_id_of(first))))
     assert accuracy["rows"] == 66 * 13, "a backfill's forecast weeks are scored against the history"
     assert accuracy["sample"] == "in sample", "weeks 57..69: the tiny package was trained on them"
+    summary_document = json.loads(storage.read_bytes(layout.partition_summary(run_id_of(first), "partition_000")))
+    assert summary_document["residuals"] == {}, "a weekly run's summaries carry no residual profile"
 
     # Sales after the origin did not exist yet at that date: changing them must change nothing.
     history_path = local_path(layout.product_file(1, "history"))

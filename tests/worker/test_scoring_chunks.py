@@ -45,3 +45,15 @@ def test_a_bad_product_in_one_chunk_does_not_stop_the_next(layout, monkeypatch):
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert not storage.exists(layout.forecast_file("bad", 1))
     assert all(storage.exists(layout.forecast_file("bad", product)) for product in (2, 3))
+
+
+def test_only_a_run_that_asks_for_it_writes_the_residual_profile_into_its_summary(layout):
+    """A backtest's runs need the profile to calibrate; a weekly run's tasks read every summary, so
+    its summaries stay free of the profile's megabytes."""
+    summaries = {}
+    for profiled in (False, True):
+        job = scoring.ScoringJob(layout, [1, 2], 107, TINY_MODELS, f"profiled-{profiled}", profile_residuals=profiled)
+        written = scoring.score_partition(job).to_json()
+        summaries[profiled] = PartitionSummary.from_json(written, "summary")
+    assert summaries[False].residuals == {} and summaries[True].residuals, "a profile only where asked"
+    assert summaries[False].accuracy == summaries[True].accuracy, "accuracy either way"

@@ -26,7 +26,7 @@ from retail_scoring.run.calibration import profile_document
 from retail_scoring.storage import RecordedFile
 from retail_scoring.typed_json import check_types
 
-CONTRACT_VERSION = 4
+CONTRACT_VERSION = 5
 VERSION_FIELD = "contract_version"
 
 
@@ -91,6 +91,7 @@ class RunPlan:
     training_weeks: tuple[int, int] | None  # the package's training window (run.accuracy.forecast_sample)
     calibration_url: str | None  # the calibration file the workers apply (run.calibration), None: none
     calibration_sha256: str | None  # its content as planning read it; the workers refuse any other
+    profile_residuals: bool  # a backtest's runs: summaries carry the residual profile calibration learns from
 
     def to_dict(self) -> dict:
         return {VERSION_FIELD: CONTRACT_VERSION, **asdict(self), "output": self.output.to_dict()}
@@ -165,7 +166,7 @@ class PartitionSummary:
     failures: list[str] = field(default_factory=list)  # products not scored, and why
     problems: dict[str, list[str]] = field(default_factory=dict)  # product -> what its written forecast breaks
     accuracy: dict = field(default_factory=dict)  # run.accuracy.accuracy_sums over the partition's forecasts
-    residuals: dict = field(default_factory=dict)  # run.calibration.profile_document of what the package made
+    residuals: dict = field(default_factory=dict)  # profile_document of what the package made, when asked for
 
     def __post_init__(self) -> None:
         self._residual_sums: np.ndarray | None = None  # added up densely, written as `residuals`
@@ -192,9 +193,12 @@ class PartitionSummary:
         }
         return cls(**{**values, **recorded})
 
-    def add_accuracy(self, sums: dict, residual_sums: np.ndarray, quantiles: tuple[float, ...]) -> None:
-        """Add a forecast's accuracy sums and residual sums (run.calibration.residual_sums)."""
+    def add_accuracy(self, sums: dict, residual_sums: np.ndarray | None, quantiles: tuple[float, ...]) -> None:
+        """Add a forecast's accuracy sums and residual sums (run.calibration.residual_sums; None:
+        the run profiles no residuals)."""
         self.accuracy = add_sums(self.accuracy, sums)
+        if residual_sums is None:
+            return
         total = self._residual_sums
         self._residual_sums = residual_sums if total is None else total + residual_sums
         self._quantiles = quantiles

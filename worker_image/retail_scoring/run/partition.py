@@ -56,7 +56,9 @@ class ScoringJob:
     cores (None: all this process may use). With a `calibration`, the forecast written is the
     calibrated one, and what the package made is written beside it (layout.model_output_file), so
     the package's own output stays comparable with R's; the summary, written to `summary_url` when
-    given, records the calibration's content (`calibration_sha256`) beside the package's."""
+    given, records the calibration's content (`calibration_sha256`) beside the package's. With
+    `profile_residuals` (a backtest's runs) the summary also carries the residual profile that
+    calibration learns from: megabytes per partition that a weekly run's tasks need not read."""
 
     layout: StorageLayout
     products: Sequence[int]
@@ -70,6 +72,7 @@ class ScoringJob:
     engine_threads: int | None = None
     calibration: Calibration | None = None
     calibration_sha256: str | None = None
+    profile_residuals: bool = False
 
     @classmethod
     def for_partition(cls, layout: StorageLayout, run_id: str, manifest: RunManifest, partition: str) -> Self:
@@ -91,6 +94,7 @@ class ScoringJob:
             plan.engine_threads,
             calibration,
             plan.calibration_sha256,
+            plan.profile_residuals,
         )
 
 
@@ -101,7 +105,7 @@ def score_partition(job: ScoringJob, on_progress: Callable[[int, int], None] | N
     against the job's checks, its problems kept in the summary. Products with bad input or a
     forecast the package's contract refuses are reported together at the end, after every good
     product's forecast is written."""
-    layout, products, origin = job.layout, list(job.products), job.origin
+    layout, products = job.layout, list(job.products)
     summary = PartitionSummary(products=products, calibration_sha256=job.calibration_sha256)
     checks = job.checks or RunChecks(job.model_version)
     started = time.perf_counter()
@@ -115,9 +119,7 @@ def score_partition(job: ScoringJob, on_progress: Callable[[int, int], None] | N
             per_chunk = package.products_per_chunk
             for start in range(0, len(products), per_chunk):
                 chunk = products[start : start + per_chunk]
-                summary.failures += _score_chunk(
-                    layout, chunk, origin, package, catalogue, job.run_id, checks, summary, job.calibration
-                )
+                summary.failures += _score_chunk(job, chunk, package, catalogue, checks, summary)
                 if on_progress:
                     on_progress(start + len(chunk), len(products))
     except ScoringError as error:
@@ -158,18 +160,16 @@ def as_forecast(
 
 
 def _score_chunk(
-    layout: StorageLayout,
+    job: ScoringJob,
     products: list[int],
-    origin: int,
     package: ModelPackage,
     catalogue: pd.DataFrame,
-    run_id: str,
     checks: RunChecks,
     summary: PartitionSummary,
-    calibration: Calibration | None,
 ) -> list[str]:
-    """Read, score, check and write a chunk of products; returns the messages of the products
-    that could not be scored."""
+    """Read, score, check and write a chunk of the job's products; returns the messages of the
+    products that could not be scored."""
+    layout, origin, run_id, calibration = job.layout, job.origin, job.run_id, job.calibration
     inputs, later_sales, failures = [], {}, []
     for product in products:
         started = time.perf_counter()
@@ -203,7 +203,7 @@ def _score_chunk(
             continue
         actuals, key = later_sales[product.product], str(product.product)
         joined = with_actuals(frame, actuals)
-        residuals = residual_sums(joined, output.quantiles, output.horizon)  # of what the package made
+        residuals = residual_sums(joined, output.quantiles, output.horizon) if job.profile_residuals else None
         if calibration:
             model_output = layout.model_output_file(run_id, product.product)
             summary.model_outputs[key] = write_table(model_output, frame, schema)
