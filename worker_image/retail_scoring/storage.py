@@ -248,7 +248,9 @@ def update_json(url: str, change: JsonChange, attempts: int = 50) -> dict:
     concurrent writers never lose each other's updates: compare-and-swap on the blob's ETag on
     Azure Blob (If-Match / If-None-Match), an exclusive lock beside the file on local disk. fsspec
     has no conditional write, so this goes to the Azure SDK or the OS directly. Returns what is
-    stored afterwards; nothing is written when `change` returns the current document."""
+    stored afterwards; nothing is written when `change` returns the current document. Written
+    without indentation: the current forecast holds an entry per product (~46 MB at 100,000),
+    which json's indenting encoder, pure Python, writes at half the speed."""
     fs, path = filesystem(url)
     if "abfs" in fs.protocol:
         return _update_blob_json(fs, path, change, attempts)
@@ -259,7 +261,7 @@ def update_json(url: str, change: JsonChange, attempts: int = 50) -> dict:
         current = json.loads(fs.cat_file(path)) if fs.exists(path) else None
         updated = change(current)
         if updated != current:
-            write_bytes_atomic(url, json.dumps(updated, indent=2).encode())
+            write_bytes_atomic(url, json.dumps(updated).encode())
         return updated
 
 
@@ -277,7 +279,7 @@ def _update_blob_json(fs, path: str, change: JsonChange, attempts: int) -> dict:
             return current
         condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
-            client.upload_blob(json.dumps(updated, indent=2).encode(), overwrite=etag is not None, **condition)
+            client.upload_blob(json.dumps(updated).encode(), overwrite=etag is not None, **condition)
             return updated
         except (ResourceModifiedError, ResourceExistsError):
             continue  # another writer came first: read again and redo the change
