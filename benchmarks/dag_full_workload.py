@@ -51,7 +51,6 @@ def main() -> None:
         FORECAST_POOL_SIZE=str(cores),
         FORECAST_POLL_INTERVAL_S="1",
     )
-    sys.path.insert(0, str(PROJECT / "plugins"))
     subprocess.run(
         [
             sys.executable,

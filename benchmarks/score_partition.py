@@ -21,7 +21,7 @@ from retail_scoring.data.dataset import load_orange_juice, prepare_reference_ser
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
 from retail_scoring.run.contract import PartitionSummary
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "include" / "models"
 

@@ -15,7 +15,7 @@ export AIRFLOW_HOME="$workdir/airflow"
 export AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False  # only the runs triggered here
 export FORECAST_POLL_INTERVAL_S=2 FORECAST_POOL_SIZE=2
 
-python scripts/batch_stand_ins.py "$workdir" > "$workdir/stand_ins.env" 2> "$workdir/stand_ins.log" &
+python -m scripts.batch_stand_ins "$workdir" > "$workdir/stand_ins.env" 2> "$workdir/stand_ins.log" &
 stand_ins=$!
 until grep -q "^# ready" "$workdir/stand_ins.env"; do
   kill -0 $stand_ins 2>/dev/null || { tail -n 20 "$workdir/stand_ins.log"; exit 1; }

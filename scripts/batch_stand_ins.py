@@ -3,7 +3,7 @@ own scheduler: both started, storage seeded with the reference data's first prod
 committed gbm package; prints the environment the Airflow processes need (`export ...` lines,
 then `# ready`), then serves until terminated.
 
-  python scripts/batch_stand_ins.py WORKDIR [--products 2]
+  python -m scripts.batch_stand_ins WORKDIR [--products 2]   # from the project folder
 """
 
 import argparse
@@ -15,15 +15,13 @@ import sys
 import threading
 from pathlib import Path
 
+from retail_scoring.data.dataset import load_orange_juice, prepare_reference_series, write_products
+from retail_scoring.layout import StorageLayout
+from retail_scoring.packages.base import upload_package
+from tests.azurite import Azurite
+from tests.batch_endpoint import BatchTestEndpoint
+
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
-
-from retail_scoring.data.dataset import load_orange_juice, prepare_reference_series, write_products  # noqa: E402
-from retail_scoring.layout import StorageLayout  # noqa: E402
-from retail_scoring.packages.base import upload_package  # noqa: E402
-from tests.azurite import Azurite  # noqa: E402
-from tests.batch_endpoint import BatchTestEndpoint  # noqa: E402
-
 WORKER_IMAGE = "retail-scoring-worker:demo"
 LAYOUT = StorageLayout("abfs://forecasts")
 PACKAGE = PROJECT / "include" / "models" / "gbm-1250x6-v1"

@@ -182,7 +182,7 @@ MUTATIONS = [
     ),
     Mutation(
         "weekly-summaries-carry-residual-profiles",
-        "worker_image/retail_scoring/run/partition.py",
+        "worker_image/retail_scoring/run/scoring.py",
         "residual_sums(joined, output.quantiles, output.horizon) if job.profile_residuals else None",
         "residual_sums(joined, output.quantiles, output.horizon)",
         (
@@ -320,8 +320,8 @@ MUTATIONS = [
     ),
     Mutation(
         "worker-skips-run-checks",
-        "worker_image/retail_scoring/run/partition.py",
-        "        problems = _run_problems(frame, product, planned, origin, checks, output)",
+        "worker_image/retail_scoring/run/scoring.py",
+        "        problems = _forecast_problems(frame, product, planned, origin, checks, output)",
         "        problems = []",
         (
             "tests/airflow/test_operators.py",
@@ -408,10 +408,10 @@ MUTATIONS = [
     *(
         Mutation(
             f"validation-{name}",
-            "worker_image/retail_scoring/run/validation.py",
+            "worker_image/retail_scoring/run/forecast_checks.py",
             check,
             "if False:",
-            ("tests/worker/test_validation.py",),
+            ("tests/worker/test_forecast_checks.py",),
         )  # fmt: skip
         for name, check in [
             ("row-count", "if len(frame) != n_series * horizon:"),
@@ -428,14 +428,14 @@ MUTATIONS = [
     # model packages: contracts, dependencies, R errors
     Mutation(
         "package-result-unchecked",
-        "worker_image/retail_scoring/run/partition.py",
+        "worker_image/retail_scoring/run/scoring.py",
         "return frame, check_forecast(frame, len(planned), origin, package.version, planned=planned, output=output)",
         "return frame, []",
         ("tests/worker/test_r_script_packages.py",),
     ),
     Mutation(
         "quantiles-not-sorted",
-        "worker_image/retail_scoring/run/partition.py",
+        "worker_image/retail_scoring/run/scoring.py",
         'quantiles = np.sort(scored[list(output.columns)].to_numpy(dtype="float64"), axis=1)',
         'quantiles = scored[list(output.columns)].to_numpy(dtype="float64")',
         (
@@ -468,7 +468,7 @@ MUTATIONS = [
         "worker_image/retail_scoring/data/tables.py",
         "return all(np.array_equal(frame[column].to_numpy(), values) for column, values in expected.items())",
         "return True",
-        ("tests/worker/test_validation.py",),
+        ("tests/worker/test_forecast_checks.py",),
     ),
     # hardening: identifiers, pins, params, inputs, validation, grants, healing
     Mutation(
@@ -536,24 +536,24 @@ MUTATIONS = [
     ),
     Mutation(
         "validation-foreign-series",
-        "worker_image/retail_scoring/run/validation.py",
+        "worker_image/retail_scoring/run/forecast_checks.py",
         "    if planned is not None:",
         "    if False:",
-        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
+        ("tests/worker/test_forecast_checks.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "validation-infinite",
-        "worker_image/retail_scoring/run/validation.py",
+        "worker_image/retail_scoring/run/forecast_checks.py",
         "if np.isinf(quantiles).any():",
         "if False:",
-        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
+        ("tests/worker/test_forecast_checks.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "validation-magnitude",
-        "worker_image/retail_scoring/run/validation.py",
+        "worker_image/retail_scoring/run/forecast_checks.py",
         "    if history_peak is not None:",
         "    if False:",
-        ("tests/worker/test_validation.py", "tests/airflow/test_operators.py"),
+        ("tests/worker/test_forecast_checks.py", "tests/airflow/test_operators.py"),
     ),
     Mutation(
         "task-may-write-the-container",

@@ -18,7 +18,7 @@ from retail_scoring import storage
 from retail_scoring.data.tables import read_forecast, write_table
 from retail_scoring.errors import ScoringError
 from retail_scoring.run.contract import CONTRACT_VERSION, RunPlan
-from retail_scoring.run.partition import RunChecks, ScoringJob, score_partition
+from retail_scoring.run.scoring import RunChecks, ScoringJob, score_partition
 from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.publishing import changed_since_published, publish_run
 from scoring_airflow.validation import ValidationFailed, validate_run

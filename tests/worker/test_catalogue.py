@@ -12,7 +12,7 @@ from retail_scoring.cli import main
 from retail_scoring.data.catalogue import build_catalogue, read_catalogue
 from retail_scoring.data.dataset import ingest_next_week, record_sales_through
 from retail_scoring.errors import InputDataError, ScoringError
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 from tests.conftest import TEST_STORES, TINY_MODELS, local_path
 
 

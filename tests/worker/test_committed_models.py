@@ -10,7 +10,7 @@ from retail_scoring.data.dataset import write_products
 from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import load_package, parse_manifest, upload_package
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 from scoring_airflow.settings import ForecastSettings
 from tests.conftest import local_path
 

@@ -24,7 +24,7 @@ from retail_scoring.packages.gbm.compiled import (
     parity_rows,
 )
 from retail_scoring.packages.gbm.kind import load_r_models, manifest_entries
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 from tests.conftest import TINY_MODELS, write_plan
 
 MODELS = Path(__file__).resolve().parents[2] / "include" / "models"
@@ -204,7 +204,7 @@ def test_a_partition_scored_by_the_compiled_engine_starts_no_r(layout, compiled_
     upload_package(compiled_tiny, layout, replace=True)
     score = (
         "import sys; from retail_scoring.layout import StorageLayout; "
-        "from retail_scoring.run.partition import ScoringJob, score_partition; "
+        "from retail_scoring.run.scoring import ScoringJob, score_partition; "
         f"score_partition(ScoringJob(StorageLayout({layout.root!r}), [1, 2], 107, {TINY_MODELS!r}, 'lean', "
         "engine='{}')); "
         "print(sorted(m for m in sys.modules if m.startswith('rpy2')))"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from retail_scoring.data.tables import read_forecast, read_product_table
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 from tests.conftest import TINY_MODELS, local_path
 
 REFERENCE_SCRIPT = Path(__file__).parents[1] / "r" / "reference_forecast.R"

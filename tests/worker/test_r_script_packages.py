@@ -17,7 +17,7 @@ from retail_scoring.data.catalogue import build_catalogue
 from retail_scoring.data.tables import read_forecast, read_product_table
 from retail_scoring.errors import EXIT_BAD_INPUT, ModelPackageError, ScoringError
 from retail_scoring.packages.base import seal_package, upload_package
-from retail_scoring.run.partition import ScoringJob, score_partition
+from retail_scoring.run.scoring import ScoringJob, score_partition
 from tests.conftest import local_path
 from tests.worker.test_cli_errors import score
 

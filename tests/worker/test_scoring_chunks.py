@@ -6,7 +6,7 @@ import pytest
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
 from retail_scoring.packages.base import ModelPackage
-from retail_scoring.run import partition as scoring
+from retail_scoring.run import scoring
 from retail_scoring.run.contract import PartitionSummary
 from tests.conftest import TINY_MODELS, local_path
 

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
 def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     """Score a partition of a planned run as its manifest says (and write its summary), or the
     products given on the command line."""
-    from retail_scoring.run.partition import ScoringJob, score_partition
+    from retail_scoring.run.scoring import ScoringJob, score_partition
 
     if args.partition is None:
         missing = [f"--{name}" for name in ("products", "origin", "model_version") if getattr(args, name) is None]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retail_scoring.run.validation import check_forecast
+from retail_scoring.run.forecast_checks import check_forecast
 
 ORIGIN = 107
 QUANTILES = ["q5", "q25", "q50", "q75", "q95"]

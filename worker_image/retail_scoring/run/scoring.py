@@ -29,7 +29,7 @@ from retail_scoring.packages.base import (
 from retail_scoring.run.accuracy import accuracy_sums, joined_sums, with_actuals
 from retail_scoring.run.calibration import Calibration, read_calibration, residual_sums
 from retail_scoring.run.contract import PartitionSummary, RunManifest
-from retail_scoring.run.validation import DEFAULT_MAX_FORECAST_RATIO, check_forecast
+from retail_scoring.run.forecast_checks import DEFAULT_MAX_FORECAST_RATIO, check_forecast
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _score_chunk(
             frame = calibration.apply(frame, output.columns)
         url = layout.forecast_file(run_id, product.product)
         summary.forecasts[key] = write_table(url, frame, schema)
-        problems = _run_problems(frame, product, planned, origin, checks, output)
+        problems = _forecast_problems(frame, product, planned, origin, checks, output)
         if problems:
             summary.problems[key] = [f"{url}: {problem}" for problem in problems]
         sums = (
@@ -227,7 +227,7 @@ def _score_chunk(
     return failures
 
 
-def _run_problems(
+def _forecast_problems(
     frame: pd.DataFrame,
     product: ProductInput,
     planned: pd.DataFrame,
