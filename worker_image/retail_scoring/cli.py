@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
-        if left := containment.end_descendants():
+        if left := containment.end_children():
             log.warning("ended %d processes the worker's R code left running: %s", len(left), ", ".join(left))
     return 0
 

@@ -4,7 +4,7 @@ outlive its task.
 
 - `contain_processes()` makes the worker the child subreaper of everything it starts (Linux
   prctl), so a process that detaches from it (`setsid`, a double fork, `system(wait = FALSE)`)
-  is still its descendant; `end_descendants()` ends them all, as the worker ends (its CLI calls it
+  is still its descendant; `end_children()` ends them all, as the worker ends (its CLI calls it
   however it exits through Python: done, an error, SIGTERM).
 - `MemoryWatch` samples the resident memory of the worker and its descendants and, past the limit,
   ends them and the worker with EXIT_BAD_INPUT naming the limit: a retry would reach it again.
@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Collection
 
 import psutil
 
@@ -34,22 +35,22 @@ def contain_processes() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
-def end_descendants() -> list[str]:
-    """SIGKILL and reap every process this one started, directly or not; returns them as
-    `name (pid N)`. Repeated until none is left: a killed process's own children are reparented
-    here only as it dies."""
+def end_children(keep: Collection[int] = (), recursive: bool = True) -> list[str]:
+    """SIGKILL and reap the processes this one started (`recursive`: and theirs), but for the pids
+    in `keep`; returns them as `name (pid N)`. Repeated until none is left: a killed process's own
+    children are reparented here (the subreaper) only as it dies."""
     ended = []
     for _ in range(100):
-        descendants = psutil.Process().children(recursive=True)
-        if not descendants:
+        found = [p for p in psutil.Process().children(recursive=recursive) if p.pid not in keep]
+        if not found:
             break
-        for process in descendants:
+        for process in found:
             try:
                 ended.append(f"{process.name()} (pid {process.pid})")
                 process.kill()
             except psutil.NoSuchProcess:
                 continue
-        psutil.wait_procs(descendants, timeout=5)
+        psutil.wait_procs(found, timeout=5)
     return ended
 
 
@@ -92,7 +93,7 @@ class MemoryWatch:
                 self._end(used_mb)
 
     def _end(self, used_mb: float) -> None:
-        end_descendants()
+        end_children()
         print(
             f"error: {self.what}: the worker and the processes it started held {used_mb:.0f} MB, over its memory "
             f"limit of {self.limit_mb} MB (FORECAST_WORKER_MEMORY_MB, recorded in the run's plan); the worker "

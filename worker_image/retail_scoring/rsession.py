@@ -22,7 +22,7 @@ from rpy2.rinterface_lib import callbacks  # noqa: E402
 from rpy2.robjects import pandas2ri  # noqa: E402
 from rpy2.robjects.conversion import localconverter  # noqa: E402
 
-from retail_scoring.containment import end_descendants  # noqa: E402
+from retail_scoring.containment import end_children  # noqa: E402
 from retail_scoring.errors import EXIT_BAD_INPUT  # noqa: E402
 
 # Starting R, rpy2 puts R's library folders first on this process's LD_LIBRARY_PATH. R is loaded by
@@ -50,7 +50,7 @@ def running(what: str) -> Iterator[None]:
 def _refuse_quit(save: str, status: int, run_last: int) -> None:
     """R's cleanup hook: R code called quit() past the package guard (`base::quit`). After this
     hook R exits with status 0 whatever the code asked, which would end the task as a success."""
-    end_descendants()
+    end_children()
     print(
         f"error: {_running[-1]}: called quit(status = {status}), which ends R and the worker with it: a package "
         "returns its forecast; the task stopped",

@@ -23,10 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from retail_scoring import storage
-from retail_scoring.containment import contain_processes
+from retail_scoring.containment import contain_processes, end_children
 from retail_scoring.errors import EXIT_BAD_INPUT, StorageUnavailableError
 from scoring_airflow.compute.local import kill_group, write_json_atomic
 
@@ -129,16 +127,10 @@ def lease_expired(pool: Path, lease_s: float) -> bool:
 
 
 def end_strays(running: list[Attempt]) -> None:
-    """End the pool's children that are no running attempt: processes a killed worker left."""
-    attempts = {attempt.process.pid for attempt in running}
-    strays = [child for child in psutil.Process().children() if child.pid not in attempts]
-    for stray in strays:
-        try:
-            log.info("ending %s (pid %d), left running by a killed worker", stray.name(), stray.pid)
-            stray.kill()
-        except psutil.NoSuchProcess:
-            continue
-    psutil.wait_procs(strays, timeout=1)
+    """End the pool's children that are no running attempt: processes a killed worker left (the
+    pool is their subreaper)."""
+    for stray in end_children(keep={attempt.process.pid for attempt in running}, recursive=False):
+        log.info("ended %s, left running by a killed worker", stray)
 
 
 def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> None:
