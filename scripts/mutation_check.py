@@ -56,6 +56,13 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "task-document-types-unchecked",
+        "plugins/scoring_airflow/task_documents.py",
+        "        check_types(cls, document, source, ContractError)\n",
+        "",
+        ("tests/airflow/test_task_documents.py::test_an_event_of_wrong_types_is_refused_naming_the_field",),
+    ),
+    Mutation(
         "calibration-shifts-unbounded",
         "worker_image/retail_scoring/run/calibration.py",
         "            if beyond:",

@@ -23,6 +23,7 @@ from scoring_airflow.blob import MAX_STORED_POLICIES
 from scoring_airflow.planning import origin_range, package_manifest, read_products
 from scoring_airflow.publishing import changed_since_published, read_current
 from scoring_airflow.settings import ForecastSettings
+from scoring_airflow.task_documents import ValidationReport
 
 
 def latest_origin(settings: ForecastSettings) -> int:
@@ -42,7 +43,8 @@ def summary(settings: ForecastSettings) -> str:
     runs = Counter(entry["run_id"] for entry in entries.values())
     origins = Counter(entry["origin"] for entry in entries.values())
     newest = max(entries.values(), key=lambda entry: entry["published_at"])["run_id"]
-    report = json.loads(storage.read_bytes(layout.validation_report(newest)))
+    report_url = layout.validation_report(newest)
+    report = ValidationReport.from_dict(json.loads(storage.read_bytes(report_url)), report_url)
     names = storage.list_names(layout.published_dir())
     published = sorted(o for o in map(origin_of_published_index, names) if o is not None)
     changed = changed_since_published(layout, entries)
@@ -62,7 +64,7 @@ def summary(settings: ForecastSettings) -> str:
             f"published origins: {', '.join(map(str, published))}",
             f"newest run:        {newest}",
             f"validation report: {layout.validation_report(newest)} "
-            f"({'valid' if report['valid'] else 'INVALID'}, {report['checked_products']} products)",
+            f"({'valid' if report.valid else 'INVALID'}, {report.checked_products} products)",
             f"task logs:         {layout.run_dir(newest)}/logs",
             f"report:            {layout.report_file(newest, 'report.md')}",
             *accuracy_lines(layout, newest),

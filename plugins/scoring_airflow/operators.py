@@ -11,12 +11,13 @@ from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
 from scoring_airflow import backtest, report
-from scoring_airflow.compute import ComputeBackend, ScoringTask, backend_for
+from scoring_airflow.compute import ComputeBackend, ScoringTask, TaskStatus, backend_for
 from scoring_airflow.links import BacktestReportLink, BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import partition_labels, pin_summaries, read_run_manifest, run_problems
 from scoring_airflow.planning import logical_date_for_origin, origin_for_logical_date, read_plan
 from scoring_airflow.settings import ForecastSettings
+from scoring_airflow.task_documents import JobEnded, SalesWaited, ScoreResult
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
 STDERR_TAIL_CHARS = 600
@@ -93,7 +94,7 @@ class ScorePartitionsOperator(BaseOperator):
             )
         if not tasks:
             self.log.info("every partition has valid forecasts; nothing to score")
-            return {"scored": [], "skipped": list(partitions), "statuses": []}
+            return ScoreResult([], list(partitions), []).to_dict()
         self._job_id = backend.job_id(plan.run_id, context["ti"].try_number)
         backend.submit_job(plan.pool_id, self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s)
         self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan.pool_id)
@@ -118,36 +119,37 @@ class ScorePartitionsOperator(BaseOperator):
         """Failed partitions and a job that could not be followed fail the task without a retry:
         Batch retried each partition already, and a lost pool or job does not come back (the job
         is ended, so clearing the task scores in a new one)."""
-        if event.get("error"):
-            through_outages(lambda: self._backend().end_job(event["job_id"]), "ending the scoring job")
-            raise AirflowFailException(f"scoring job {event['job_id']} could not be followed: {event['error']}")
+        ended = JobEnded.from_dict(event, "the scoring job trigger's event")
+        if ended.error:
+            through_outages(lambda: self._backend().end_job(ended.job_id), "ending the scoring job")
+            raise AirflowFailException(f"scoring job {ended.job_id} could not be followed: {ended.error}")
         plan = self.run_plan
         layout = StorageLayout(plan.storage_root)
-        failed = [s for s in event["statuses"] if s["state"] != "succeeded"]
+        failed = [s for s in ended.statuses if s.state != "succeeded"]
 
         def end_and_pin() -> str:
-            self._backend().end_job(event["job_id"])  # no task's grant writes after the pins below
-            pin_summaries(layout, plan.run_id, [s["task_id"] for s in event["statuses"]])
+            self._backend().end_job(ended.job_id)  # no task's grant writes after the pins below
+            pin_summaries(layout, plan.run_id, [s.task_id for s in ended.statuses])
             partitions = read_run_manifest(plan).partitions
             return "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
 
         failures = through_outages(end_and_pin, "ending the scoring job")
         if failed:
-            raise AirflowFailException(f"{len(failed)} of {len(event['statuses'])} partitions failed:\n{failures}")
-        scored = [s["task_id"] for s in event["statuses"]]
-        self.log.info("job %s: all %d partitions succeeded", event["job_id"], len(scored))
+            raise AirflowFailException(f"{len(failed)} of {len(ended.statuses)} partitions failed:\n{failures}")
+        scored = [s.task_id for s in ended.statuses]
+        self.log.info("job %s: all %d partitions succeeded", ended.job_id, len(scored))
         skipped = [p for p in partition_labels(plan) if p not in scored]
-        return {"scored": scored, "skipped": skipped, "statuses": event["statuses"]}
+        return ScoreResult(scored, skipped, ended.statuses).to_dict()
 
-    def _describe_failure(self, layout: StorageLayout, status: dict, partitions: dict[str, list[int]]) -> str:
-        stderr_url = layout.task_log(self.run_plan.run_id, status["task_id"], "stderr")
+    def _describe_failure(self, layout: StorageLayout, status: TaskStatus, partitions: dict[str, list[int]]) -> str:
+        stderr_url = layout.task_log(self.run_plan.run_id, status.task_id, "stderr")
         try:
             tail = storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
         except FileNotFoundError:
             tail = "(no stderr uploaded)"
         return (
-            f"- {status['task_id']} ({describe_products(partitions[status['task_id']])}): "
-            f"exit code {status['exit_code']} after {status['attempts']} attempt(s), {status['detail']}; "
+            f"- {status.task_id} ({describe_products(partitions[status.task_id])}): "
+            f"exit code {status.exit_code} after {status.attempts} attempt(s), {status.detail}; "
             f"stderr tail: {tail.strip()}"
         )
 
@@ -228,14 +230,15 @@ class WaitForSalesOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Context, event: dict) -> int:
-        week = event["week"]
-        if not event["arrived"]:
+        waited = SalesWaited.from_dict(event, "the sales trigger's event")
+        week = waited.week
+        if not waited.arrived:
             monday = logical_date_for_origin(week - 1, self.settings.week0_monday)
             raise AirflowException(
                 f"the sales of week {week} (the week of {monday.isoformat()}) have not arrived within "
                 f"{self.settings.sales_wait_timeout_s:.0f} s: "
                 f"{StorageLayout(self.settings.storage_root).sales_through()} says sales are in through week "
-                f"{event['sales_through']}. Land the week's sales (retail-scoring ingest-week in the demo), "
+                f"{waited.sales_through}. Land the week's sales (retail-scoring ingest-week in the demo), "
                 "then clear this task"
             )
         self.log.info("the sales of week %d have arrived", week)

@@ -11,6 +11,7 @@ from retail_scoring.run.contract import RunPlan
 from retail_scoring.storage import RecordedFile
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import checked_partitions, problem_list, read_run_manifest, stored_forecasts
+from scoring_airflow.task_documents import PublishResult
 from scoring_airflow.validation import ValidationFailed, describe_problems
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,8 @@ def publish_run(plan: RunPlan) -> dict:
         moved,
         f" ({len(entries) - moved} have newer forecasts)" if moved < len(entries) else "",
     )
-    return {
-        "origin": origin,
-        "products": len(entries),
-        "current": moved,
-        "run_id": plan.run_id,
-        "index": layout.current_forecast() if moved else layout.published_index(origin),
-    }
+    index = layout.current_forecast() if moved else layout.published_index(origin)
+    return PublishResult(origin, len(entries), moved, plan.run_id, index).to_dict()
 
 
 def changed_since_published(layout: StorageLayout, entries: dict[str, dict]) -> list[str]:

@@ -25,9 +25,11 @@ from retail_scoring.run.accuracy import (  # noqa: E402
 )
 from retail_scoring.run.calibration import read_calibration  # noqa: E402
 from retail_scoring.run.contract import PartitionSummary, RunPlan  # noqa: E402
+from scoring_airflow.compute import TaskStatus  # noqa: E402
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import read_run_manifest, read_summary  # noqa: E402
 from scoring_airflow.settings import ForecastSettings  # noqa: E402
+from scoring_airflow.task_documents import ScoreResult, ValidationReport  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -113,29 +115,29 @@ def partition_figures(summary: PartitionSummary | None) -> dict:
     }
 
 
-def partition_timings(figures: dict[str, dict], statuses: list[dict]) -> pd.DataFrame:
+def partition_timings(figures: dict[str, dict], statuses: list[TaskStatus]) -> pd.DataFrame:
     rows = []
     for status in statuses:
-        figure = figures.get(status["task_id"], partition_figures(None))
+        figure = figures.get(status.task_id, partition_figures(None))
         rows.append(
             {
-                "partition": status["task_id"],
+                "partition": status.task_id,
                 "products": figure["products"],
-                "attempts": status["attempts"],
-                "queue_wait_s": status["started_at"] - status["queued_at"],
-                "run_s": status["finished_at"] - status["started_at"],
+                "attempts": status.attempts,
+                "queue_wait_s": status.started_at - status.queued_at,
+                "run_s": status.finished_at - status.started_at,
                 **figure,
             }
         )
     return pd.DataFrame(rows)
 
 
-def cost_estimate(plan: RunPlan, statuses: list[dict], settings: ForecastSettings) -> dict:
+def cost_estimate(plan: RunPlan, statuses: list[TaskStatus], settings: ForecastSettings) -> dict:
     """Node-hours the pool was busy with this job, times the VM size's hourly price."""
     vm_size = plan.vm_size
     if not statuses:
         return {"node_hours": 0.0, "vm_size": vm_size, "usd": 0.0}
-    span_s = max(s["finished_at"] for s in statuses) - min(s["queued_at"] for s in statuses)
+    span_s = max(s.finished_at for s in statuses) - min(s.queued_at for s in statuses)
     node_hours = plan.pool_size * span_s / 3600
     price = settings.vm_hourly_prices.get(vm_size)
     return {"node_hours": node_hours, "vm_size": vm_size, "usd": None if price is None else node_hours * price}
@@ -164,20 +166,22 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
     figure_url = layout.report_file(run_id, f"forecast_store{settings.report_store}.png")
     storage.write_bytes_atomic(figure_url, png.getvalue())
 
-    validation = json.loads(storage.read_bytes(layout.validation_report(run_id)))
-    statuses = score_result.get("statuses", [])
+    validation_url = layout.validation_report(run_id)
+    validation = ValidationReport.from_dict(json.loads(storage.read_bytes(validation_url)), validation_url)
+    scoring = ScoreResult.from_dict(score_result, "the score task's result (XCom)")
+    statuses = scoring.statuses
     timings = partition_timings(figures, statuses)
     cost = cost_estimate(plan, statuses, settings)
     accuracy = run_accuracy(plan, accuracy_sums, [product for group in partitions.values() for product in group])
     accuracy_over_time = record_accuracy(layout, accuracy)
     rows = int(timings["rows"].sum()) if not timings.empty else 0
     calibration_note = calibration_line(plan)
-    span_s = (max(s["finished_at"] for s in statuses) - min(s["started_at"] for s in statuses)) if statuses else 0
+    span_s = (max(s.finished_at for s in statuses) - min(s.started_at for s in statuses)) if statuses else 0
     lines = [
         f"# Forecast run {run_id}",
         "",
         f"Origin week {plan.origin}, model package {plan.model_version}, "
-        f"{validation['checked_products']} products in {plan.partition_count} partitions, "
+        f"{validation.checked_products} products in {plan.partition_count} partitions, "
         f"pool of {plan.pool_size} ({plan.compute_backend}). Written {datetime.now(UTC).isoformat()}.",
         "",
         calibration_note,
@@ -185,13 +189,13 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         f"![store {settings.report_store}](forecast_store{settings.report_store}.png)",
         "",
         "## Validation",
-        f"{'valid' if validation['valid'] else 'INVALID'}: {validation['problem_count']} problems "
-        f"in {validation['checked_products']} products.",
+        f"{'valid' if validation.valid else 'INVALID'}: {validation.problem_count} problems "
+        f"in {validation.checked_products} products.",
         "",
         "## Scoring",
         f"{rows} rows, {rows * len(output.quantiles)} scoring operations in {span_s:.1f} s: "
         f"{(rows * len(output.quantiles) / span_s) if span_s else 0:.0f} scoring operations per second"
-        + (f" (partitions skipped as already valid: {score_result['skipped']})" if score_result.get("skipped") else ""),
+        + (f" (partitions skipped as already valid: {scoring.skipped})" if scoring.skipped else ""),
         "",
         timings.to_markdown(index=False, floatfmt=".2f") if not timings.empty else "(no partition scored in this try)",
         "",

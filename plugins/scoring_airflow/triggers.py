@@ -18,6 +18,7 @@ from retail_scoring.layout import StorageLayout
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.compute import ComputeError, TaskStatus, backend_for
 from scoring_airflow.outages import OutageWatch
+from scoring_airflow.task_documents import JobEnded, SalesWaited
 
 
 class PartitionProgress:
@@ -102,7 +103,7 @@ class ScoringJobTrigger(BaseTrigger):
             try:
                 statuses = await asyncio.to_thread(backend.task_statuses, self.job_id)
             except ComputeError as error:
-                yield TriggerEvent({"job_id": self.job_id, "error": str(error), "statuses": []})
+                yield TriggerEvent(JobEnded(self.job_id, [], str(error)).to_dict())
                 return
             for task_id in restarts.observe(statuses):
                 self.log.info("%s restarted by the pool without a failed attempt (node preempted or removed)", task_id)
@@ -131,7 +132,7 @@ class ScoringJobTrigger(BaseTrigger):
                               counts["pending"], counts["running"], len(finished), len(statuses))  # fmt: skip
                 last_counts = counts
             if len(finished) == len(statuses):
-                yield TriggerEvent({"job_id": self.job_id, "statuses": [s.to_dict() for s in statuses]})
+                yield TriggerEvent(JobEnded(self.job_id, statuses).to_dict())
                 return
             await backend.changed(self.job_id, self.poll_interval_s)
 
@@ -204,6 +205,6 @@ class SalesArrivedTrigger(BaseTrigger):
                 through = None
             arrived = through is not None and through >= self.week
             if arrived or time.time() > self.deadline:
-                yield TriggerEvent({"week": self.week, "arrived": arrived, "sales_through": through})
+                yield TriggerEvent(SalesWaited(self.week, arrived, through).to_dict())
                 return
             await asyncio.sleep(self.poll_interval_s)

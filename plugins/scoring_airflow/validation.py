@@ -10,6 +10,7 @@ from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunPlan
 from scoring_airflow.outages import survives_outages
 from scoring_airflow.partitions import problem_list, read_run_manifest, run_problems
+from scoring_airflow.task_documents import ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,18 @@ def validate_run(plan: RunPlan) -> dict:
     layout = StorageLayout(plan.storage_root)
     report_partitions = run_problems(layout, read_run_manifest(plan))
     problems = problem_list(report_partitions)
-    report = {
-        "run_id": plan.run_id,
-        "valid": not problems,
-        "checked_products": plan.product_count,
-        "problem_count": len(problems),
-        "partitions": report_partitions,
-        "checked_at": datetime.now(UTC).isoformat(),
-    }
+    report = ValidationReport(
+        plan.run_id, not problems, plan.product_count, len(problems), report_partitions, datetime.now(UTC).isoformat()
+    )
     report_url = layout.validation_report(plan.run_id)
-    storage.write_bytes_atomic(report_url, json.dumps(report, indent=2).encode())
+    storage.write_bytes_atomic(report_url, json.dumps(report.to_dict(), indent=2).encode())
     if problems:
         raise ValidationFailed(
             f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
             f"(full report: {report_url}):\n" + describe_problems(problems)
         )
-    log.info("all %d products valid; report at %s", report["checked_products"], report_url)
-    return report
+    log.info("all %d products valid; report at %s", report.checked_products, report_url)
+    return report.to_dict()
 
 
 def describe_problems(problems: list[str], shown: int = 20) -> str:

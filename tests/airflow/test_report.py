@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgba
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import REFERENCE_OUTPUT, OutputContract
 from retail_scoring.run.accuracy import IN_SAMPLE, OUT_OF_SAMPLE, UNKNOWN_SAMPLE, forecast_sample
+from scoring_airflow.compute import TaskStatus
 from scoring_airflow.report import (
     BAND_50_COLOUR,
     BAND_90_COLOUR,
@@ -84,8 +85,8 @@ def test_figure_shows_four_skus_with_history_median_and_both_bands():
 
 def test_cost_is_pool_nodes_times_the_job_span_times_the_vm_price():
     statuses = [
-        {"queued_at": 1000.0, "started_at": 1010.0, "finished_at": 1900.0},
-        {"queued_at": 1000.0, "started_at": 1500.0, "finished_at": 2800.0},
+        TaskStatus("partition_000", "succeeded", 0, 1, "", queued_at=1000.0, started_at=1010.0, finished_at=1900.0),
+        TaskStatus("partition_001", "succeeded", 0, 1, "", queued_at=1000.0, started_at=1500.0, finished_at=2800.0),
     ]
     settings = ForecastSettings(vm_hourly_prices={"Standard_F2s_v2": 0.085})
     plan = run_plan(StorageLayout("file:///unused"), "cost", {}, vm_size="Standard_F2s_v2", pool_size=4)

@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from scoring_airflow.settings import ForecastSettings
 
@@ -53,9 +53,6 @@ class TaskStatus:
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ComputeBackend(ABC):
