@@ -7,7 +7,9 @@ talk through files in the pool's folder:
   {pool_dir}/{pool_id}/pool.json                         size and pid of the pool process
   {pool_dir}/{pool_id}/heartbeat                         touched by the pool process while it runs
   {pool_dir}/{pool_id}/lease                             touched by its owner (create, submit, every poll)
-  {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's tasks, retries, timeout
+  {pool_dir}/{pool_id}/jobs/{job_id}/job.json            the job's task ids, retries, timeout (read every loop)
+  {pool_dir}/{pool_id}/jobs/{job_id}/tasks/{task}.json   a task's command line and writes (read as it starts:
+                                                         200 products' writes are ~30 KB, 500 tasks 16 MB)
   {pool_dir}/{pool_id}/jobs/{job_id}/status/{task}.json  written by the pool process
   {pool_dir}/{pool_id}/jobs/{job_id}/deleted             asks the pool process to stop the job
   {pool_dir}/{pool_id}/jobs/{job_id}/ended               the job has ended (end_job): no later try follows it
@@ -151,10 +153,13 @@ class LocalBackend(ComputeBackend):
         (pool / "lease").touch()
         job = pool / "jobs" / job_id
         (job / "status").mkdir(parents=True)
+        (job / "tasks").mkdir()
+        for task in tasks:
+            write_json_atomic(job / "tasks" / f"{task.task_id}.json", asdict(task))
         write_json_atomic(
             job / "job.json",
             {
-                "tasks": [asdict(t) for t in tasks],
+                "task_ids": [task.task_id for task in tasks],
                 "max_retries": max_retries,
                 "timeout_s": timeout_s,
                 "submitted_at": time.time(),
@@ -171,14 +176,14 @@ class LocalBackend(ComputeBackend):
         (job.parents[1] / "lease").touch()  # the owner is still waiting on this pool
         statuses = []
         spec = json.loads((job / "job.json").read_text())
-        for task in spec["tasks"]:
-            status_file = job / "status" / f"{task['task_id']}.json"
+        for task_id in spec["task_ids"]:
+            status_file = job / "status" / f"{task_id}.json"
             if status_file.exists():
                 status = json.loads(status_file.read_text())
                 status.pop("pid", None)
                 statuses.append(TaskStatus(**status, queued_at=spec["submitted_at"]))
             else:
-                statuses.append(TaskStatus(task_id=task["task_id"], state="pending", queued_at=spec["submitted_at"]))
+                statuses.append(TaskStatus(task_id=task_id, state="pending", queued_at=spec["submitted_at"]))
         return statuses
 
     async def changed(self, job_id: str, timeout_s: float) -> None:

@@ -172,10 +172,11 @@ def serve(pool: Path, size: int, lease_s: float, worker_command: list[str]) -> N
         for job in jobs:
             if len(running) >= size or not (job / "job.json").exists() or not job.exists():
                 continue
-            for task in json.loads((job / "job.json").read_text())["tasks"]:
+            for task_id in json.loads((job / "job.json").read_text())["task_ids"]:
                 if len(running) >= size:
                     break
-                if read_status(job, task["task_id"]) is None:
+                if read_status(job, task_id) is None:
+                    task = json.loads((job / "tasks" / f"{task_id}.json").read_text())
                     running.append(start_attempt(job, task, 1, worker_command))
         time.sleep(POLL_S)
     stopped.set()
