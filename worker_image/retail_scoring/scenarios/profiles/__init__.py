@@ -8,6 +8,7 @@ from retail_scoring.scenarios.profiles.base import TaskProfile
 # profile -> the class implementing it, imported when a scenario of that profile is read
 PROFILES = {
     "classification": "retail_scoring.scenarios.profiles.classification:Classification",
+    "regression": "retail_scoring.scenarios.profiles.regression:Regression",
 }
 
 

@@ -1,4 +1,4 @@
-"""The classification profile's metrics, added up from shards' sums, equal the metrics computed
+"""The task profiles' metrics, added up from shards' sums, equal the metrics computed
 over all rows at once by their textbook definitions."""
 
 import numpy as np
@@ -36,3 +36,15 @@ def test_an_unknown_profile_or_wrong_parameters_are_refused_naming_the_scenario(
         profile_for("clasification", PARAMETERS, "churn.json")
     with pytest.raises(ScenarioError, match="churn.json: parameters of the classification profile"):
         profile_for("classification", {"label": "churn"}, "churn.json")
+
+
+def test_regression_metrics_from_shard_sums_equal_those_of_all_rows():
+    rng = np.random.default_rng(3)
+    actual, predicted = rng.normal(10, 3, 999), rng.normal(10, 3, 999)
+    profile = profile_for("regression", {"target": "amount", "prediction": "predicted_amount"}, "credit.json")
+    sums = {}
+    for shard in np.array_split(np.arange(999), 4):
+        sums = add_metric_sums(sums, profile.metric_sums(predicted[shard], actual[shard]))
+    metrics = profile.metrics(sums)
+    assert metrics["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - actual) ** 2)))
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(predicted - actual)))
