@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # docker-compose renders docker-compose.yaml for its test (no engine needed) where the
 # `docker compose` plugin is absent.
 worker_r_packages=($(sed 's/=.*//' worker_image/retail_scoring/worker_r_packages.txt))
-debian_packages=(r-base-core r-base-dev "${worker_r_packages[@]}" r-cran-bayesm r-cran-dplyr docker-compose)
+debian_packages=(r-base-core r-base-dev "${worker_r_packages[@]}" r-cran-bayesm r-cran-modeldata r-cran-dplyr docker-compose)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -92,3 +92,13 @@ def test_a_scenario_that_cannot_run_is_refused_naming_the_file_and_field(path, v
 def test_a_file_that_is_no_json_is_refused_naming_it():
     with pytest.raises(ScenarioError, match=f"{SOURCE}: not a JSON scenario document"):
         Scenario.from_json(b"name: churn", SOURCE)
+
+
+def test_the_committed_churn_scenario_is_readable():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "customer_churn.json"
+    scenario = Scenario.from_json(path.read_bytes(), str(path))
+    assert scenario.dataset.columns["state"].levels[:2] == ("AK", "AL") and len(scenario.dataset.columns) == 22, (
+        "mlc_churn's 20 columns, the id and the snapshot"
+    )
