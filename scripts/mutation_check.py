@@ -803,6 +803,78 @@ MUTATIONS = [
         "    return sorted(o for o, result in results.items() if result.complete)",
         ("tests/airflow/test_backtest.py::test_a_backtest_compares_out_of_sample_and_calibrates_a_weekly_run",),
     ),
+    Mutation(
+        "scenario-declared-types-unchecked",
+        "worker_image/retail_scoring/scenarios/table.py",
+        "    if not _ARROW_TYPES[column.type](values.type):\n",
+        "    if False:\n",
+        (
+            "tests/worker/test_scenario_scoring.py::test_rows_that_break_the_declarations_are_refused_naming_column_key_and_rule",
+            "tests/worker/test_scenario_scoring.py::test_bad_output_and_r_errors_are_refused_naming_the_shard",
+        ),
+    ),
+    Mutation(
+        "scenario-levels-unchecked",
+        "worker_image/retail_scoring/scenarios/table.py",
+        "    if column.levels is not None:\n",
+        "    if False:\n",
+        (
+            "tests/worker/test_scenario_scoring.py::test_a_level_unseen_in_the_declaration_is_refused_naming_the_customer",
+        ),
+    ),
+    Mutation(
+        "scenario-nulls-allowed",
+        "worker_image/retail_scoring/scenarios/table.py",
+        "    if not column.nullable:\n",
+        "    if False:\n",
+        (
+            "tests/worker/test_scenario_scoring.py::test_rows_that_break_the_declarations_are_refused_naming_column_key_and_rule",
+        ),
+    ),
+    Mutation(
+        "scenario-duplicate-keys-allowed",
+        "worker_image/retail_scoring/scenarios/table.py",
+        "    if duplicated is not None:\n",
+        "    if False:\n",
+        (
+            "tests/worker/test_scenario_scoring.py::test_rows_that_break_the_declarations_are_refused_naming_column_key_and_rule",
+        ),
+    ),
+    Mutation(
+        "scenario-output-row-count-unchecked",
+        "worker_image/retail_scoring/scenarios/scoring.py",
+        "    if returned_rows != rows:\n",
+        "    if False:\n",
+        ("tests/worker/test_scenario_scoring.py::test_bad_output_and_r_errors_are_refused_naming_the_shard",),
+    ),
+    Mutation(
+        "scenario-returned-keys-unchecked",
+        "worker_image/retail_scoring/scenarios/scoring.py",
+        "        if name in returned and not returned[name].equals(",
+        "        if False and not returned[name].equals(",
+        ("tests/worker/test_scenario_scoring.py::test_bad_output_and_r_errors_are_refused_naming_the_shard",),
+    ),
+    Mutation(
+        "scenario-output-unchecked",
+        "worker_image/retail_scoring/scenarios/scoring.py",
+        "    output = checked_table(output, scenario.output.columns, key,",
+        "    output = checked_table(output, {}, key,",
+        ("tests/worker/test_scenario_scoring.py::test_bad_output_and_r_errors_are_refused_naming_the_shard",),
+    ),
+    Mutation(
+        "scenario-profile-unchecked",
+        "worker_image/retail_scoring/scenarios/document.py",
+        "profile.problems(columns, scenario.output.columns)]",
+        "[]]",
+        ("tests/worker/test_scenario_document.py",),
+    ),
+    Mutation(
+        "scenario-current-by-publish-order",
+        "worker_image/retail_scoring/scenarios/current.py",
+        '(version, "descending"), ("_published", "descending")',
+        '("_published", "descending")',
+        ("tests/worker/test_scenario_current.py",),
+    ),
 ]
 
 

@@ -12,7 +12,7 @@ CHURN = {
     "scenario_version": 1,
     "name": "churn",
     "profile": "classification",
-    "parameters": {"label": "churn", "positive_class": "yes"},
+    "parameters": {"label": "churn", "positive_class": "yes", "probability": "p_churn"},
     "dataset": {
         "url": "{storage}/data/churn",
         "format": "parquet",
@@ -80,6 +80,9 @@ def test_a_scenario_reads_back_typed():
         ("output.pass_through", ["segment"], "output.pass_through names 'segment', not an input column"),
         ("output.columns.state", {"type": "string"}, "output column 'state' shadows the input column"),
         ("publishing.version_column", "week", "publishing.version_column 'week' is no declared column"),
+        ("parameters.label", "plan", "profile classification: the label 'plan' is no categorical input column"),
+        ("output.columns.p_churn.maximum", 100, "the probability 'p_churn' is no output number with minimum 0 and"),
+        ("profile", "ranking", "unknown profile 'ranking'; known profiles: classification, regression"),
         ("output.colour", "blue", "include/scenarios/churn.json: output: unknown fields colour"),
     ],
 )

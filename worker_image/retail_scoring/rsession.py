@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _STARTING_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
 # R collects garbage whenever its heap must grow, and with a model package's ~2 million tree nodes in
@@ -95,6 +97,92 @@ def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
     """An R data.frame of plain numeric vectors, built from numpy buffers: pandas2ri, and numpy2ri
     with its 1-d R arrays, are several times slower for this."""
     return ro.DataFrame({name: ro.FloatVector(np.asarray(values, dtype="float64")) for name, values in columns.items()})
+
+
+# Builds an R vector from its filled values: NA where `missing` (1-based), then the declared class:
+# a factor over `levels`, a Date, or the plain vector.
+_DECLARED_VECTOR = ro.r("""
+function(values, missing, levels, kind) {
+  values[missing] <- NA
+  if (kind == "categorical") return(structure(values, levels = levels, class = "factor"))
+  if (kind == "date") return(structure(values, class = "Date"))
+  values
+}
+""")
+
+
+def declared_table_to_r(table: pa.Table, types: dict[str, tuple[str, tuple[str, ...] | None]]) -> ro.DataFrame:
+    """An R data.frame of an Arrow table as its scenario declares it (column -> type, levels):
+    integers as integer vectors (numeric past R's integer range), numbers numeric, strings
+    character, categoricals factors with exactly the declared levels, booleans logical, dates Date,
+    and NA for every null. Column by column from the Arrow buffers."""
+    columns = {}
+    for name, (kind, levels) in types.items():
+        values = table[name]
+        missing = ro.IntVector(np.flatnonzero(values.is_null().to_numpy()) + 1)
+        if kind == "categorical":
+            codes = pc.index_in(values, value_set=pa.array(levels, pa.string())).fill_null(-1).to_numpy() + 1
+            vector = ro.IntVector(codes.astype(np.int32))
+        elif kind == "date":
+            vector = ro.FloatVector(
+                values.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy().astype(np.float64)
+            )
+        elif kind == "integer" and _fits_r_integer(values):
+            vector = ro.IntVector(values.fill_null(0).to_numpy().astype(np.int32))
+        elif kind in ("integer", "number"):
+            vector = ro.FloatVector(values.cast(pa.float64()).fill_null(0).to_numpy())
+        elif kind == "boolean":
+            vector = ro.BoolVector(values.fill_null(False).to_numpy())
+        else:
+            vector = ro.StrVector(values.fill_null("").to_numpy().astype(str))
+        columns[name] = _DECLARED_VECTOR(vector, missing, ro.StrVector(levels or ()), kind)
+    return ro.DataFrame(columns)
+
+
+def _fits_r_integer(values: pa.ChunkedArray) -> bool:
+    """R's integers are 32-bit and use the smallest one for NA."""
+    bounds = pc.min_max(values).as_py()
+    return bounds["min"] is None or (-INT32_MAX <= bounds["min"] and bounds["max"] <= INT32_MAX)
+
+
+# An R data.frame's columns as plain vectors with their NAs apart: factors as their labels, Dates
+# as days since 1970-01-01, so that each converts from its buffer.
+_PLAIN_COLUMNS = ro.r("""
+function(frame, names) lapply(frame[names], function(x) {
+  kind <- if (is.factor(x)) "string" else if (inherits(x, "Date")) "date" else typeof(x)
+  plain <- if (is.factor(x)) as.character(x) else if (kind == "date") as.double(unclass(x)) else as.vector(x)
+  missing <- is.na(plain)
+  plain[missing] <- if (is.character(plain)) "" else 0
+  list(kind = kind, values = plain, missing = missing)
+})
+""")
+_ARROW_OF_R = {
+    "double": pa.float64(),
+    "integer": pa.int32(),
+    "logical": pa.bool_(),
+    "character": pa.string(),
+    "string": pa.string(),
+    "date": pa.date32(),
+}
+
+
+def r_columns_to_arrow(frame: ro.RObject, names: list[str]) -> dict[str, pa.Array]:
+    """The columns `names` of an R data.frame as Arrow arrays, NA as null; a column of another R
+    type (a list, a complex number) as None, for the caller to refuse naming it."""
+    arrays = {}
+    for name, column in zip(names, _PLAIN_COLUMNS(frame, ro.StrVector(names)), strict=True):
+        kind = str(column.rx2("kind")[0])
+        if kind not in _ARROW_OF_R:
+            arrays[name] = None
+            continue
+        missing = np.array(column.rx2("missing"), dtype=bool)
+        values = np.array(column.rx2("values"), dtype=object if kind in ("character", "string") else None)
+        if kind == "date":
+            values = values.astype("int32")
+        elif kind == "logical":
+            values = values.astype(bool)
+        arrays[name] = pa.array(values, type=_ARROW_OF_R[kind], mask=missing)
+    return arrays
 
 
 def r_vector_to_numpy(value: ro.RObject) -> np.ndarray:

@@ -42,7 +42,7 @@ class PackageCodeError(ModelPackageError):
 
 
 @cache
-def _r_function(code: str):
+def r_function(code: str):
     """An R function defined by `code`, parsed once per process."""
     from retail_scoring import rsession
 
@@ -86,18 +86,18 @@ def source_functions(script: Path, names: tuple[str, ...], where: str, files: li
     `files` (the package's own) and no other."""
     from retail_scoring import rsession
 
-    guard = _r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
+    guard = r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
     try:
         with rsession.running(f"{where}: {script.name}"):
-            environment = _r_function(
+            environment = r_function(
                 "function(path, guard) { e <- new.env(parent = guard); sys.source(path, envir = e); e }"
             )(str(script), guard)
     except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
         raise PackageCodeError(f"{where}: {script.name} cannot be sourced: {error}") from error
-    lookup = _r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
+    lookup = r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
     functions = {name: lookup(environment, name) for name in names}
     for name, function in functions.items():
-        if not _r_function("is.function")(function)[0]:
+        if not r_function("is.function")(function)[0]:
             raise PackageCodeError(f"{where}: {script.name} does not define the function {name}()")
     return functions
 
@@ -108,7 +108,7 @@ def call_package_function(function, *args, what: str):
     from retail_scoring import rsession
 
     with rsession.running(what):
-        result = _r_function(_CALL_WITH_TRACE)(function, *args)
+        result = r_function(_CALL_WITH_TRACE)(function, *args)
     if "error" not in list(result.names):
         return result.rx2("value")
     trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
@@ -187,10 +187,10 @@ class RScriptPackage(ModelPackage):
         """What score() returned is a data.frame of at most the rows and columns the group's
         forecast has, checked in R before any of it is converted: a result of a billion rows is
         refused, not copied into the worker."""
-        if not _r_function("is.data.frame")(value)[0]:
-            kind = str(_r_function("function(x) class(x)[1]")(value)[0])
+        if not r_function("is.data.frame")(value)[0]:
+            kind = str(r_function("function(x) class(x)[1]")(value)[0])
             raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
-        rows, columns = (int(n) for n in _r_function("dim")(value))
+        rows, columns = (int(n) for n in r_function("dim")(value))
         output = self.manifest.output
         series = sum(len(p.plans[list(SERIES_KEY)].drop_duplicates()) for p in group)
         most_rows, most_columns = series * output.horizon, len(SERIES_KEY) + 1 + len(output.columns)  # + week

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self, get_args
 
 from retail_scoring.errors import ScoringError
+from retail_scoring.scenarios.profiles import profile_for
 
 SCENARIO_VERSION = 1
 ColumnType = Literal["integer", "number", "string", "categorical", "boolean", "date"]
@@ -191,6 +192,8 @@ def _check_agreement(scenario: Scenario, source: str) -> None:
         problems.append(f"sharding.max_rows is {scenario.sharding.max_rows}, not a positive number of rows")
     if scenario.publishing and scenario.publishing.version_column not in {**columns, **scenario.output.columns}:
         problems.append(f"publishing.version_column {scenario.publishing.version_column!r} is no declared column")
+    profile = profile_for(scenario.profile, scenario.parameters, source)
+    problems += [f"profile {scenario.profile}: {p}" for p in profile.problems(columns, scenario.output.columns)]
     if problems:
         raise ScenarioError(f"{source}: " + "; ".join(problems))
 

@@ -4,6 +4,7 @@ from abc import ABC, abstractmethod
 from typing import Self
 
 import numpy as np
+import pyarrow as pa
 
 
 class TaskProfile(ABC):
@@ -14,6 +15,15 @@ class TaskProfile(ABC):
     @abstractmethod
     def from_parameters(cls, parameters: dict, source: str) -> Self:
         """The profile with the scenario's `parameters` checked (ScenarioError naming `source`)."""
+
+    @abstractmethod
+    def problems(self, input_columns: dict, output_columns: dict) -> list[str]:
+        """What the scenario's columns (name -> Column) lack for this profile's parameters."""
+
+    @abstractmethod
+    def observed(self, batch: pa.Table, output: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """The predictions and actuals of the rows whose actual is known (the shard's input and
+        its output, row for row)."""
 
     @abstractmethod
     def metric_sums(self, predicted: np.ndarray, actual: np.ndarray) -> dict:

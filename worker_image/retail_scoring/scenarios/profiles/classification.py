@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from retail_scoring.scenarios.profiles.base import TaskProfile
 
@@ -29,6 +31,22 @@ class Classification(TaskProfile):
                 f"got {parameters!r}"
             )
         return cls(parameters["label"], parameters["positive_class"], parameters["probability"])
+
+    def problems(self, input_columns: dict, output_columns: dict) -> list[str]:
+        label, probability = input_columns.get(self.label), output_columns.get(self.probability)
+        problems = []
+        if label is None or label.type != "categorical" or self.positive_class not in (label.levels or ()):
+            problems.append(
+                f"the label {self.label!r} is no categorical input column with the level {self.positive_class!r}"
+            )
+        if probability is None or probability.type != "number" or (probability.minimum, probability.maximum) != (0, 1):
+            problems.append(f"the probability {self.probability!r} is no output number with minimum 0 and maximum 1")
+        return problems
+
+    def observed(self, batch: pa.Table, output: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        known = pc.is_valid(batch[self.label])
+        predicted = output[self.probability].filter(known).to_numpy()
+        return predicted, pc.equal(batch[self.label].filter(known), self.positive_class).to_numpy()
 
     def metric_sums(self, predicted: np.ndarray, actual: np.ndarray) -> dict:
         """`predicted` probabilities, `actual` True where the label is the positive class."""

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from retail_scoring.scenarios.profiles.base import TaskProfile
 
@@ -23,6 +25,19 @@ class Regression(TaskProfile):
                 f"{source}: parameters of the regression profile are {sorted(expected)} (strings), got {parameters!r}"
             )
         return cls(parameters["target"], parameters["prediction"])
+
+    def problems(self, input_columns: dict, output_columns: dict) -> list[str]:
+        problems = []
+        if getattr(input_columns.get(self.target), "type", None) not in ("integer", "number"):
+            problems.append(f"the target {self.target!r} is no numeric input column")
+        if getattr(output_columns.get(self.prediction), "type", None) != "number":
+            problems.append(f"the prediction {self.prediction!r} is no output number")
+        return problems
+
+    def observed(self, batch: pa.Table, output: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        known = pc.is_valid(batch[self.target])
+        actual = batch[self.target].filter(known).cast(pa.float64()).to_numpy()
+        return output[self.prediction].filter(known).to_numpy(), actual
 
     def metric_sums(self, predicted: np.ndarray, actual: np.ndarray) -> dict:
         error = np.asarray(predicted, dtype="float64") - np.asarray(actual, dtype="float64")

@@ -1,0 +1,186 @@
+"""A shard of the churn scenario (modeldata's real mlc_churn customers, hive Parquet by state)
+reaches R as the scenario declares it and is scored by a base-R glm package exactly as R's own
+predict() scores the same rows; bad rows, bad R output and R errors are refused naming the shard,
+the column, the customer and the rule."""
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from retail_scoring import rsession
+from retail_scoring.scenarios.churn_data import churn_customers, load_mlc_churn, write_by_state
+from retail_scoring.scenarios.document import Scenario
+from retail_scoring.scenarios.profiles import profile_for
+from retail_scoring.scenarios.profiles.base import add_metric_sums
+from retail_scoring.scenarios.scoring import TableModel, score_shard
+from retail_scoring.scenarios.shards import plan_shards
+from retail_scoring.scenarios.table import ShardDataError, checked_table, read_shard
+
+SCENARIO_FILE = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "customer_churn.json"
+SNAPSHOT = date(2026, 11, 30)
+GLM_SCORE = """
+load_models <- function(model_dir) readRDS(file.path(model_dir, "glm.rds"))
+score <- function(models, batch, context) {
+  data.frame(p_churn = unname(predict(models, newdata = batch, type = "response")))
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return Scenario.from_json(SCENARIO_FILE.read_bytes(), str(SCENARIO_FILE))
+
+
+@pytest.fixture(scope="module")
+def customers() -> pa.Table:
+    return churn_customers(load_mlc_churn(), 5000, SNAPSHOT)
+
+
+@pytest.fixture(scope="module")
+def glm_package(tmp_path_factory, customers) -> Path:
+    """A base-R glm trained on the first 4,000 customers (the last 1,000 are held out)."""
+    folder = tmp_path_factory.mktemp("glm-churn")
+    (folder / "score.R").write_text(GLM_SCORE)
+    rsession.r_eval(
+        "function(path) { data(mlc_churn, package = 'modeldata');"
+        " train <- mlc_churn[1:4000, ]; train$churn <- as.integer(train$churn == 'yes');"
+        " saveRDS(glm(churn ~ ., family = binomial, data = train), path) }"
+    )(str(folder / "glm.rds"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def storage_root(tmp_path_factory, customers) -> str:
+    root = f"file://{tmp_path_factory.mktemp('storage')}"
+    write_by_state(customers, f"{root}/data/churn", rows_per_file=40)
+    return root
+
+
+def shard_rows(scenario, storage_root, label="state=CA"):
+    shards = {shard.label: shard for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root)}
+    return read_shard(scenario.dataset, shards[label], storage_root)
+
+
+def test_a_shard_reaches_r_as_declared_and_scores_as_r_predict_does(scenario, glm_package, storage_root):
+    batch = checked_table(shard_rows(scenario, storage_root), scenario.dataset.columns, scenario.dataset.key, "CA")
+    model = TableModel.load(glm_package, "score.R", "model package glm-churn")
+    result = score_shard(scenario, model, batch, "state=CA", SNAPSHOT.isoformat())
+
+    assert result.output.column_names == ["customer_id", "snapshot", "state", "p_churn"]
+    assert result.output["customer_id"].equals(batch["customer_id"])
+    own_predict = rsession.r_eval(
+        "function(path, ids) { data(mlc_churn, package = 'modeldata');"
+        " predict(readRDS(path), newdata = mlc_churn[ids, ], type = 'response') }"
+    )(str(glm_package / "glm.rds"), rsession.ro.IntVector(batch["customer_id"].to_numpy()))
+    assert np.array_equal(result.output["p_churn"].to_numpy(), np.asarray(own_predict)), "bit for bit"
+    assert (
+        result.metric_sums["rows"] == len(batch)
+        and result.metric_sums["positives"] == pc.sum(pc.equal(batch["churn"], "yes")).as_py()
+    )
+
+
+def test_factors_nulls_and_dates_reach_r_with_their_declared_classes(scenario, storage_root):
+    batch = checked_table(shard_rows(scenario, storage_root), scenario.dataset.columns, scenario.dataset.key, "CA")
+    batch = batch.set_column(batch.column_names.index("churn"), "churn", pa.array([None] * len(batch), pa.string()))
+    columns = {name: (c.type, c.levels) for name, c in scenario.dataset.columns.items()}
+    described = rsession.r_eval(
+        "function(b) c(class(b$snapshot), paste(levels(b$state)[1:2], collapse = ','), class(b$area_code),"
+        " as.character(all(is.na(b$churn))), as.character(b$snapshot[1]), class(b$customer_id))"
+    )(rsession.declared_table_to_r(batch, columns))
+    assert list(described) == ["Date", "AK,AL", "factor", "TRUE", SNAPSHOT.isoformat(), "integer"]
+
+
+def test_a_level_unseen_in_the_declaration_is_refused_naming_the_customer(scenario, storage_root):
+    rows = shard_rows(scenario, storage_root)
+    codes = rows["area_code"].to_pylist()
+    codes[3] = "area_code_999"
+    rows = rows.set_column(rows.column_names.index("area_code"), "area_code", pa.array(codes))
+    customer = rows["customer_id"][3].as_py()
+    with pytest.raises(ShardDataError, match=(
+        rf"^shard state=CA: column 'area_code' at customer_id={customer}, snapshot={SNAPSHOT}: 'area_code_999' "
+        r"breaks the rule one of \['area_code_408'"
+    )):  # fmt: skip
+        checked_table(rows, scenario.dataset.columns, scenario.dataset.key, "shard state=CA")
+
+
+@pytest.mark.parametrize(
+    ("column", "change", "message"),
+    [
+        (
+            "total_day_minutes",
+            lambda v: [None, *v[1:]],
+            r"column 'total_day_minutes' at customer_id=\d+, .*: None "
+            r"breaks the rule not null",
+        ),
+        ("customer_id", lambda v: [str(x) for x in v], r"column 'customer_id' is declared integer, but holds string"),
+        ("customer_id", lambda v: [v[0], v[0], *v[2:]], r"key customer_id=\d+, snapshot=2026-11-30 appears more than"),
+        ("total_eve_calls", lambda v: [-1, *v[1:]], r"column 'total_eve_calls' at .*: -1 breaks the rule >= 0"),
+    ],
+)
+def test_rows_that_break_the_declarations_are_refused_naming_column_key_and_rule(
+    scenario, storage_root, column, change, message
+):
+    rows = shard_rows(scenario, storage_root)
+    rows = rows.set_column(rows.column_names.index(column), column, pa.array(change(rows[column].to_pylist())))
+    with pytest.raises(ShardDataError, match=f"^shard state=CA: {message}"):
+        checked_table(rows, scenario.dataset.columns, scenario.dataset.key, "shard state=CA")
+
+
+def write_package(folder: Path, score: str, glm_package: Path) -> TableModel:
+    folder.mkdir()
+    (folder / "glm.rds").write_bytes((glm_package / "glm.rds").read_bytes())
+    (folder / "score.R").write_text(
+        'load_models <- function(model_dir) readRDS(file.path(model_dir, "glm.rds"))\n'
+        f"score <- function(models, batch, context) {{ {score} }}\n"
+    )
+    return TableModel.load(folder, "score.R", "model package bad")
+
+
+@pytest.mark.parametrize(
+    ("score", "message"),
+    [
+        (
+            "p <- predict(models, newdata = batch, type = 'response'); data.frame(p_churn = p * 2)",
+            r"output of .*score\(\): column 'p_churn' at customer_id=\d+, snapshot=2026-11-30: [\d.]+ breaks "
+            r"the rule <= 1",
+        ),
+        ("data.frame(p_churn = rep(0.5, nrow(batch) - 1))", r"returned 1?\d+ rows for the \d+ rows of the batch"),
+        ("data.frame(p_churn = 0.5, customer_id = rev(batch$customer_id))", r"changed the key column 'customer_id'"),
+        ("data.frame(p_churn = 0.5, state = batch$state)", r"the scenario's output is \['p_churn'\]"),
+        ("list(p_churn = 0.5)", r"returned a list, not a data.frame"),
+        (
+            "stop('the model has no coefficient for ', nlevels(batch$state), ' states')",
+            r"score\(\) failed: the model has no coefficient for 51 states",
+        ),
+        (
+            "data.frame(p_churn = as.character(predict(models, batch, type = 'response')))",
+            r"column 'p_churn' is declared number, but holds string",
+        ),
+    ],
+)
+def test_bad_output_and_r_errors_are_refused_naming_the_shard(scenario, glm_package, storage_root, tmp_path, score,
+                                                              message):  # fmt: skip
+    batch = checked_table(shard_rows(scenario, storage_root), scenario.dataset.columns, scenario.dataset.key, "CA")
+    model = write_package(tmp_path / "bad", score, glm_package)
+    with pytest.raises(ShardDataError, match=f"^shard state=CA: .*{message}"):
+        score_shard(scenario, model, batch, "state=CA", SNAPSHOT.isoformat())
+
+
+def test_the_classification_metrics_judge_the_held_out_customers(scenario, glm_package, storage_root):
+    model = TableModel.load(glm_package, "score.R", "model package glm-churn")
+    profile_sums = {}
+    profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
+    for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):
+        rows = read_shard(scenario.dataset, shard, storage_root)
+        held_out = rows.filter(pc.greater(rows["customer_id"], 4000))
+        if not len(held_out):
+            continue
+        batch = checked_table(held_out, scenario.dataset.columns, scenario.dataset.key, shard.label)
+        profile_sums = add_metric_sums(profile_sums, score_shard(scenario, model, batch, shard.label, None).metric_sums)
+    metrics = profile.metrics(profile_sums)
+    assert metrics["rows"] == 1000
+    assert 0.75 < metrics["auc"] < 0.95 and metrics["brier"] < 0.12, metrics  # a real, imperfect glm
