@@ -875,6 +875,15 @@ MUTATIONS = [
         '("_published", "descending")',
         ("tests/worker/test_scenario_current.py",),
     ),
+    Mutation(
+        "scenario-csv-types-guessed",
+        "worker_image/retail_scoring/scenarios/shards.py",
+        '    if dataset.format == "csv":\n',
+        "    if False:\n",
+        (
+            "tests/worker/test_scenario_scoring.py::test_a_csv_value_of_another_type_is_refused_naming_the_file_and_column",
+        ),
+    ),
 ]
 
 

@@ -3,17 +3,19 @@ reaches R as the scenario declares it and is scored by a base-R glm package exac
 predict() scores the same rows; bad rows, bad R output and R errors are refused naming the shard,
 the column, the customer and the rule."""
 
+import dataclasses
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pytest
 
 from retail_scoring import rsession
 from retail_scoring.scenarios.churn_data import churn_customers, load_mlc_churn, write_by_state
-from retail_scoring.scenarios.document import Scenario
+from retail_scoring.scenarios.document import Scenario, ScenarioError, Sharding
 from retail_scoring.scenarios.profiles import profile_for
 from retail_scoring.scenarios.profiles.base import add_metric_sums
 from retail_scoring.scenarios.scoring import TableModel, score_shard
@@ -184,3 +186,44 @@ def test_the_classification_metrics_judge_the_held_out_customers(scenario, glm_p
     metrics = profile.metrics(profile_sums)
     assert metrics["rows"] == 1000
     assert 0.75 < metrics["auc"] < 0.95 and metrics["brier"] < 0.12, metrics  # a real, imperfect glm
+
+
+def csv_scenario(scenario: Scenario, folder: Path) -> Scenario:
+    dataset = dataclasses.replace(scenario.dataset, url=f"file://{folder}", format="csv", layout="files")
+    return dataclasses.replace(scenario, dataset=dataset, sharding=Sharding((), 2000))
+
+
+def test_a_csv_dataset_is_read_as_declared_not_as_guessed(scenario, customers, tmp_path):
+    (tmp_path / "churn").mkdir()
+    pacsv.write_csv(customers.slice(0, 3000), tmp_path / "churn" / "customers.csv")
+    csv = csv_scenario(scenario, tmp_path / "churn")
+    shards = plan_shards(csv.dataset, csv.sharding, "file:///unused")
+    assert [(s.label, s.rows) for s in shards] == [("all/part_000", 2000), ("all/part_001", 1000)]
+    batch = checked_table(read_shard(csv.dataset, shards[1], "file:///unused"), csv.dataset.columns, csv.dataset.key,
+                          shards[1].label)  # fmt: skip
+    assert batch["customer_id"].to_pylist()[:2] == [2001, 2002] and batch["snapshot"].type == pa.date32()
+    assert batch["churn"].to_pylist()[:3] == customers["churn"].to_pylist()[2000:2003]
+
+
+def with_bad_calls(rows: pa.Table, row: int) -> pa.Table:
+    """`rows` with a word where row `row` has its number of day calls."""
+    calls = [str(v) for v in rows["total_day_calls"].to_pylist()]
+    calls[row] = "many"
+    return rows.set_column(rows.column_names.index("total_day_calls"), "total_day_calls", pa.array(calls))
+
+
+def test_a_csv_value_of_another_type_is_refused_naming_the_file_and_column(scenario, customers, tmp_path):
+    (tmp_path / "churn").mkdir()
+    csv = csv_scenario(scenario, tmp_path / "churn")
+    pacsv.write_csv(with_bad_calls(customers.slice(0, 10), 5), tmp_path / "churn" / "customers.csv")
+    with pytest.raises(ScenarioError, match=r"customers.csv.*In CSV column #9 \('total_day_calls'\): Row #7: .*'many'"):
+        plan_shards(csv.dataset, csv.sharding, "file:///unused")
+
+    rows = pa.concat_tables([customers, customers])  # past the first block Arrow reads the columns' names from
+    pacsv.write_csv(rows, tmp_path / "churn" / "customers.csv")
+    shard = plan_shards(csv.dataset, csv.sharding, "file:///unused")[-1]
+    pacsv.write_csv(with_bad_calls(rows, 9000), tmp_path / "churn" / "customers.csv")  # changed after planning
+    with pytest.raises(
+        ShardDataError, match=r"^shard all/part_004: .*customers.csv: In CSV column #9 \('total_day_calls'\)"
+    ):
+        read_shard(csv.dataset, shard, "file:///unused")

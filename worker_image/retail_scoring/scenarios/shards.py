@@ -3,8 +3,12 @@ value of the sharding columns (hive-style `column=value/` folders), split into c
 pieces of at most `max_rows` rows. Planned from the files' metadata alone (Parquet footers), so
 planning 50 million rows reads no row."""
 
+import csv as stdlib_csv
+import re
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.csv as csv
 import pyarrow.dataset as ds
 
 from retail_scoring import storage
@@ -31,15 +35,50 @@ class Shard:
         return sum(piece.rows for piece in self.pieces)
 
 
+# declared type -> the Arrow type a CSV column is read as (Parquet files carry their own)
+CSV_TYPES = {
+    "integer": pa.int64(), "number": pa.float64(), "string": pa.string(), "categorical": pa.string(),
+    "boolean": pa.bool_(), "date": pa.date32(),
+}  # fmt: skip
+
+
+def arrow_dataset(dataset: Dataset, root: str) -> ds.Dataset:
+    """The dataset's files as Arrow sees them: hive folders' values as columns (not dictionaries),
+    CSV columns read as their declared types rather than guessed."""
+    url = dataset.url.replace("{storage}", root)
+    fs, path = storage.filesystem(url)
+    partitioning = ds.HivePartitioning.discover(infer_dictionary=False) if dataset.layout == "hive" else None
+    file_format = dataset.format
+    if dataset.format == "csv":
+        types = {name: CSV_TYPES[column.type] for name, column in dataset.columns.items()}
+        file_format = ds.CsvFileFormat(convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True))
+    try:
+        return ds.dataset(path, filesystem=fs, format=file_format, partitioning=partitioning)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise ScenarioError(f"{url}: the scenario's dataset cannot be read: {named_csv_column(error, fs)}") from error
+
+
+def named_csv_column(error: Exception, fs, path: str | None = None) -> str:
+    """Arrow's message for a CSV value it could not convert in `path` (or the file it names), with
+    the file and the column's name (Arrow gives the column's number only)."""
+    message = str(error)
+    column = re.search(r"In CSV column #(\d+)", message)
+    named_file = re.search(r"CSV input source '([^']+)'", message)
+    path = named_file.group(1) if named_file else path
+    if not column or not path:
+        return message
+    with fs.open(path, "rt") as header:
+        names = next(stdlib_csv.reader([header.readline()]))
+    number = int(column.group(1))
+    name = f" ({names[number]!r})" if number < len(names) else ""
+    message = message.replace(column.group(0), f"{column.group(0)}{name}")
+    return message if named_file else f"{path}: {message}"
+
+
 def plan_shards(dataset: Dataset, sharding: Sharding, root: str) -> list[Shard]:
     """The dataset's shards in a stable order (by value, then file, then row)."""
     url = dataset.url.replace("{storage}", root)
-    fs, path = storage.filesystem(url)
-    partitioning = "hive" if dataset.layout == "hive" else None
-    try:
-        arrow = ds.dataset(path, filesystem=fs, format=dataset.format, partitioning=partitioning)
-    except (FileNotFoundError, OSError, ValueError) as error:
-        raise ScenarioError(f"{url}: the scenario's dataset cannot be read: {error}") from error
+    arrow = arrow_dataset(dataset, root)
     groups: dict[tuple, list[ShardPiece]] = {}
     for fragment in sorted(arrow.get_fragments(), key=lambda f: f.path):
         values = ds.get_partition_keys(fragment.partition_expression)

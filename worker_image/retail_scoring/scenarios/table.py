@@ -6,12 +6,11 @@ column, the first offending row's key and the rule, so that the user can find th
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
 from retail_scoring.scenarios.document import Column, Dataset
-from retail_scoring.scenarios.shards import Shard
+from retail_scoring.scenarios.shards import Shard, arrow_dataset, named_csv_column
 
 # declared type -> the Arrow types that hold it as declared (strings are read into levels by value)
 _ARROW_TYPES = {
@@ -30,15 +29,19 @@ class ShardDataError(ScoringError):
 
 def read_shard(dataset: Dataset, shard: Shard, root: str) -> pa.Table:
     """The shard's rows, only the declared columns, in the order of its pieces."""
-    fs, path = storage.filesystem(dataset.url.replace("{storage}", root))
-    partitioning = ds.HivePartitioning.discover(infer_dictionary=False) if dataset.layout == "hive" else None
-    arrow = ds.dataset(path, filesystem=fs, format=dataset.format, partitioning=partitioning)
+    arrow = arrow_dataset(dataset, root)
+    fs, _ = storage.filesystem(dataset.url.replace("{storage}", root))
     fragments = {fragment.path: fragment for fragment in arrow.get_fragments()}
     tables = []
     for piece in shard.pieces:
         if piece.path not in fragments:
             raise ShardDataError(f"shard {shard.label}: {piece.path} is gone since the run was planned")
-        whole = fragments[piece.path].to_table(schema=arrow.schema)
+        try:
+            whole = fragments[piece.path].to_table(schema=arrow.schema)
+        except pa.ArrowInvalid as error:  # a CSV value that is not of its column's declared type
+            raise ShardDataError(
+                f"shard {shard.label}: {named_csv_column(error, fs, piece.path)}"
+            ) from error
         tables.append(whole.slice(piece.first, piece.rows))
     table = pa.concat_tables(tables) if tables else arrow.schema.empty_table()
     missing = [name for name in dataset.columns if name not in table.column_names]
