@@ -516,7 +516,7 @@ MUTATIONS = [
     Mutation(
         "model-pin-ignored",
         "worker_image/retail_scoring/packages/base.py",
-        "if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:",
+        "if pinned_sha256 and manifest_sha256 != pinned_sha256:",
         "if False:",
         ("tests/worker/test_cli_errors.py::test_a_model_set_changed_since_the_run_was_planned_is_refused",),
     ),
@@ -883,6 +883,20 @@ MUTATIONS = [
         (
             "tests/worker/test_scenario_scoring.py::test_a_csv_value_of_another_type_is_refused_naming_the_file_and_column",
         ),
+    ),
+    Mutation(
+        "scenario-every-column-reaches-r",
+        "worker_image/retail_scoring/scenarios/scoring.py",
+        "for name in model.input}",
+        "for name in columns}",
+        ("tests/worker/test_scenario_scoring.py::test_a_shard_reaches_r_as_declared_and_scores_as_r_predict_does",),
+    ),
+    Mutation(
+        "scenario-package-column-types-unchecked",
+        "worker_image/retail_scoring/scenarios/package.py",
+        "            elif declared.type != kind:",
+        "            elif False:",
+        ("tests/worker/test_scenario_package.py",),
     ),
 ]
 

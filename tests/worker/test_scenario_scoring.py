@@ -4,7 +4,6 @@ predict() scores the same rows; bad rows, bad R output and R errors are refused 
 the column, the customer and the rule."""
 
 import dataclasses
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,62 +13,18 @@ import pyarrow.csv as pacsv
 import pytest
 
 from retail_scoring import rsession
-from retail_scoring.scenarios.churn_data import churn_customers, load_mlc_churn, write_by_state
 from retail_scoring.scenarios.document import Scenario, ScenarioError, Sharding
 from retail_scoring.scenarios.profiles import profile_for
 from retail_scoring.scenarios.profiles.base import add_metric_sums
 from retail_scoring.scenarios.scoring import TableModel, score_shard
 from retail_scoring.scenarios.shards import plan_shards
 from retail_scoring.scenarios.table import ShardDataError, checked_table, read_shard
-
-SCENARIO_FILE = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "customer_churn.json"
-SNAPSHOT = date(2026, 11, 30)
-GLM_SCORE = """
-load_models <- function(model_dir) readRDS(file.path(model_dir, "glm.rds"))
-score <- function(models, batch, context) {
-  data.frame(p_churn = unname(predict(models, newdata = batch, type = "response")))
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def scenario() -> Scenario:
-    return Scenario.from_json(SCENARIO_FILE.read_bytes(), str(SCENARIO_FILE))
-
-
-@pytest.fixture(scope="module")
-def customers() -> pa.Table:
-    return churn_customers(load_mlc_churn(), 5000, SNAPSHOT)
-
-
-@pytest.fixture(scope="module")
-def glm_package(tmp_path_factory, customers) -> Path:
-    """A base-R glm trained on the first 4,000 customers (the last 1,000 are held out)."""
-    folder = tmp_path_factory.mktemp("glm-churn")
-    (folder / "score.R").write_text(GLM_SCORE)
-    rsession.r_eval(
-        "function(path) { data(mlc_churn, package = 'modeldata');"
-        " train <- mlc_churn[1:4000, ]; train$churn <- as.integer(train$churn == 'yes');"
-        " saveRDS(glm(churn ~ ., family = binomial, data = train), path) }"
-    )(str(folder / "glm.rds"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def storage_root(tmp_path_factory, customers) -> str:
-    root = f"file://{tmp_path_factory.mktemp('storage')}"
-    write_by_state(customers, f"{root}/data/churn", rows_per_file=40)
-    return root
-
-
-def shard_rows(scenario, storage_root, label="state=CA"):
-    shards = {shard.label: shard for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root)}
-    return read_shard(scenario.dataset, shards[label], storage_root)
+from tests.worker.conftest import SNAPSHOT, predictors, shard_rows
 
 
 def test_a_shard_reaches_r_as_declared_and_scores_as_r_predict_does(scenario, glm_package, storage_root):
     batch = checked_table(shard_rows(scenario, storage_root), scenario.dataset.columns, scenario.dataset.key, "CA")
-    model = TableModel.load(glm_package, "score.R", "model package glm-churn")
+    model = TableModel.load(glm_package, "score.R", "model package glm-churn", predictors(scenario))
     result = score_shard(scenario, model, batch, "state=CA", SNAPSHOT.isoformat())
 
     assert result.output.column_names == ["customer_id", "snapshot", "state", "p_churn"]
@@ -132,14 +87,14 @@ def test_rows_that_break_the_declarations_are_refused_naming_column_key_and_rule
         checked_table(rows, scenario.dataset.columns, scenario.dataset.key, "shard state=CA")
 
 
-def write_package(folder: Path, score: str, glm_package: Path) -> TableModel:
+def write_package(folder: Path, score: str, glm_package: Path, scenario: Scenario) -> TableModel:
     folder.mkdir()
     (folder / "glm.rds").write_bytes((glm_package / "glm.rds").read_bytes())
     (folder / "score.R").write_text(
         'load_models <- function(model_dir) readRDS(file.path(model_dir, "glm.rds"))\n'
         f"score <- function(models, batch, context) {{ {score} }}\n"
     )
-    return TableModel.load(folder, "score.R", "model package bad")
+    return TableModel.load(folder, "score.R", "model package bad", predictors(scenario))
 
 
 @pytest.mark.parametrize(
@@ -151,7 +106,7 @@ def write_package(folder: Path, score: str, glm_package: Path) -> TableModel:
             r"the rule <= 1",
         ),
         ("data.frame(p_churn = rep(0.5, nrow(batch) - 1))", r"returned 1?\d+ rows for the \d+ rows of the batch"),
-        ("data.frame(p_churn = 0.5, customer_id = rev(batch$customer_id))", r"changed the key column 'customer_id'"),
+        ("data.frame(p_churn = 0.5, customer_id = rev(seq_len(nrow(batch))))", r"changed the key column 'customer_id'"),
         ("data.frame(p_churn = 0.5, state = batch$state)", r"the scenario's output is \['p_churn'\]"),
         ("list(p_churn = 0.5)", r"returned a list, not a data.frame"),
         (
@@ -167,13 +122,13 @@ def write_package(folder: Path, score: str, glm_package: Path) -> TableModel:
 def test_bad_output_and_r_errors_are_refused_naming_the_shard(scenario, glm_package, storage_root, tmp_path, score,
                                                               message):  # fmt: skip
     batch = checked_table(shard_rows(scenario, storage_root), scenario.dataset.columns, scenario.dataset.key, "CA")
-    model = write_package(tmp_path / "bad", score, glm_package)
+    model = write_package(tmp_path / "bad", score, glm_package, scenario)
     with pytest.raises(ShardDataError, match=f"^shard state=CA: .*{message}"):
         score_shard(scenario, model, batch, "state=CA", SNAPSHOT.isoformat())
 
 
 def test_the_classification_metrics_judge_the_held_out_customers(scenario, glm_package, storage_root):
-    model = TableModel.load(glm_package, "score.R", "model package glm-churn")
+    model = TableModel.load(glm_package, "score.R", "model package glm-churn", predictors(scenario))
     profile_sums = {}
     profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
     for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):

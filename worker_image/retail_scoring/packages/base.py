@@ -305,6 +305,47 @@ def remove_scratch_of_dead_workers() -> None:
             continue
 
 
+def read_pinned_manifest(layout: StorageLayout, model_version: str, pinned_sha256: str | None) -> tuple[dict, str]:
+    """The package's manifest and its sha256, refused if it is not the one the run pinned (when the
+    run recorded one)."""
+    raw, manifest_sha256 = read_manifest(layout, model_version)
+    if pinned_sha256 and manifest_sha256 != pinned_sha256:
+        raise ModelPackageError(
+            f"{layout.model_file(model_version, MANIFEST_FILE)}: model package {model_version} changed since the run "
+            f"was planned (manifest sha256 {manifest_sha256}, the run recorded {pinned_sha256}); start a new run to "
+            "use it"
+        )
+    return raw, manifest_sha256
+
+
+def check_r_dependencies(dependencies: dict[str, str], source: str, model_version: str) -> None:
+    """Refuse a package whose R dependencies this worker's R does not satisfy, naming each."""
+    from retail_scoring import rsession
+
+    missing = missing_r_dependencies(dependencies, rsession.installed_packages(dependencies))
+    if missing:
+        raise ModelPackageError(f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}")
+
+
+@contextmanager
+def verified_copy(layout: StorageLayout, model_version: str, files: dict[str, str]) -> Iterator[Path]:
+    """The package's files, each checked against its manifest's sha256, in a scratch folder that
+    lives as long as the block."""
+    remove_scratch_of_dead_workers()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+        for name, digest in files.items():
+            url = layout.model_file(model_version, name)
+            try:
+                data = storage.read_bytes(url)
+            except FileNotFoundError as error:
+                raise ModelPackageError(f"{url}: file of model package {model_version} not found") from error
+            found = sha256_hex(data)
+            if found != digest:
+                raise ModelPackageError(f"{url}: sha256 {found} does not match the manifest's {digest}")
+            (Path(scratch) / name).write_bytes(data)
+        yield Path(scratch)
+
+
 @contextmanager
 def load_package(
     layout: StorageLayout,
@@ -317,37 +358,14 @@ def load_package(
     recorded one), every file checked against the manifest's sha256 and copied to a scratch folder
     that lives as long as the package, and, when it will run R, its R dependencies checked in this
     worker's R (a package scored by the compiled engine starts no R at all)."""
-    raw, manifest_sha256 = read_manifest(layout, model_version)
+    raw, manifest_sha256 = read_pinned_manifest(layout, model_version, pinned_manifest_sha256)
     source = layout.model_file(model_version, MANIFEST_FILE)
-    if pinned_manifest_sha256 and manifest_sha256 != pinned_manifest_sha256:
-        raise ModelPackageError(
-            f"{source}: model package {model_version} changed since the run was planned (manifest sha256 "
-            f"{manifest_sha256}, the run recorded {pinned_manifest_sha256}); start a new run to use it"
-        )
     manifest = dataclasses.replace(parse_manifest(raw, source), sha256=manifest_sha256)
     kind = package_kind(manifest.kind)
     if kind.runs_r(manifest, engine):
-        from retail_scoring import rsession
-
-        installed = rsession.installed_packages(manifest.r_dependencies)
-        missing = missing_r_dependencies(manifest.r_dependencies, installed)
-        if missing:
-            raise ModelPackageError(
-                f"{source}: this worker cannot run model package {model_version}: {'; '.join(missing)}"
-            )
-    remove_scratch_of_dead_workers()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
-        for name, digest in manifest.files.items():
-            url = layout.model_file(model_version, name)
-            try:
-                data = storage.read_bytes(url)
-            except FileNotFoundError as error:
-                raise ModelPackageError(f"{url}: file of model package {model_version} not found") from error
-            found = sha256_hex(data)
-            if found != digest:
-                raise ModelPackageError(f"{url}: sha256 {found} does not match the manifest's {digest}")
-            (Path(scratch) / name).write_bytes(data)
-        package = kind.load(manifest, Path(scratch), engine, threads)
+        check_r_dependencies(manifest.r_dependencies, source, model_version)
+    with verified_copy(layout, model_version, manifest.files) as folder:
+        package = kind.load(manifest, folder, engine, threads)
         log.info("model package %s (%s) loaded: %d files", model_version, manifest.kind, len(manifest.files))
         yield package
 

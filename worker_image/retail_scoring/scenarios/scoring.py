@@ -4,7 +4,7 @@
     score(models, batch, context)    returns a data.frame with the scenario's output columns, a row
                                      per row of `batch`, in its order
 
-`batch` holds the declared input columns as the scenario types them (factors with the declared
+`batch` holds the input columns the package's manifest names, as the scenario types them (factors with the declared
 levels, NA for nulls, Date for dates); `context` is a list of the scenario's name, the shard's
 label and the as-of date. The worker attaches the keys and pass-through columns itself: R need
 not return them, and if it does they must be the input's, row for row. Before anything is kept,
@@ -30,18 +30,20 @@ class ShardResult:
 
 @dataclass(frozen=True)
 class TableModel:
-    """A package's R code loaded once per task: its score() and what its load_models() returned."""
+    """A package's R code loaded once per task: its score(), what its load_models() returned, and
+    the input columns it reads (only those reach R: a label the package does not ask for stays out)."""
 
     where: str  # the package, for messages
     score: object
     models: object
+    input: tuple[str, ...]
 
     @classmethod
-    def load(cls, folder: Path, script: str, where: str) -> Self:
+    def load(cls, folder: Path, script: str, where: str, input_columns: tuple[str, ...]) -> Self:
         files = [path.name for path in folder.iterdir() if path.is_file()]
         functions = source_functions(folder / script, ("load_models", "score"), where, files)
         models = call_package_function(functions["load_models"], str(folder), what=f"{where}: {script}: load_models()")
-        return cls(f"{where}: {script}", functions["score"], models)
+        return cls(f"{where}: {script}", functions["score"], models, input_columns)
 
 
 def score_shard(scenario: Scenario, model: TableModel, batch: pa.Table, shard: str, as_of: str | None) -> ShardResult:
@@ -51,7 +53,7 @@ def score_shard(scenario: Scenario, model: TableModel, batch: pa.Table, shard: s
 
     columns = scenario.dataset.columns
     arguments = (
-        rsession.declared_table_to_r(batch, {name: (c.type, c.levels) for name, c in columns.items()}),
+        rsession.declared_table_to_r(batch, {name: (columns[name].type, columns[name].levels) for name in model.input}),
         rsession.ro.ListVector({"scenario": scenario.name, "shard": shard, "as_of": as_of or rsession.ro.NULL}),
     )
     try:

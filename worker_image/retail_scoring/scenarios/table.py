@@ -39,9 +39,7 @@ def read_shard(dataset: Dataset, shard: Shard, root: str) -> pa.Table:
         try:
             whole = fragments[piece.path].to_table(schema=arrow.schema)
         except pa.ArrowInvalid as error:  # a CSV value that is not of its column's declared type
-            raise ShardDataError(
-                f"shard {shard.label}: {named_csv_column(error, fs, piece.path)}"
-            ) from error
+            raise ShardDataError(f"shard {shard.label}: {named_csv_column(error, fs, piece.path)}") from error
         tables.append(whole.slice(piece.first, piece.rows))
     table = pa.concat_tables(tables) if tables else arrow.schema.empty_table()
     missing = [name for name in dataset.columns if name not in table.column_names]
