@@ -850,8 +850,8 @@ MUTATIONS = [
     Mutation(
         "scenario-returned-keys-unchecked",
         "worker_image/retail_scoring/scenarios/scoring.py",
-        "        if name in returned and not returned[name].equals(",
-        "        if False and not returned[name].equals(",
+        "        if name in returned and not _same_values(",
+        "        if False and not _same_values(",
         ("tests/worker/test_scenario_scoring.py::test_bad_output_and_r_errors_are_refused_naming_the_shard",),
     ),
     Mutation(

@@ -107,6 +107,7 @@ def write_package(folder: Path, score: str, glm_package: Path, scenario: Scenari
         ),
         ("data.frame(p_churn = rep(0.5, nrow(batch) - 1))", r"returned 1?\d+ rows for the \d+ rows of the batch"),
         ("data.frame(p_churn = 0.5, customer_id = rev(seq_len(nrow(batch))))", r"changed the key column 'customer_id'"),
+        ("data.frame(p_churn = rep(0.5, nrow(batch)), snapshot = 0)", r"changed the key column 'snapshot'"),
         ("data.frame(p_churn = 0.5, state = batch$state)", r"the scenario's output is \['p_churn'\]"),
         ("list(p_churn = 0.5)", r"returned a list, not a data.frame"),
         (

@@ -65,7 +65,7 @@ def score_shard(scenario: Scenario, model: TableModel, batch: pa.Table, shard: s
     returned = _returned_columns(value, len(batch), scenario, shard, model.where)
     key = scenario.dataset.key
     for name in key:
-        if name in returned and not returned[name].equals(batch[name].combine_chunks().cast(returned[name].type)):
+        if name in returned and not _same_values(returned[name], batch[name].combine_chunks()):
             raise ShardDataError(f"shard {shard}: {model.where}: score() changed the key column {name!r}")
     kept = [*key, *(c for c in scenario.output.pass_through if c not in key)]
     output = batch.select(kept)
@@ -74,6 +74,14 @@ def score_shard(scenario: Scenario, model: TableModel, batch: pa.Table, shard: s
     output = checked_table(output, scenario.output.columns, key, f"shard {shard}: output of {model.where}: score()")
     profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
     return ShardResult(output, profile.metric_sums(*profile.observed(batch, output)))
+
+
+def _same_values(returned: pa.Array, given: pa.Array) -> bool:
+    """Whether R gave back the key column it was given (a number for a date is not the date)."""
+    try:
+        return returned.equals(given.cast(returned.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
 
 
 def _returned_columns(value, rows: int, scenario: Scenario, shard: str, where: str) -> dict[str, pa.Array]:
