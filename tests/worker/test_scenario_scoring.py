@@ -183,3 +183,58 @@ def test_a_csv_value_of_another_type_is_refused_naming_the_file_and_column(scena
         ShardDataError, match=r"^shard all/part_004: .*customers.csv: In CSV column #9 \('total_day_calls'\)"
     ):
         read_shard(csv.dataset, shard, "file:///unused")
+
+
+RANGER_SCORE = """
+load_models <- function(model_dir) {
+  requireNamespace("ranger", quietly = TRUE)
+  readRDS(file.path(model_dir, "ranger.rds"))
+}
+score <- function(models, batch, context) {
+  p <- predict(models, data = batch, num.threads = 1)$predictions[, "yes"]
+  data.frame(p_churn = unname(p))
+}
+"""
+
+
+def test_a_ranger_challenger_is_judged_beside_the_glm_champion_on_the_same_rows(
+    scenario, glm_package, storage_root, tmp_path
+):
+    """The same held-out customers through both packages: ranger's probabilities equal its own
+    predict() in R, and each package's metrics come from its shard sums."""
+    (tmp_path / "ranger").mkdir()
+    (tmp_path / "ranger" / "score.R").write_text(RANGER_SCORE)
+    rsession.r_eval(
+        "function(path) { data(mlc_churn, package = 'modeldata');"
+        " saveRDS(ranger::ranger(churn ~ ., data = mlc_churn[1:4000, ], probability = TRUE, num.trees = 200,"
+        " seed = 7, num.threads = 1), path) }"
+    )(str(tmp_path / "ranger" / "ranger.rds"))
+    packages = {
+        "glm": TableModel.load(glm_package, "score.R", "model package glm-churn", predictors(scenario)),
+        "ranger": TableModel.load(tmp_path / "ranger", "score.R", "model package ranger-churn", predictors(scenario)),
+    }
+    profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
+    sums = {name: {} for name in packages}
+    held_out_ids, ranger_p = [], []
+    for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):
+        rows = read_shard(scenario.dataset, shard, storage_root)
+        held_out = rows.filter(pc.greater(rows["customer_id"], 4000))
+        if not len(held_out):
+            continue
+        batch = checked_table(held_out, scenario.dataset.columns, scenario.dataset.key, shard.label)
+        held_out_ids += batch["customer_id"].to_pylist()
+        for name, model in packages.items():
+            result = score_shard(scenario, model, batch, shard.label, None)
+            sums[name] = add_metric_sums(sums[name], result.metric_sums)
+            if name == "ranger":
+                ranger_p += result.output["p_churn"].to_pylist()
+    metrics = {name: profile.metrics(total) for name, total in sums.items()}
+    assert sorted(held_out_ids) == list(range(4001, 5001)), "the same 1,000 customers for both"
+    own = rsession.r_eval(
+        "function(path, ids) { data(mlc_churn, package = 'modeldata');"
+        " predict(readRDS(path), data = mlc_churn[ids, ], num.threads = 1)$predictions[, 'yes'] }"
+    )(str(tmp_path / "ranger" / "ranger.rds"), rsession.ro.IntVector(held_out_ids))
+    assert np.array_equal(np.array(ranger_p), np.asarray(own)), "ranger's own predict(), bit for bit"
+    assert metrics["glm"]["rows"] == metrics["ranger"]["rows"] == 1000
+    assert metrics["ranger"]["auc"] > metrics["glm"]["auc"] > 0.75, metrics  # a forest sees the interactions
+    assert metrics["ranger"]["brier"] < metrics["glm"]["brier"], metrics
