@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from retail_scoring import rsession
+from retail_scoring.scenarios.churn_data import write_by_state
 from retail_scoring.scenarios.document import Scenario, ScenarioError, Sharding
 from retail_scoring.scenarios.profiles import profile_for
 from retail_scoring.scenarios.profiles.base import add_metric_sums
@@ -128,20 +129,34 @@ def test_bad_output_and_r_errors_are_refused_naming_the_shard(scenario, glm_pack
         score_shard(scenario, model, batch, "state=CA", SNAPSHOT.isoformat())
 
 
+def held_out_batches(scenario, storage_root):
+    """Each shard's held-out customers (ids past the 4,000 the models were trained on), checked."""
+    for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):
+        rows = read_shard(scenario.dataset, shard, storage_root)
+        held_out = rows.filter(pc.greater(rows["customer_id"], 4000))
+        if len(held_out):
+            yield shard.label, checked_table(held_out, scenario.dataset.columns, scenario.dataset.key, shard.label)
+
+
 def test_the_classification_metrics_judge_the_held_out_customers(scenario, glm_package, storage_root):
     model = TableModel.load(glm_package, "score.R", "model package glm-churn", predictors(scenario))
     profile_sums = {}
     profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
-    for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):
-        rows = read_shard(scenario.dataset, shard, storage_root)
-        held_out = rows.filter(pc.greater(rows["customer_id"], 4000))
-        if not len(held_out):
-            continue
-        batch = checked_table(held_out, scenario.dataset.columns, scenario.dataset.key, shard.label)
-        profile_sums = add_metric_sums(profile_sums, score_shard(scenario, model, batch, shard.label, None).metric_sums)
+    for label, batch in held_out_batches(scenario, storage_root):
+        profile_sums = add_metric_sums(profile_sums, score_shard(scenario, model, batch, label, None).metric_sums)
     metrics = profile.metrics(profile_sums)
     assert metrics["rows"] == 1000
     assert 0.75 < metrics["auc"] < 0.95 and metrics["brier"] < 0.12, metrics  # a real, imperfect glm
+
+
+def test_a_file_of_a_shard_gone_since_planning_is_named(scenario, customers, tmp_path):
+    root = f"file://{tmp_path}"
+    write_by_state(customers, f"{root}/data/churn", rows_per_file=40)
+    shards = {shard.label: shard for shard in plan_shards(scenario.dataset, scenario.sharding, root)}
+    assert len(read_shard(scenario.dataset, shards["state=CA"], root)) == shards["state=CA"].rows
+    Path(shards["state=CA"].pieces[1].path).unlink()
+    with pytest.raises(ShardDataError, match=r"^shard state=CA: a file of it is gone since the run was planned"):
+        read_shard(scenario.dataset, shards["state=CA"], root)
 
 
 def csv_scenario(scenario: Scenario, folder: Path) -> Scenario:
@@ -216,15 +231,10 @@ def test_a_ranger_challenger_is_judged_beside_the_glm_champion_on_the_same_rows(
     profile = profile_for(scenario.profile, scenario.parameters, scenario.name)
     sums = {name: {} for name in packages}
     held_out_ids, ranger_p = [], []
-    for shard in plan_shards(scenario.dataset, scenario.sharding, storage_root):
-        rows = read_shard(scenario.dataset, shard, storage_root)
-        held_out = rows.filter(pc.greater(rows["customer_id"], 4000))
-        if not len(held_out):
-            continue
-        batch = checked_table(held_out, scenario.dataset.columns, scenario.dataset.key, shard.label)
+    for label, batch in held_out_batches(scenario, storage_root):
         held_out_ids += batch["customer_id"].to_pylist()
         for name, model in packages.items():
-            result = score_shard(scenario, model, batch, shard.label, None)
+            result = score_shard(scenario, model, batch, label, None)
             sums[name] = add_metric_sums(sums[name], result.metric_sums)
             if name == "ranger":
                 ranger_p += result.output["p_churn"].to_pylist()

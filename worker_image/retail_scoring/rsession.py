@@ -5,6 +5,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,12 @@ def r_eval(code: str) -> ro.RObject:
     return ro.r(code)
 
 
+@cache
+def r_function(code: str) -> ro.RObject:
+    """An R function defined by `code`, parsed once per process (when first called)."""
+    return ro.r(code)
+
+
 def r_to_pandas(value: ro.RObject) -> pd.DataFrame:
     with localconverter(ro.default_converter + pandas2ri.converter):
         return ro.conversion.rpy2py(value)
@@ -101,14 +108,14 @@ def numeric_columns_to_r(columns: dict[str, np.ndarray]) -> ro.DataFrame:
 
 # Builds an R vector from its filled values: NA where `missing` (1-based), then the declared class:
 # a factor over `levels`, a Date, or the plain vector.
-_DECLARED_VECTOR = ro.r("""
+_DECLARED_VECTOR = """
 function(values, missing, levels, kind) {
   values[missing] <- NA
   if (kind == "categorical") return(structure(values, levels = levels, class = "factor"))
   if (kind == "date") return(structure(values, class = "Date"))
   values
 }
-""")
+"""
 
 
 def declared_table_to_r(table: pa.Table, types: dict[str, tuple[str, tuple[str, ...] | None]]) -> ro.DataFrame:
@@ -135,7 +142,7 @@ def declared_table_to_r(table: pa.Table, types: dict[str, tuple[str, tuple[str, 
             vector = ro.BoolVector(values.fill_null(False).to_numpy())
         else:
             vector = ro.StrVector(values.fill_null("").to_numpy().astype(str))
-        columns[name] = _DECLARED_VECTOR(vector, missing, ro.StrVector(levels or ()), kind)
+        columns[name] = r_function(_DECLARED_VECTOR)(vector, missing, ro.StrVector(levels or ()), kind)
     return ro.DataFrame(columns)
 
 
@@ -147,7 +154,7 @@ def _fits_r_integer(values: pa.ChunkedArray) -> bool:
 
 # An R data.frame's columns as plain vectors with their NAs apart: factors as their labels, Dates
 # as days since 1970-01-01, so that each converts from its buffer.
-_PLAIN_COLUMNS = ro.r("""
+_PLAIN_COLUMNS = """
 function(frame, names) lapply(frame[names], function(x) {
   kind <- if (is.factor(x)) "string" else if (inherits(x, "Date")) "date" else typeof(x)
   plain <- if (is.factor(x)) as.character(x) else if (kind == "date") as.double(unclass(x)) else as.vector(x)
@@ -155,7 +162,7 @@ function(frame, names) lapply(frame[names], function(x) {
   plain[missing] <- if (is.character(plain)) "" else 0
   list(kind = kind, values = plain, missing = missing)
 })
-""")
+"""
 _ARROW_OF_R = {
     "double": pa.float64(),
     "integer": pa.int32(),
@@ -170,7 +177,7 @@ def r_columns_to_arrow(frame: ro.RObject, names: list[str]) -> dict[str, pa.Arra
     """The columns `names` of an R data.frame as Arrow arrays, NA as null; a column of another R
     type (a list, a complex number) as None, for the caller to refuse naming it."""
     arrays = {}
-    for name, column in zip(names, _PLAIN_COLUMNS(frame, ro.StrVector(names)), strict=True):
+    for name, column in zip(names, r_function(_PLAIN_COLUMNS)(frame, ro.StrVector(names)), strict=True):
         kind = str(column.rx2("kind")[0])
         if kind not in _ARROW_OF_R:
             arrays[name] = None

@@ -8,7 +8,6 @@ and the worker calls `score` once per chunk of stacked products (once per produc
 R calls that led to it."""
 
 import time
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -39,14 +38,6 @@ function(f, ...) {
 
 class PackageCodeError(ModelPackageError):
     """The package's own R code failed: running again cannot help."""
-
-
-@cache
-def r_function(code: str):
-    """An R function defined by `code`, parsed once per process."""
-    from retail_scoring import rsession
-
-    return rsession.r_eval(code)
 
 
 # The environment package code runs in: R's own, except that `source()` and `sys.source()` read only
@@ -86,18 +77,20 @@ def source_functions(script: Path, names: tuple[str, ...], where: str, files: li
     `files` (the package's own) and no other."""
     from retail_scoring import rsession
 
-    guard = r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
+    guard = rsession.r_function(_SOURCE_GUARD)(rsession.ro.StrVector(sorted(files)), where)
     try:
         with rsession.running(f"{where}: {script.name}"):
-            environment = r_function(
+            environment = rsession.r_function(
                 "function(path, guard) { e <- new.env(parent = guard); sys.source(path, envir = e); e }"
             )(str(script), guard)
     except Exception as error:  # rpy2's RRuntimeError: the script does not parse or run
         raise PackageCodeError(f"{where}: {script.name} cannot be sourced: {error}") from error
-    lookup = r_function("function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)")
+    lookup = rsession.r_function(
+        "function(e, name) if (exists(name, envir = e, inherits = FALSE)) get(name, envir = e)"
+    )
     functions = {name: lookup(environment, name) for name in names}
     for name, function in functions.items():
-        if not r_function("is.function")(function)[0]:
+        if not rsession.r_function("is.function")(function)[0]:
             raise PackageCodeError(f"{where}: {script.name} does not define the function {name}()")
     return functions
 
@@ -108,7 +101,7 @@ def call_package_function(function, *args, what: str):
     from retail_scoring import rsession
 
     with rsession.running(what):
-        result = r_function(_CALL_WITH_TRACE)(function, *args)
+        result = rsession.r_function(_CALL_WITH_TRACE)(function, *args)
     if "error" not in list(result.names):
         return result.rx2("value")
     trace = "\n".join(f"  {i}: {call}" for i, call in enumerate(result.rx2("trace"), start=1))
@@ -187,10 +180,12 @@ class RScriptPackage(ModelPackage):
         """What score() returned is a data.frame of at most the rows and columns the group's
         forecast has, checked in R before any of it is converted: a result of a billion rows is
         refused, not copied into the worker."""
-        if not r_function("is.data.frame")(value)[0]:
-            kind = str(r_function("function(x) class(x)[1]")(value)[0])
+        from retail_scoring import rsession
+
+        if not rsession.r_function("is.data.frame")(value)[0]:
+            kind = str(rsession.r_function("function(x) class(x)[1]")(value)[0])
             raise PackageCodeError(f"model package {self.version}: score() returned a {kind}, not a data.frame")
-        rows, columns = (int(n) for n in r_function("dim")(value))
+        rows, columns = (int(n) for n in rsession.r_function("dim")(value))
         output = self.manifest.output
         series = sum(len(p.plans[list(SERIES_KEY)].drop_duplicates()) for p in group)
         most_rows, most_columns = series * output.horizon, len(SERIES_KEY) + 1 + len(output.columns)  # + week

@@ -4,11 +4,12 @@
     score(models, batch, context)    returns a data.frame with the scenario's output columns, a row
                                      per row of `batch`, in its order
 
-`batch` holds the input columns the package's manifest names, as the scenario types them (factors with the declared
-levels, NA for nulls, Date for dates); `context` is a list of the scenario's name, the shard's
-label and the as-of date. The worker attaches the keys and pass-through columns itself: R need
-not return them, and if it does they must be the input's, row for row. Before anything is kept,
-the output is checked against the scenario's output columns, row by row with the row's key."""
+`batch` holds the input columns the package's manifest names, as the scenario types them
+(factors with the declared levels, NA for nulls, Date for dates); `context` is a list of the
+scenario's name, the shard's label and the as-of date. The worker attaches the keys and
+pass-through columns itself: R need not return them, and if it does they must be the input's, row
+for row. Before anything is kept, the output is checked against the scenario's output columns,
+row by row with the row's key."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Self
 
 import pyarrow as pa
 
-from retail_scoring.packages.rscript import PackageCodeError, call_package_function, r_function, source_functions
+from retail_scoring.packages.rscript import PackageCodeError, call_package_function, source_functions
 from retail_scoring.scenarios.document import Scenario
 from retail_scoring.scenarios.profiles import profile_for
 from retail_scoring.scenarios.table import ShardDataError, checked_table
@@ -90,10 +91,11 @@ def _returned_columns(value, rows: int, scenario: Scenario, shard: str, where: s
     from retail_scoring import rsession
 
     where = f"shard {shard}: {where}: score()"
-    if not r_function("is.data.frame")(value)[0]:
-        raise ShardDataError(f"{where} returned a {r_function('function(x) class(x)[1]')(value)[0]}, not a data.frame")
-    names = list(r_function("names")(value))
-    returned_rows = int(r_function("nrow")(value)[0])
+    if not rsession.r_function("is.data.frame")(value)[0]:
+        kind = rsession.r_function("function(x) class(x)[1]")(value)[0]
+        raise ShardDataError(f"{where} returned a {kind}, not a data.frame")
+    names = list(rsession.r_function("names")(value))
+    returned_rows = int(rsession.r_function("nrow")(value)[0])
     if returned_rows != rows:
         raise ShardDataError(f"{where} returned {returned_rows} rows for the {rows} rows of the batch: one row per row")
     missing = [c for c in scenario.output.columns if c not in names]

@@ -42,20 +42,19 @@ CSV_TYPES = {
 }  # fmt: skip
 
 
-def arrow_dataset(dataset: Dataset, root: str) -> ds.Dataset:
-    """The dataset's files as Arrow sees them: hive folders' values as columns (not dictionaries),
-    CSV columns read as their declared types rather than guessed."""
-    url = dataset.url.replace("{storage}", root)
-    fs, path = storage.filesystem(url)
+def arrow_dataset(dataset: Dataset, root: str, files: list[str] | None = None) -> ds.Dataset:
+    """The dataset's files (or only `files` of it) as Arrow sees them: hive folders' values as
+    columns (not dictionaries), CSV columns read as their declared types rather than guessed.
+    Arrow's errors (a file missing, a CSV value of another type) are the caller's to name."""
+    fs, path = storage.filesystem(dataset.url.replace("{storage}", root))
     partitioning = ds.HivePartitioning.discover(infer_dictionary=False) if dataset.layout == "hive" else None
     file_format = dataset.format
     if dataset.format == "csv":
         types = {name: CSV_TYPES[column.type] for name, column in dataset.columns.items()}
         file_format = ds.CsvFileFormat(convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True))
-    try:
+    if files is None:
         return ds.dataset(path, filesystem=fs, format=file_format, partitioning=partitioning)
-    except (FileNotFoundError, OSError, ValueError) as error:
-        raise ScenarioError(f"{url}: the scenario's dataset cannot be read: {named_csv_column(error, fs)}") from error
+    return ds.dataset(files, filesystem=fs, format=file_format, partitioning=partitioning, partition_base_dir=path)
 
 
 def named_csv_column(error: Exception, fs, path: str | None = None) -> str:
@@ -78,7 +77,11 @@ def named_csv_column(error: Exception, fs, path: str | None = None) -> str:
 def plan_shards(dataset: Dataset, sharding: Sharding, root: str) -> list[Shard]:
     """The dataset's shards in a stable order (by value, then file, then row)."""
     url = dataset.url.replace("{storage}", root)
-    arrow = arrow_dataset(dataset, root)
+    try:
+        arrow = arrow_dataset(dataset, root)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        fs, _ = storage.filesystem(url)
+        raise ScenarioError(f"{url}: the scenario's dataset cannot be read: {named_csv_column(error, fs)}") from error
     groups: dict[tuple, list[ShardPiece]] = {}
     for fragment in sorted(arrow.get_fragments(), key=lambda f: f.path):
         values = ds.get_partition_keys(fragment.partition_expression)

@@ -28,19 +28,25 @@ class ShardDataError(ScoringError):
 
 
 def read_shard(dataset: Dataset, shard: Shard, root: str) -> pa.Table:
-    """The shard's rows, only the declared columns, in the order of its pieces."""
-    arrow = arrow_dataset(dataset, root)
+    """The shard's rows, only the declared columns, in the order of its pieces; only its own files
+    are opened."""
     fs, _ = storage.filesystem(dataset.url.replace("{storage}", root))
+    files = list(dict.fromkeys(piece.path for piece in shard.pieces))
+    try:
+        arrow = arrow_dataset(dataset, root, files)
+    except FileNotFoundError as error:
+        raise ShardDataError(
+            f"shard {shard.label}: a file of it is gone since the run was planned ({error})"
+        ) from error
+    except pa.ArrowInvalid as error:  # Arrow read a CSV file's first block for its columns; the message names it
+        raise ShardDataError(f"shard {shard.label}: {named_csv_column(error, fs)}") from error
     fragments = {fragment.path: fragment for fragment in arrow.get_fragments()}
     tables = []
     for piece in shard.pieces:
-        if piece.path not in fragments:
-            raise ShardDataError(f"shard {shard.label}: {piece.path} is gone since the run was planned")
         try:
-            whole = fragments[piece.path].to_table(schema=arrow.schema)
+            tables.append(fragments[piece.path].to_table(schema=arrow.schema).slice(piece.first, piece.rows))
         except pa.ArrowInvalid as error:  # a CSV value that is not of its column's declared type
             raise ShardDataError(f"shard {shard.label}: {named_csv_column(error, fs, piece.path)}") from error
-        tables.append(whole.slice(piece.first, piece.rows))
     table = pa.concat_tables(tables) if tables else arrow.schema.empty_table()
     missing = [name for name in dataset.columns if name not in table.column_names]
     if missing:
