@@ -78,7 +78,7 @@ def test_a_package_that_does_not_fit_the_scenario_is_named_with_how(scenario, gl
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"kind": "r-script"}, "not a package of kind r-table"),
+        ({"kind": "r-script"}, r"not a package of kind r-table \(kind r-script\)"),
         ({"script": "predict.R"}, "script 'predict.R' is not among the manifest's files"),
         ({"input": {"state": "factor"}}, "input types must be among integer, number, string, categorical"),
         ({"colour": "blue"}, r"manifest fields missing \[\], unknown \['colour'\]"),
@@ -88,3 +88,8 @@ def test_a_package_that_does_not_fit_the_scenario_is_named_with_how(scenario, gl
 def test_a_manifest_that_cannot_be_read_is_refused_naming_it(scenario, glm_package, changes, message):
     with pytest.raises(ModelPackageError, match=f"^m.json: .*{message}"):
         TablePackageManifest.from_dict(table_manifest(scenario, glm_package, **changes), "m.json", "")
+
+
+def test_a_manifest_that_is_no_json_object_is_refused_naming_it():
+    with pytest.raises(ModelPackageError, match=r"^m.json: not a package of kind r-table \(kind none: a JSON list"):
+        TablePackageManifest.from_dict(["r-table"], "m.json", "")

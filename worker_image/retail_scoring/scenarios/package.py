@@ -44,8 +44,9 @@ class TablePackageManifest:
     @classmethod
     def from_dict(cls, raw: dict, source: str, sha256: str) -> Self:
         """The manifest, checked field by field; ModelPackageError names `source` and the field."""
-        if not isinstance(raw, dict) or raw.get("kind") != KIND:
-            raise ModelPackageError(f"{source}: not a package of kind {KIND} (kind {raw.get('kind')!r})")
+        kind = raw.get("kind") if isinstance(raw, dict) else f"none: a JSON {type(raw).__name__}, not an object"
+        if kind != KIND:
+            raise ModelPackageError(f"{source}: not a package of kind {KIND} (kind {kind})")
         unknown, missing = sorted(set(raw) - _FIELDS), sorted(_FIELDS - set(raw) - {"r_dependencies"})
         if unknown or missing:
             raise ModelPackageError(f"{source}: manifest fields missing {missing}, unknown {unknown}")
