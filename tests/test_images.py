@@ -41,3 +41,10 @@ def test_the_base_and_the_python_packages_can_come_from_here(image):
     assert "ARG BASE_IMAGE=debian:12.8-slim" in text
     assert text.count("FROM ${BASE_IMAGE}") == 2
     assert "ARG PIP_OPTIONS" in text and "${PIP_OPTIONS}" in text
+
+
+@pytest.mark.parametrize("image", DOCKERFILES)
+def test_the_image_pins_the_r_whose_own_packages_planning_counts_on(image):
+    from retail_scoring.packages.base import R_VERSION
+
+    assert f"r-base-core={R_VERSION}." in final_stage(DOCKERFILES[image])

@@ -1,37 +1,22 @@
-"""The churn scenario's fixtures: the committed scenario file, modeldata's real mlc_churn customers
-as hive Parquet by state, and a base-R glm trained on the first 4,000 of them."""
+"""The churn scenario's fixtures (tests/churn.py): the committed scenario, modeldata's real
+mlc_churn customers as hive Parquet by state, and a base-R glm trained on the first 4,000 of them."""
 
-from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from retail_scoring import rsession
-from retail_scoring.scenarios.churn_data import churn_customers, load_mlc_churn, write_by_state
+from retail_scoring.scenarios.churn_data import churn_customers, load_mlc_churn, train_glm, write_by_state
 from retail_scoring.scenarios.document import Scenario
 from retail_scoring.scenarios.shards import plan_shards
 from retail_scoring.scenarios.table import read_shard
-
-SCENARIO_FILE = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "customer_churn.json"
-SNAPSHOT = date(2026, 11, 30)
-GLM_SCORE = """
-load_models <- function(model_dir) readRDS(file.path(model_dir, "glm.rds"))
-score <- function(models, batch, context) {
-  stopifnot(!("churn" %in% names(batch)))  # the label is no input of the package
-  data.frame(p_churn = unname(predict(models, newdata = batch, type = "response")))
-}
-"""
+from tests.churn import SCENARIO_FILE, SNAPSHOT, churn_url
 
 
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
-    return Scenario.from_json(SCENARIO_FILE.read_bytes(), str(SCENARIO_FILE))
-
-
-def predictors(scenario: Scenario) -> tuple[str, ...]:
-    """mlc_churn's 19 predictors: what the glm package reads."""
-    return tuple(c for c in scenario.dataset.columns if c not in ("customer_id", "snapshot", "churn"))
+    """The committed scenario as a run of SNAPSHOT reads it, `{storage}` left for each test's root."""
+    return Scenario.from_json(SCENARIO_FILE.read_bytes(), str(SCENARIO_FILE)).for_run("{storage}", SNAPSHOT.isoformat())
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +27,13 @@ def customers() -> pa.Table:
 @pytest.fixture(scope="module")
 def glm_package(tmp_path_factory, customers) -> Path:
     """A base-R glm trained on the first 4,000 customers (the last 1,000 are held out)."""
-    folder = tmp_path_factory.mktemp("glm-churn")
-    (folder / "score.R").write_text(GLM_SCORE)
-    rsession.r_eval(
-        "function(path) { data(mlc_churn, package = 'modeldata');"
-        " train <- mlc_churn[1:4000, ]; train$churn <- as.integer(train$churn == 'yes');"
-        " saveRDS(glm(churn ~ ., family = binomial, data = train), path) }"
-    )(str(folder / "glm.rds"))
-    return folder
+    return train_glm(tmp_path_factory.mktemp("glm-churn"))
 
 
 @pytest.fixture(scope="module")
 def storage_root(tmp_path_factory, customers) -> str:
     root = f"file://{tmp_path_factory.mktemp('storage')}"
-    write_by_state(customers, f"{root}/data/churn", rows_per_file=40)
+    write_by_state(customers, churn_url(root), rows_per_file=40)
     return root
 
 

@@ -4,38 +4,28 @@ types, the columns it returns."""
 
 import json
 import shutil
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
-from retail_scoring import storage
 from retail_scoring.errors import ModelPackageError
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
+from retail_scoring.scenarios.churn_data import table_manifest
 from retail_scoring.scenarios.package import TablePackageManifest, load_table_package, read_table_manifest
 from retail_scoring.scenarios.scoring import score_shard
 from retail_scoring.scenarios.table import checked_table
-from tests.worker.conftest import SNAPSHOT, predictors, shard_rows
+from tests.churn import SNAPSHOT
+from tests.worker.conftest import shard_rows
 
 VERSION = "glm-churn-v1"
-
-
-def table_manifest(scenario, folder: Path, **changes) -> dict:
-    files = {p.name: storage.sha256_hex(p.read_bytes()) for p in sorted(folder.iterdir()) if p.name != "manifest.json"}
-    manifest = {
-        "model_version": VERSION, "kind": "r-table", "profile": "classification", "script": "score.R",
-        "input": {c: scenario.dataset.columns[c].type for c in predictors(scenario)}, "output": ["p_churn"],
-        "r_dependencies": {"stats": ""}, "files": files,
-    }  # fmt: skip
-    return {**manifest, **changes}
 
 
 @pytest.fixture
 def stored(scenario, glm_package, storage_root, tmp_path) -> StorageLayout:
     folder = tmp_path / VERSION
     shutil.copytree(glm_package, folder)
-    (folder / "manifest.json").write_text(json.dumps(table_manifest(scenario, folder)))
+    (folder / "manifest.json").write_text(json.dumps(table_manifest(scenario, folder, VERSION)))
     layout = StorageLayout(storage_root)
     upload_package(folder, layout, replace=True)
     return layout
@@ -70,7 +60,7 @@ def test_a_package_changed_since_planning_is_refused(stored):
     ],
 )
 def test_a_package_that_does_not_fit_the_scenario_is_named_with_how(scenario, glm_package, changes, message):
-    manifest = TablePackageManifest.from_dict(table_manifest(scenario, glm_package, **changes), "m.json", "")
+    manifest = TablePackageManifest.from_dict(table_manifest(scenario, glm_package, VERSION, **changes), "m.json", "")
     assert manifest.misfit(scenario) == [f"m.json: model package {VERSION} does not fit scenario customer_churn: "
                                          f"{message}"]  # fmt: skip
 
@@ -87,7 +77,7 @@ def test_a_package_that_does_not_fit_the_scenario_is_named_with_how(scenario, gl
 )
 def test_a_manifest_that_cannot_be_read_is_refused_naming_it(scenario, glm_package, changes, message):
     with pytest.raises(ModelPackageError, match=f"^m.json: .*{message}"):
-        TablePackageManifest.from_dict(table_manifest(scenario, glm_package, **changes), "m.json", "")
+        TablePackageManifest.from_dict(table_manifest(scenario, glm_package, VERSION, **changes), "m.json", "")
 
 
 def test_a_manifest_that_is_no_json_object_is_refused_naming_it():

@@ -13,14 +13,15 @@ import pyarrow.csv as pacsv
 import pytest
 
 from retail_scoring import rsession
-from retail_scoring.scenarios.churn_data import write_by_state
+from retail_scoring.scenarios.churn_data import train_ranger, write_by_state
 from retail_scoring.scenarios.document import Scenario, ScenarioError, Sharding
 from retail_scoring.scenarios.profiles import profile_for
 from retail_scoring.scenarios.profiles.base import add_metric_sums
 from retail_scoring.scenarios.scoring import TableModel, score_shard
 from retail_scoring.scenarios.shards import plan_shards
 from retail_scoring.scenarios.table import ShardDataError, checked_table, read_shard
-from tests.worker.conftest import SNAPSHOT, predictors, shard_rows
+from tests.churn import SNAPSHOT, churn_url, predictors
+from tests.worker.conftest import shard_rows
 
 
 def test_a_shard_reaches_r_as_declared_and_scores_as_r_predict_does(scenario, glm_package, storage_root):
@@ -63,6 +64,15 @@ def test_a_level_unseen_in_the_declaration_is_refused_naming_the_customer(scenar
         r"breaks the rule one of \['area_code_408'"
     )):  # fmt: skip
         checked_table(rows, scenario.dataset.columns, scenario.dataset.key, "shard state=CA")
+
+
+def test_a_null_in_a_nullable_categorical_is_kept_as_null(scenario, storage_root):
+    """A label not known yet (churn is nullable): the row passes, its label stays null."""
+    rows = shard_rows(scenario, storage_root)
+    labels = [None, *rows["churn"].to_pylist()[1:]]
+    rows = rows.set_column(rows.column_names.index("churn"), "churn", pa.array(labels))
+    checked = checked_table(rows, scenario.dataset.columns, scenario.dataset.key, "shard state=CA")
+    assert checked["churn"].to_pylist() == labels
 
 
 @pytest.mark.parametrize(
@@ -151,7 +161,7 @@ def test_the_classification_metrics_judge_the_held_out_customers(scenario, glm_p
 
 def test_a_file_of_a_shard_gone_since_planning_is_named(scenario, customers, tmp_path):
     root = f"file://{tmp_path}"
-    write_by_state(customers, f"{root}/data/churn", rows_per_file=40)
+    write_by_state(customers, churn_url(root), rows_per_file=40)
     shards = {shard.label: shard for shard in plan_shards(scenario.dataset, scenario.sharding, root)}
     assert len(read_shard(scenario.dataset, shards["state=CA"], root)) == shards["state=CA"].rows
     Path(shards["state=CA"].pieces[1].path).unlink()
@@ -200,30 +210,12 @@ def test_a_csv_value_of_another_type_is_refused_naming_the_file_and_column(scena
         read_shard(csv.dataset, shard, "file:///unused")
 
 
-RANGER_SCORE = """
-load_models <- function(model_dir) {
-  requireNamespace("ranger", quietly = TRUE)
-  readRDS(file.path(model_dir, "ranger.rds"))
-}
-score <- function(models, batch, context) {
-  p <- predict(models, data = batch, num.threads = 1)$predictions[, "yes"]
-  data.frame(p_churn = unname(p))
-}
-"""
-
-
 def test_a_ranger_challenger_is_judged_beside_the_glm_champion_on_the_same_rows(
     scenario, glm_package, storage_root, tmp_path
 ):
     """The same held-out customers through both packages: ranger's probabilities equal its own
     predict() in R, and each package's metrics come from its shard sums."""
-    (tmp_path / "ranger").mkdir()
-    (tmp_path / "ranger" / "score.R").write_text(RANGER_SCORE)
-    rsession.r_eval(
-        "function(path) { data(mlc_churn, package = 'modeldata');"
-        " saveRDS(ranger::ranger(churn ~ ., data = mlc_churn[1:4000, ], probability = TRUE, num.trees = 200,"
-        " seed = 7, num.threads = 1), path) }"
-    )(str(tmp_path / "ranger" / "ranger.rds"))
+    train_ranger(tmp_path / "ranger")
     packages = {
         "glm": TableModel.load(glm_package, "score.R", "model package glm-churn", predictors(scenario)),
         "ranger": TableModel.load(tmp_path / "ranger", "score.R", "model package ranger-churn", predictors(scenario)),

@@ -7,6 +7,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from retail_scoring import storage
 from retail_scoring.data.tables import read_forecast, write_table
+from retail_scoring.errors import ContentChangedError
 from tests.conftest import local_path
 
 
@@ -49,3 +50,13 @@ def test_an_interrupted_forecast_write_keeps_the_earlier_forecast(tmp_path, monk
         write_table(url, earlier.assign(q50=99.0), "forecast")
     pd.testing.assert_frame_equal(read_forecast(url), earlier)
     assert [p.name for p in local_path(url).parent.iterdir()] == ["product_001.parquet"]
+
+
+def test_a_pinned_read_gives_the_recorded_content_and_refuses_any_other(tmp_path):
+    url = f"file://{tmp_path}/output.parquet"
+    recorded = storage.write_recorded(url, b"as scored")
+    assert storage.read_pinned(url, recorded.sha256, "by its task") == b"as scored"
+    storage.write_bytes_atomic(url, b"as edited")
+    refused = rf"^{url}: its content \(sha256 \w{{12}}\) is not what was recorded by its task"
+    with pytest.raises(ContentChangedError, match=refused):
+        storage.read_pinned(url, recorded.sha256, "by its task")

@@ -9,7 +9,9 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -23,7 +25,7 @@ from retail_scoring.errors import (
 )
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import ENGINES
-from retail_scoring.run.contract import RunManifest
+from retail_scoring.run.contract import RunManifest, ScenarioRunManifest
 
 log = logging.getLogger("retail_scoring")
 
@@ -62,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--origin", type=int, help="without --partition: the last week of visible history")
     score.add_argument("--model-version", help="without --partition: the model package")
     score.add_argument("--engine", choices=ENGINES, help="without --partition: auto (default), r or compiled")
+
+    score_scenario = commands.add_parser(
+        "score-scenario", help="score one partition of a planned scenario run: its shards, from the run manifest"
+    )
+    score_scenario.add_argument("--storage", required=True, help="storage root URL (file:///..., abfs://container)")
+    score_scenario.add_argument("--run-id", required=True)
+    score_scenario.add_argument("--partition", required=True, help="a partition of the run's manifest")
 
     catalogue = commands.add_parser(
         "catalogue", help="write the product catalogue plans read, after product data was written by others"
@@ -137,6 +146,8 @@ def run(args: argparse.Namespace) -> None:
     layout = StorageLayout(args.storage)
     if args.command == "score":
         score(layout, args)
+    elif args.command == "score-scenario":
+        score_scenario(layout, args.run_id, args.partition)
     elif args.command == "catalogue":
         from retail_scoring.data.catalogue import build_catalogue
 
@@ -192,23 +203,44 @@ def score(layout: StorageLayout, args: argparse.Namespace) -> None:
     products = manifest.partitions[args.partition]
     calibrated = plan.calibration_url is not None
     storage.allow_writes_only(layout.scoring_task_writes(args.run_id, args.partition, products, calibrated))
-
-    def report_progress(done: int, total: int) -> None:
-        """The run's progress file for this partition, which the scoring job's waiter reads."""
-        url = layout.task_progress(args.run_id, args.partition)
-        storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
-
     job = ScoringJob.for_partition(layout, args.run_id, manifest, args.partition)
     with containment.MemoryWatch(
         plan.worker_memory_mb, f"run {args.run_id}, {args.partition}, model package {plan.model_version}"
     ):
-        score_partition(job, report_progress)
+        score_partition(job, progress_reporter(layout, args.run_id, args.partition))
 
 
-def read_run_manifest(layout: StorageLayout, run_id: str) -> RunManifest:
+def score_scenario(layout: StorageLayout, run_id: str, partition: str) -> None:
+    """Score a partition of a planned scenario run, writing only what the layout gives its task."""
+    from retail_scoring.scenarios.task import score_scenario_partition
+
+    manifest = read_run_manifest(layout, run_id, ScenarioRunManifest)
+    if partition not in manifest.partitions:
+        raise UsageError(f"{layout.run_manifest(run_id)}: the run has no partition {partition}")
+    storage.allow_writes_only(layout.scenario_task_writes(run_id, partition, manifest.partitions[partition]))
+    plan = manifest.plan
+    with containment.MemoryWatch(
+        plan.worker_memory_mb, f"run {run_id}, {partition}, model package {plan.model_version}"
+    ):
+        score_scenario_partition(layout, manifest, partition, progress_reporter(layout, run_id, partition))
+
+
+def progress_reporter(layout: StorageLayout, run_id: str, partition: str) -> Callable[[int, int], None]:
+    def report_progress(done: int, total: int) -> None:
+        """The run's progress file for this partition, which the scoring job's waiter reads."""
+        url = layout.task_progress(run_id, partition)
+        storage.write_bytes_atomic(url, json.dumps({"done": done, "total": total}).encode())
+
+    return report_progress
+
+
+Manifest = TypeVar("Manifest", RunManifest, ScenarioRunManifest)
+
+
+def read_run_manifest(layout: StorageLayout, run_id: str, kind: type[Manifest] = RunManifest) -> Manifest:
     url = layout.run_manifest(run_id)
     try:  # read, not exists() first: adlfs' exists() answers False when storage does not answer
-        return RunManifest.from_json(storage.read_bytes(url), url)
+        return kind.from_json(storage.read_bytes(url), url)
     except FileNotFoundError as error:
         raise UsageError(f"{url}: no run manifest; plan the run first") from error
 

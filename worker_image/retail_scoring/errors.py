@@ -17,6 +17,10 @@ class ModelPackageError(ScoringError):
     """A model package is incomplete, corrupt or does not match its manifest."""
 
 
+class ContentChangedError(ScoringError):
+    """A file's content is not what was recorded of it (its sha256): written again since."""
+
+
 class StorageUnavailableError(ScoringError):
     """Storage did not answer, even after the client's retries with backoff."""
 

@@ -35,6 +35,16 @@ file name, run id, partition) is checked here.
                                                    forecast and calibrated point-in-time
 {root}/backtests/{backtest_id}/calibration/{model_version}.json  the calibration learned for a package
 {root}/backtests/{backtest_id}/report/report.md + figure
+
+A scenario's run (retail_scoring.scenarios) keeps the run folder's manifest, logs, progress,
+partitions, summary_pins, report and validation.json as above, and instead of forecasts:
+{root}/runs/{run_id}/scenario.json                 the scenario document as planning checked it
+{root}/runs/{run_id}/output/shard_00017.parquet    one shard's result: its keys, pass-through and output columns
+{root}/scenarios/{scenario}/current.json           the current result per key: which table, its sha256 and
+                                                   stored identity, and the runs it holds
+{root}/scenarios/{scenario}/current/{sha256}.parquet  that table (a new file per publish, never rewritten)
+{root}/scenarios/{scenario}/evaluations/{run_id}.json  a run's metrics against the labels its rows hold (what
+                                                   its report compares with other packages' runs)
 """
 
 import re
@@ -100,6 +110,14 @@ def partition_label(index: int) -> str:
     return f"partition_{index:03d}"
 
 
+def shard_file_label(number: int) -> str:
+    """A shard's name in storage: its number in the run manifest (its label, `state=CA/part_001`,
+    holds the dataset's values and is no path segment)."""
+    if isinstance(number, bool) or not isinstance(number, Integral) or number < 0:
+        raise UnsafeIdentifierError(f"shard {number!r} is not allowed: shards are numbered from 0")
+    return f"shard_{number:05d}"
+
+
 @dataclass(frozen=True)
 class StorageLayout:
     root: str
@@ -163,6 +181,39 @@ class StorageLayout:
             self.partition_summary(run_id, partition),
             self.task_progress(run_id, partition),
         )
+
+    def run_scenario(self, run_id: str) -> str:
+        return f"{self.run_dir(run_id)}/scenario.json"
+
+    def shard_outputs_dir(self, run_id: str) -> str:
+        return f"{self.run_dir(run_id)}/output"
+
+    def shard_output(self, run_id: str, shard: int) -> str:
+        return f"{self.shard_outputs_dir(run_id)}/{shard_file_label(shard)}.parquet"
+
+    def scenario_task_writes(self, run_id: str, partition: str, shards: list[int]) -> tuple[str, ...]:
+        """Every file a scenario's scoring task writes: its shards' outputs, its summary and its
+        progress (the one list, as scoring_task_writes is for a forecast's)."""
+        return (
+            *(self.shard_output(run_id, shard) for shard in shards),
+            self.partition_summary(run_id, partition),
+            self.task_progress(run_id, partition),
+        )
+
+    def scenario_dir(self, scenario: str) -> str:
+        return self._join("scenarios", checked_identifier("scenario name", scenario))
+
+    def scenario_current(self, scenario: str) -> str:
+        return f"{self.scenario_dir(scenario)}/current.json"
+
+    def scenario_evaluations_dir(self, scenario: str) -> str:
+        return f"{self.scenario_dir(scenario)}/evaluations"
+
+    def scenario_evaluation(self, scenario: str, run_id: str) -> str:
+        return f"{self.scenario_evaluations_dir(scenario)}/{checked_identifier('run id', run_id)}.json"
+
+    def scenario_current_table(self, scenario: str, sha256: str) -> str:
+        return f"{self.scenario_dir(scenario)}/current/{checked_identifier('sha256', sha256)}.parquet"
 
     def task_log(self, run_id: str, partition: str, stream: str) -> str:
         return f"{self.run_dir(run_id)}/logs/{checked_identifier('partition', partition)}/{stream}.txt"

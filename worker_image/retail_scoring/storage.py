@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobServiceClient
 from fsspec.core import url_to_fs
 
-from retail_scoring.errors import StorageUnavailableError, WriteNotAllowedError
+from retail_scoring.errors import ContentChangedError, StorageUnavailableError, WriteNotAllowedError
 
 UNAVAILABLE = (ConnectionError, TimeoutError, ServiceRequestError)
 # The path of a JSON file {abfs URL: https URL with a SAS for that blob}: the blobs a Batch task may
@@ -83,6 +83,18 @@ def exists(url: str) -> bool:
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
     return fs.cat_file(path)
+
+
+def read_pinned(url: str, sha256: str, recorded: str) -> bytes:
+    """The file's bytes, refused unless they are the content whose sha256 was recorded (`recorded`
+    says when, for the message): what is used is then exactly what was checked."""
+    data = read_bytes(url)
+    if sha256_hex(data) != sha256:
+        raise ContentChangedError(
+            f"{url}: its content (sha256 {sha256_hex(data)[:12]}) is not what was recorded {recorded} "
+            f"({sha256[:12]}): written again since"
+        )
+    return data
 
 
 def read_json(url: str) -> dict | None:

@@ -253,11 +253,20 @@ class ChunkScores:
     failures: dict[int, str] = field(default_factory=dict)
 
 
+# R itself, as both images pin it (r-base-core=4.2.2...), and the packages every R ships with it
+R_VERSION = "4.2.2"
+R_BASE_PACKAGES = (
+    "base", "compiler", "datasets", "graphics", "grDevices", "grid", "methods", "parallel", "splines", "stats",
+    "stats4", "tcltk", "tools", "utils",
+)  # fmt: skip
+
+
 def worker_r_packages() -> dict[str, str]:
-    """The R packages of the worker environment (the worker image installs exactly these Debian
-    packages; setup.sh too), as R package -> version: r-cran-gbm=2.1.8.1-1 -> gbm 2.1.8.1."""
+    """The R packages of the worker environment, as R package -> version: R's own (R_BASE_PACKAGES)
+    and the Debian packages the worker image installs exactly (setup.sh too):
+    r-cran-gbm=2.1.8.1-1 -> gbm 2.1.8.1."""
     text = importlib.resources.files("retail_scoring").joinpath("worker_r_packages.txt").read_text()
-    packages = {}
+    packages = dict.fromkeys(R_BASE_PACKAGES, R_VERSION)
     for line in text.split():
         name, _, debian_version = line.partition("=")
         packages[name.removeprefix("r-cran-")] = debian_version.rpartition("-")[0]

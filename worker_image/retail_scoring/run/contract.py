@@ -7,6 +7,8 @@ and read on both sides through these types, never by string keys.
   written to storage by planning, read by each worker (`score --run-id --partition`).
 - `PartitionSummary`: what one scoring task did, written by the worker, read by Airflow's tasks
   instead of every product's file.
+- `ScenarioRunPlan`, `ScenarioRunManifest`, `ScenarioPartitionSummary`: the same three for a run of
+  a scenario (retail_scoring.scenarios), whose unit of work is a shard of its table.
 
 Each document is a JSON object carrying `contract_version`. A reader refuses a document of another
 version (an Airflow deployment and a worker image of different releases, a run planned before an
@@ -23,6 +25,7 @@ from retail_scoring.errors import ScoringError
 from retail_scoring.packages.base import Engine, OutputContract
 from retail_scoring.run.accuracy import add_sums
 from retail_scoring.run.calibration import profile_document
+from retail_scoring.scenarios.shards import Shard, ShardPiece
 from retail_scoring.storage import RecordedFile
 from retail_scoring.typed_json import check_types
 
@@ -212,3 +215,113 @@ class PartitionSummary:
             f"scoring_ops_per_s={self.scoring_operations / total if total else 0:.0f} "
             f"peak_rss_mb={self.peak_rss_mb:.0f}"
         )
+
+
+@dataclass(frozen=True)
+class ScenarioRunPlan:
+    """One run of a scenario as planned: which scenario document (the run's own copy, pinned by
+    sha256), which package content, the as-of date it scores, where to compute; counts only."""
+
+    run_id: str
+    airflow_run_id: str
+    run_date: str
+    as_of: str  # ISO date: what `{as_of}` in the scenario's URLs stands for, and the context R gets
+    scenario_name: str
+    scenario_url: str  # layout.run_scenario: the document planning checked, copied into the run
+    scenario_sha256: str
+    model_version: str
+    model_manifest_sha256: str
+    storage_root: str
+    run_manifest: str
+    compute_backend: str
+    backend_config: dict
+    pool_id: str
+    pool_size: int
+    vm_size: str
+    force: bool
+    publish: bool
+    worker_memory_mb: int
+    row_count: int
+    shard_count: int
+    partition_count: int
+
+    def to_dict(self) -> dict:
+        return {VERSION_FIELD: CONTRACT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, document: Any, source: str) -> Self:
+        check_document(document, [f.name for f in fields(cls)], source)
+        check_types(cls, document, source, ContractError)
+        return cls(**{f.name: document[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class ScenarioRunManifest:
+    """The plan, every shard (numbered by its place in `shards`) and each partition's shard numbers."""
+
+    plan: ScenarioRunPlan
+    shards: list[Shard]
+    partitions: dict[str, list[int]]
+
+    def to_json(self) -> bytes:
+        document = {
+            VERSION_FIELD: CONTRACT_VERSION,
+            "plan": self.plan.to_dict(),
+            "shards": [asdict(shard) for shard in self.shards],
+            "partitions": self.partitions,
+        }
+        return json.dumps(document).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str) -> Self:
+        document = parse_json(data, source)
+        check_document(document, ["plan", "shards", "partitions"], source)
+        plan = ScenarioRunPlan.from_dict(document["plan"], f"{source} (its plan)")
+        check_types(cls, {"shards": document["shards"], "partitions": document["partitions"]}, source, ContractError)
+        shards = [
+            Shard(s["label"], s["values"], tuple(ShardPiece(**piece) for piece in s["pieces"]))
+            for s in document["shards"]
+        ]
+        numbers = sorted(number for group in document["partitions"].values() for number in group)
+        counts = (len(document["partitions"]), len(shards), sum(shard.rows for shard in shards))
+        if numbers != list(range(len(shards))) or counts != (plan.partition_count, plan.shard_count, plan.row_count):
+            raise ContractError(
+                f"{source}: its partitions ({len(document['partitions'])}, {len(numbers)} shard numbers) and shards "
+                f"({len(shards)}, {counts[2]} rows) do not give every shard to one partition or do not agree with "
+                f"its plan ({plan.partition_count} partitions, {plan.shard_count} shards, {plan.row_count} rows)"
+            )
+        return cls(plan, shards, document["partitions"])
+
+
+@dataclass
+class ScenarioPartitionSummary:
+    """What a scenario's scoring task did, written once: the shards it was given, the scenario and
+    package content it scored with, each scored shard's output file as written and its rows, why
+    each other shard has no output (nothing of it is written), the profile's metric sums over the
+    scored shards, and where the seconds and memory went."""
+
+    shards: list[int] = field(default_factory=list)
+    scenario_sha256: str = ""
+    package_sha256: str = ""  # empty: the package did not load (`error` says why)
+    outputs: dict[str, RecordedFile] = field(default_factory=dict)  # shard number -> its output file
+    rows: dict[str, int] = field(default_factory=dict)  # shard number -> its output's rows
+    failures: dict[str, str] = field(default_factory=dict)  # shard number -> why it has no output
+    error: str | None = None  # what stopped the partition as a whole (the package, storage)
+    metric_sums: dict = field(default_factory=dict)  # scenarios.profiles: summed over the scored shards
+    model_load_s: float = 0.0
+    read_s: float = 0.0
+    score_s: float = 0.0
+    write_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def to_json(self) -> bytes:
+        return json.dumps({VERSION_FIELD: CONTRACT_VERSION, **asdict(self)}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str) -> Self:
+        document = parse_json(data, source)
+        check_document(document, [f.name for f in fields(cls)], source)
+        check_types(cls, document, source, ContractError)
+        values = {f.name: document[f.name] for f in fields(cls)}
+        outputs = {shard: RecordedFile(**written) for shard, written in values["outputs"].items()}
+        return cls(**{**values, "outputs": outputs})

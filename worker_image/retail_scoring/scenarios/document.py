@@ -1,12 +1,12 @@
 """A scenario: one use case declared in one versioned document (include/scenarios/<name>.json):
 its input table (where, format, key, every column's type and nulls), how it is sharded, the
 task profile (quantile_forecast, classification, regression, generic) with that profile's
-parameters, the output (columns, pass-through columns, shape), validation rules beyond the
-profile's, evaluation, publishing and schedule. Read once, refused whole with the file and the
+parameters, the output (columns with their rules, pass-through columns, shape), publishing,
+schedule and readiness marker. Read once, refused whole with the file and the
 field named, so a scenario that cannot run never reaches a pool."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Self, get_args
 
 from retail_scoring.errors import ScoringError
@@ -17,7 +17,7 @@ ColumnType = Literal["integer", "number", "string", "categorical", "boolean", "d
 COLUMN_TYPES: tuple[ColumnType, ...] = get_args(ColumnType)
 DatasetFormat = Literal["parquet", "csv"]
 DatasetLayout = Literal["files", "hive"]
-OutputShape = Literal["per_input_row", "per_key_and_step"]
+OutputShape = Literal["per_input_row"]  # per key and horizon step: with the quantile_forecast profile
 PublishMode = Literal["current_per_key"]
 
 
@@ -40,7 +40,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Dataset:
-    url: str  # `{storage}` stands for the run's storage root
+    url: str  # `{storage}`: the run's storage root; `{as_of}`: the date it scores (Scenario.for_run)
     format: DatasetFormat
     layout: DatasetLayout
     key: tuple[str, ...]
@@ -78,8 +78,6 @@ class Scenario:
     dataset: Dataset
     sharding: Sharding
     output: Output
-    rules: tuple[dict, ...] = ()
-    evaluation: dict[str, Any] = field(default_factory=dict)
     publishing: Publishing | None = None
     schedule: str | None = None
     ready_marker: str | None = None
@@ -91,6 +89,16 @@ class Scenario:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ScenarioError(f"{source}: not a JSON scenario document: {error}") from error
         return read_scenario(document, source)
+
+    def for_run(self, storage_root: str, as_of: str) -> Self:
+        """The scenario as a run reads it: `{storage}` in its URLs is the run's storage root,
+        `{as_of}` the date the run scores (a monthly snapshot's folder, say)."""
+
+        def resolved(url: str) -> str:
+            return url.replace("{storage}", storage_root).replace("{as_of}", as_of)
+
+        marker = resolved(self.ready_marker) if self.ready_marker else None
+        return replace(self, dataset=replace(self.dataset, url=resolved(self.dataset.url)), ready_marker=marker)
 
 
 def read_scenario(document: Any, source: str) -> Scenario:
@@ -128,8 +136,6 @@ def read_scenario(document: Any, source: str) -> Scenario:
         dataset=dataset,
         sharding=sharding,
         output=output,
-        rules=tuple(fields.take("rules", list, default=[])),
-        evaluation=fields.take("evaluation", dict, default={}),
         publishing=publishing,
         schedule=fields.take("schedule", str, default=None),
         ready_marker=fields.take("ready_marker", str, default=None),
@@ -190,8 +196,12 @@ def _check_agreement(scenario: Scenario, source: str) -> None:
         problems.append("dataset.key is empty: every row needs a key its result is checked against")
     if scenario.sharding.max_rows is not None and scenario.sharding.max_rows < 1:
         problems.append(f"sharding.max_rows is {scenario.sharding.max_rows}, not a positive number of rows")
-    if scenario.publishing and scenario.publishing.version_column not in {**columns, **scenario.output.columns}:
-        problems.append(f"publishing.version_column {scenario.publishing.version_column!r} is no declared column")
+    published = {*key, *scenario.output.pass_through, *scenario.output.columns}
+    if scenario.publishing and scenario.publishing.version_column not in published:
+        problems.append(
+            f"publishing.version_column {scenario.publishing.version_column!r} is no column of the output (a key, "
+            "pass-through or output column)"
+        )
     profile = profile_for(scenario.profile, scenario.parameters, source)
     problems += [f"profile {scenario.profile}: {p}" for p in profile.problems(columns, scenario.output.columns)]
     if problems:

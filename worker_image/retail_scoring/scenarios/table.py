@@ -90,7 +90,8 @@ def _checked_column(table: pa.Table, column: Column, key: tuple[str, ...], where
     if not column.nullable:
         refuse(pc.is_null(values), "not null")
     if column.levels is not None:
-        refuse(pc.invert(pc.is_in(values, value_set=pa.array(column.levels))), f"one of {list(column.levels)}")
+        unknown = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=pa.array(column.levels))))
+        refuse(unknown, f"one of {list(column.levels)}")  # a null is the nullable rule's to judge
     if column.minimum is not None:
         refuse(pc.less(values, column.minimum), f">= {column.minimum:g}")
     if column.maximum is not None:
