@@ -64,7 +64,7 @@ def summary(settings: ForecastSettings) -> str:
             f"published origins: {', '.join(map(str, published))}",
             f"newest run:        {newest}",
             f"validation report: {layout.validation_report(newest)} "
-            f"({'valid' if report.valid else 'INVALID'}, {report.checked_products} products)",
+            f"({'valid' if report.valid else 'INVALID'}, {report.checked} products)",
             f"task logs:         {layout.run_dir(newest)}/logs",
             f"report:            {layout.report_file(newest, 'report.md')}",
             *accuracy_lines(layout, newest),

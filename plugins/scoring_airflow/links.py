@@ -6,29 +6,33 @@ from airflow.sdk import BaseOperatorLink
 
 from retail_scoring.layout import backtest_of_run
 from scoring_airflow.planning import read_plan
+from scoring_airflow.run_kinds import ScoringRun
 from scoring_airflow.settings import ForecastSettings
 
 URL_PREFIX = "/forecast-outputs"  # where the plugin mounts outputs_app in the API server
 
 
-def outputs_url(plan: dict, folder: str) -> str:
-    """Relative to the UI's own server unless [api] base_url says where the API server is."""
+def outputs_url(run: ScoringRun, folder: str | None) -> str:
+    """Relative to the UI's own server unless [api] base_url says where the API server is; empty
+    (no link shown) where the outputs app serves no such page."""
+    if folder is None:
+        return ""
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    return f"{base}{URL_PREFIX}/runs/{read_plan(plan).run_id}/{folder}/"
+    return f"{base}{URL_PREFIX}/runs/{run.plan.run_id}/{folder}/"
 
 
 class ForecastReportLink(BaseOperatorLink):
     name = "Forecast report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return outputs_url(operator.plan, "report")
+        return outputs_url(operator.scoring_run, "report")
 
 
 class ForecastFilesLink(BaseOperatorLink):
     name = "Forecasts"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return outputs_url(operator.plan, "forecasts")
+        return outputs_url(operator.scoring_run, operator.scoring_run.files_page)
 
 
 class BacktestReportLink(BaseOperatorLink):
@@ -48,6 +52,6 @@ class BatchAccountLink(BaseOperatorLink):
 
     def get_link(self, operator, *, ti_key) -> str:
         account = ForecastSettings().batch_account_resource_id
-        if read_plan(operator.plan).compute_backend != "azure_batch" or not account:
+        if operator.scoring_run.plan.compute_backend != "azure_batch" or not account:
             return ""
         return f"https://portal.azure.com/#resource{account}/overview"

@@ -9,74 +9,69 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from retail_scoring import storage
 from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
-from retail_scoring.run.contract import RunPlan
 from scoring_airflow import backtest, report
 from scoring_airflow.compute import ComputeBackend, ScoringTask, TaskStatus, backend_for
 from scoring_airflow.links import BacktestReportLink, BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
-from scoring_airflow.partitions import partition_labels, pin_summaries, read_run_manifest, run_problems
+from scoring_airflow.partitions import partition_labels, pin_summaries
 from scoring_airflow.planning import logical_date_for_origin, origin_for_logical_date, read_plan
+from scoring_airflow.run_kinds import RUN_KINDS, ForecastRun, RunKind, ScoringRun
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.task_documents import JobEnded, SalesWaited, ScoreResult
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
 
 STDERR_TAIL_CHARS = 600
-PRODUCTS_NAMED = 20  # a failure message lists a partition's products up to this many
-
-
-def describe_products(products: list[int]) -> str:
-    more = len(products) - PRODUCTS_NAMED
-    return f"products {', '.join(map(str, products[:PRODUCTS_NAMED]))}" + (f" and {more} more" if more > 0 else "")
-
-
-def worker_arguments(plan: RunPlan, partition: str) -> list[str]:
-    """The worker CLI's arguments for one partition, the same on every backend and for any number of
-    products: the worker reads its products from the run manifest."""
-    return ["score", "--storage", plan.storage_root, "--run-id", plan.run_id, "--partition", partition]
 
 
 class ScorePartitionsOperator(BaseOperator):
     """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait;
-    when the job ends, pin the partitions' summaries (partitions.pin_summaries).
+    when the job ends, pin the partitions' summaries (partitions.pin_summaries). `run_kind` says
+    what the plan is of (run_kinds.RUN_KINDS): a sales forecast's products or a scenario's shards.
 
-    Partitions whose valid forecasts exist already are skipped unless the plan says `force`, so a
+    Partitions whose valid outputs exist already are skipped unless the plan says `force`, so a
     rerun after a failure scores only what is missing.
     """
 
     template_fields = ("plan",)
     operator_extra_links = (ForecastFilesLink(), BatchAccountLink())
 
-    def __init__(self, *, plan: Any, settings: ForecastSettings | None = None, **kwargs):
+    def __init__(
+        self, *, plan: Any, run_kind: RunKind = "forecast", settings: ForecastSettings | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
+        if run_kind not in RUN_KINDS:
+            raise ValueError(f"run_kind must be one of {', '.join(RUN_KINDS)}, got {run_kind!r}")
         self.plan = plan
+        self.run_kind = run_kind
         self.settings = settings or ForecastSettings()
         self._job_id: str | None = None
 
     @property
-    def run_plan(self) -> RunPlan:
-        return read_plan(self.plan)
+    def scoring_run(self) -> ScoringRun:
+        """The rendered plan read afresh (an operator object may serve several runs)."""
+        return RUN_KINDS[self.run_kind](self.plan)
 
     def _backend(self) -> ComputeBackend:
-        return backend_for(self.run_plan.compute_backend, self.run_plan.backend_config)
+        plan = self.scoring_run.plan
+        return backend_for(plan.compute_backend, plan.backend_config)
 
     def execute(self, context: Context) -> dict:
-        plan = self.run_plan
+        run = self.scoring_run
+        plan, layout = run.plan, run.layout
         backend = self._backend()
-        layout = StorageLayout(plan.storage_root)
-        manifest = through_outages(lambda: read_run_manifest(plan), "planning the scoring job")
-        partitions = manifest.partitions
+        partitions = through_outages(run.partitions, "planning the scoring job")
         open_jobs = [job for job in backend.open_job_ids() if backend.is_job_of_run(job, plan.run_id)]
         if open_jobs:  # an earlier try lost its worker, or Airflow marked it failed while its job went on
             self._job_id = open_jobs[-1]
             followed = [status.task_id for status in backend.task_statuses(self._job_id)]
             self.log.info("job %s of an earlier try is still open: following its %d partition(s)", self._job_id,
                           len(followed))  # fmt: skip
-            self._follow(plan, followed, partitions)
-        problems = {} if plan.force else through_outages(lambda: run_problems(layout, manifest), "the rerun skip")
+            self._follow(followed, partitions)
+        problems = {} if plan.force else through_outages(run.problems, "the rerun skip")
         tasks = []
-        for partition, products in partitions.items():
+        for partition, items in partitions.items():
             if partition in problems and not problems[partition]:
-                self.log.info("%s: valid forecasts exist for its %d products, skipped", partition, len(products))
+                self.log.info("%s: valid outputs exist for its %d %s, skipped", partition, len(items), run.unit)
                 continue
             if problems.get(partition):
                 first = next(iter(problems[partition].values()))[0]
@@ -84,32 +79,34 @@ class ScorePartitionsOperator(BaseOperator):
             tasks.append(
                 ScoringTask(
                     task_id=partition,
-                    arguments=worker_arguments(plan, partition),
+                    arguments=run.arguments(partition),
                     stdout_url=layout.task_log(plan.run_id, partition, "stdout"),
                     stderr_url=layout.task_log(plan.run_id, partition, "stderr"),
-                    writes=layout.scoring_task_writes(
-                        plan.run_id, partition, products, calibrated=plan.calibration_url is not None
-                    ),
+                    writes=run.writes(partition),
                 )
             )
         if not tasks:
-            self.log.info("every partition has valid forecasts; nothing to score")
+            self.log.info("every partition has valid outputs; nothing to score")
             return ScoreResult([], list(partitions), []).to_dict()
         self._job_id = backend.job_id(plan.run_id, context["ti"].try_number)
         backend.submit_job(plan.pool_id, self._job_id, tasks, self.settings.task_retries, self.settings.task_timeout_s)
         self.log.info("job %s submitted: %d partition(s) on pool %s", self._job_id, len(tasks), plan.pool_id)
-        self._follow(plan, [task.task_id for task in tasks], partitions)
+        self._follow([task.task_id for task in tasks], partitions)
 
-    def _follow(self, plan: RunPlan, scored: list[str], partitions: dict[str, list[int]]) -> None:
+    def _follow(self, scored: list[str], partitions: dict[str, list[int]]) -> None:
         """Defer until the job's tasks have all ended."""
+        run = self.scoring_run
         self.defer(
             trigger=ScoringJobTrigger(
-                plan.compute_backend,
-                plan.backend_config,
+                run.plan.compute_backend,
+                run.plan.backend_config,
                 self._job_id,
                 self.settings.poll_interval_s,
                 progress=PartitionProgress(
-                    plan.storage_root, plan.run_id, {partition: len(partitions[partition]) for partition in scored}
+                    run.plan.storage_root,
+                    run.plan.run_id,
+                    {partition: len(partitions[partition]) for partition in scored},
+                    run.unit,
                 ),
             ),
             method_name="execute_complete",
@@ -123,32 +120,30 @@ class ScorePartitionsOperator(BaseOperator):
         if ended.error:
             through_outages(lambda: self._backend().end_job(ended.job_id), "ending the scoring job")
             raise AirflowFailException(f"scoring job {ended.job_id} could not be followed: {ended.error}")
-        plan = self.run_plan
-        layout = StorageLayout(plan.storage_root)
+        run = self.scoring_run
         failed = [s for s in ended.statuses if s.state != "succeeded"]
 
         def end_and_pin() -> str:
             self._backend().end_job(ended.job_id)  # no task's grant writes after the pins below
-            pin_summaries(layout, plan.run_id, [s.task_id for s in ended.statuses])
-            partitions = read_run_manifest(plan).partitions
-            return "\n".join(self._describe_failure(layout, status, partitions) for status in failed)
+            pin_summaries(run.layout, run.plan.run_id, [s.task_id for s in ended.statuses])
+            return "\n".join(self._describe_failure(run, status) for status in failed)
 
         failures = through_outages(end_and_pin, "ending the scoring job")
         if failed:
             raise AirflowFailException(f"{len(failed)} of {len(ended.statuses)} partitions failed:\n{failures}")
         scored = [s.task_id for s in ended.statuses]
         self.log.info("job %s: all %d partitions succeeded", ended.job_id, len(scored))
-        skipped = [p for p in partition_labels(plan) if p not in scored]
+        skipped = [p for p in partition_labels(run.plan) if p not in scored]
         return ScoreResult(scored, skipped, ended.statuses).to_dict()
 
-    def _describe_failure(self, layout: StorageLayout, status: TaskStatus, partitions: dict[str, list[int]]) -> str:
-        stderr_url = layout.task_log(self.run_plan.run_id, status.task_id, "stderr")
+    def _describe_failure(self, run: ScoringRun, status: TaskStatus) -> str:
+        stderr_url = run.layout.task_log(run.plan.run_id, status.task_id, "stderr")
         try:
             tail = storage.read_bytes(stderr_url).decode(errors="replace")[-STDERR_TAIL_CHARS:]
         except FileNotFoundError:
             tail = "(no stderr uploaded)"
         return (
-            f"- {status.task_id} ({describe_products(partitions[status.task_id])}): "
+            f"- {status.task_id} ({run.describe(status.task_id)}): "
             f"exit code {status.exit_code} after {status.attempts} attempt(s), {status.detail}; "
             f"stderr tail: {tail.strip()}"
         )
@@ -170,6 +165,10 @@ class WriteReportOperator(BaseOperator):
         self.plan = plan
         self.score_result = score_result
         self.settings = settings or ForecastSettings()
+
+    @property
+    def scoring_run(self) -> ForecastRun:
+        return ForecastRun(self.plan)
 
     def execute(self, context: Context) -> str:
         return report.write_report(read_plan(self.plan), self.score_result, self.settings)

@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, partition_label
-from retail_scoring.run.contract import ContractError, PartitionSummary, RunManifest, RunPlan
+from retail_scoring.run.contract import ContractError, PartitionSummary, RunManifest, RunPlan, ScenarioRunPlan
 from retail_scoring.storage import RecordedFile
 
 SUMMARY_SUFFIX = ".json"
 
 
-def partition_labels(plan: RunPlan) -> list[str]:
+def partition_labels(plan: RunPlan | ScenarioRunPlan) -> list[str]:
     return [partition_label(index) for index in range(plan.partition_count)]
 
 

@@ -317,6 +317,39 @@ def run_calibration(
     return calibration, url, sha256
 
 
+@dataclass(frozen=True)
+class PlannedCompute:
+    """Where a run scores, from its compute params: the backend (its name and itself), the pool's
+    size and VM size, and the scoring tasks the pool runs at once."""
+
+    name: str
+    backend: ComputeBackend
+    pool_size: int
+    vm_size: str
+    task_slots: int
+
+
+def planned_compute(params: dict, settings: ForecastSettings) -> PlannedCompute:
+    """The compute params checked against the backend (its cores, memory, VM sizes)."""
+    pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
+    if not 1 <= pool_size <= MAX_POOL_SIZE:
+        raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
+    name = param(params, "compute_backend", settings.compute_backend)
+    node_settings = {
+        "vm_size": param(params, "vm_size", settings.vm_size),
+        "spot_nodes": whole_number("spot_nodes", param(params, "spot_nodes", settings.spot_nodes)),
+        "task_slots_per_node": whole_number(
+            "task_slots_per_node", param(params, "task_slots_per_node", settings.task_slots_per_node)
+        ),
+    }
+    try:
+        backend = backend_for_run(name, settings, node_settings)
+        slots = backend.task_slots(pool_size, settings)
+    except ComputeError as error:
+        raise PlanError(str(error)) from error
+    return PlannedCompute(name, backend, pool_size, node_settings["vm_size"], slots)
+
+
 @survives_outages
 def plan_run(
     dag_id: str,
@@ -333,9 +366,7 @@ def plan_run(
     only, the same size for 90 products or 100,000. A backtest gives each of its runs' `run_id`,
     the one `pool_id` they share, and asks for the residual profile it calibrates from."""
     layout = StorageLayout(settings.storage_root)
-    pool_size = whole_number("pool_size", param(params, "pool_size", settings.pool_size))
-    if not 1 <= pool_size <= MAX_POOL_SIZE:
-        raise PlanError(f"pool_size must be between 1 and {MAX_POOL_SIZE}, got {pool_size}")
+    compute = planned_compute(params, settings)
     catalogue = read_products(layout)
     products = select_products(catalogue.index.tolist(), requested_products(params.get("products")))
     catalogue = catalogue.loc[products]
@@ -346,19 +377,6 @@ def plan_run(
     check_sku_owners(catalogue)
     calibration = run_calibration(layout, params.get("calibration"), model_version, manifest, origin)
     run_id = run_id or storage_run_id(dag_id, airflow_run_id)
-    backend = param(params, "compute_backend", settings.compute_backend)
-    node_settings = {
-        "vm_size": param(params, "vm_size", settings.vm_size),
-        "spot_nodes": whole_number("spot_nodes", param(params, "spot_nodes", settings.spot_nodes)),
-        "task_slots_per_node": whole_number(
-            "task_slots_per_node", param(params, "task_slots_per_node", settings.task_slots_per_node)
-        ),
-    }
-    try:
-        compute = backend_for_run(backend, settings, node_settings)
-        task_slots = compute.task_slots(pool_size, settings)
-    except ComputeError as error:
-        raise PlanError(str(error)) from error
     engine = param(params, "engine", settings.engine)
     if engine not in ENGINES:
         raise PlanError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -368,7 +386,7 @@ def plan_run(
             "or package it with `retail-scoring package --compile`"
         )
     partitions = partition_products(
-        products, task_slots, param(params, "partitioning", "per_node"), settings.max_products_per_partition
+        products, compute.task_slots, param(params, "partitioning", "per_node"), settings.max_products_per_partition
     )
     plan = RunPlan(
         run_id=run_id,
@@ -381,16 +399,16 @@ def plan_run(
         output=manifest.output,
         storage_root=settings.storage_root,
         run_manifest=layout.run_manifest(run_id),
-        compute_backend=backend,
-        backend_config=compute.config(),
+        compute_backend=compute.name,
+        backend_config=compute.backend.config(),
         pool_id=pool_id or settings.keep_warm_pool or ComputeBackend.pool_id_for(run_id),
-        pool_size=pool_size,
-        vm_size=node_settings["vm_size"],
+        pool_size=compute.pool_size,
+        vm_size=compute.vm_size,
         force=bool(params.get("force", False)),
         publish=bool(param(params, "publish", True)),
         max_forecast_ratio=settings.max_forecast_ratio,
         engine=engine,
-        engine_threads=compute.engine_threads(pool_size, settings),
+        engine_threads=compute.backend.engine_threads(compute.pool_size, settings),
         worker_memory_mb=settings.worker_memory_mb,
         product_count=len(products),
         partition_count=len(partitions),
@@ -409,8 +427,8 @@ def plan_run(
         f" calibrated by {calibration[1]}" if calibration else "",
         len(products),
         len(partitions),
-        pool_size,
-        backend,
+        compute.pool_size,
+        compute.name,
     )
     return plan
 

@@ -181,7 +181,7 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         f"# Forecast run {run_id}",
         "",
         f"Origin week {plan.origin}, model package {plan.model_version}, "
-        f"{validation.checked_products} products in {plan.partition_count} partitions, "
+        f"{validation.checked} products in {plan.partition_count} partitions, "
         f"pool of {plan.pool_size} ({plan.compute_backend}). Written {datetime.now(UTC).isoformat()}.",
         "",
         calibration_note,
@@ -190,7 +190,7 @@ def write_report(plan: RunPlan, score_result: dict, settings: ForecastSettings) 
         "",
         "## Validation",
         f"{'valid' if validation.valid else 'INVALID'}: {validation.problem_count} problems "
-        f"in {validation.checked_products} products.",
+        f"in {validation.checked} products.",
         "",
         "## Scoring",
         f"{rows} rows, {rows * len(output.quantiles)} scoring operations in {span_s:.1f} s: "

@@ -63,11 +63,12 @@ class ScoreResult(TaskDocument):
 @dataclass(frozen=True)
 class ValidationReport(TaskDocument):
     """The validate task's verdict, written to storage (layout.validation_report) and returned:
-    every partition's problems by product (`summary` for the partition as a whole)."""
+    every partition's problems by product, or by shard of a scenario's run (`summary` for the
+    partition as a whole); `checked` counts the products or shards."""
 
     run_id: str
     valid: bool
-    checked_products: int
+    checked: int
     problem_count: int
     partitions: dict[str, dict[str, list[str]]]
     checked_at: str
@@ -82,4 +83,17 @@ class PublishResult(TaskDocument):
     products: int
     current: int
     run_id: str
+    index: str
+
+
+@dataclass(frozen=True)
+class ScenarioPublishResult(TaskDocument):
+    """A scenario run's publish result and its asset event's extra: the rows it published as of its
+    date, the current table's rows afterwards, and the index to read."""
+
+    scenario: str
+    as_of: str
+    run_id: str
+    published_rows: int
+    current_rows: int
     index: str

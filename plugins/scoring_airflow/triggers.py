@@ -22,22 +22,24 @@ from scoring_airflow.task_documents import JobEnded, SalesWaited
 
 
 class PartitionProgress:
-    """Products written per partition, from the progress files the scoring tasks write after each
-    chunk; `changes()` returns log lines for what moved since it was last asked."""
+    """Products (or a scenario's shards: `unit`) written per partition, from the progress files the
+    scoring tasks write after each chunk; `changes()` returns log lines for what moved since it was
+    last asked."""
 
-    def __init__(self, storage_root: str, run_id: str, totals: dict[str, int]):
+    def __init__(self, storage_root: str, run_id: str, totals: dict[str, int], unit: str = "products"):
         self.storage_root = storage_root
         self.run_id = run_id
         self.totals = totals
+        self.unit = unit
         self._done = dict.fromkeys(totals, 0)
         self._outage = OutageWatch(deadline_s=math.inf)
 
     def to_dict(self) -> dict:
-        return {"storage_root": self.storage_root, "run_id": self.run_id, "totals": self.totals}
+        return {"storage_root": self.storage_root, "run_id": self.run_id, "totals": self.totals, "unit": self.unit}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PartitionProgress":
-        return cls(data["storage_root"], data["run_id"], data["totals"])
+        return cls(data["storage_root"], data["run_id"], data["totals"], data["unit"])
 
     def changes(self, partitions: list[str]) -> list[str]:
         """Read the progress of `partitions` (those started) and describe what moved."""
@@ -58,7 +60,7 @@ class PartitionProgress:
             if done != self._done[partition]:
                 self._done[partition] = done
                 lines.append(
-                    f"{partition}: {done}/{self.totals[partition]} products written "
+                    f"{partition}: {done}/{self.totals[partition]} {self.unit} written "
                     f"(overall {sum(self._done.values())}/{sum(self.totals.values())})"
                 )
         return lines

@@ -38,7 +38,7 @@ def validate_run(plan: RunPlan) -> dict:
             f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
             f"(full report: {report_url}):\n" + describe_problems(problems)
         )
-    log.info("all %d products valid; report at %s", report.checked_products, report_url)
+    log.info("all %d products valid; report at %s", report.checked, report_url)
     return report.to_dict()
 
 

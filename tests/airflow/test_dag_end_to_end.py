@@ -43,7 +43,7 @@ def test_weekly_run_scores_validates_publishes_and_deletes_the_pool(airflow_db, 
         assert len(forecast) == 66 * 13
         assert sorted(forecast["week"].unique()) == list(range(108, 121))
     report = json.loads(storage.read_bytes(layout.validation_report(run_id)))
-    assert report["valid"] and report["checked_products"] == 2
+    assert report["valid"] and report["checked"] == 2
     current = read_current(layout)
     assert {entry["origin"] for entry in current["products"].values()} == {107}
     assert {product: entry["run_id"] for product, entry in current["products"].items()} == {"1": run_id, "2": run_id}

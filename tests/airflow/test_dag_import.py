@@ -31,7 +31,7 @@ def test_every_scoring_task_runs_in_the_write_grants_pool_and_is_retried(airflow
     a try Airflow marked failed while its job went on follows that job."""
     from airflow.models.pool import Pool
 
-    for dag_id in ("weekly_sales_forecast", "backtest_model_package"):
+    for dag_id in ("weekly_sales_forecast", "backtest_model_package", "scenario_customer_churn"):
         score = load_dag(dag_id).get_task("score")
         assert (score.pool, score.retries) == ("forecast_write_grants", 2), dag_id
     pool = Pool.get_pool("forecast_write_grants")
@@ -100,3 +100,18 @@ def test_the_backtest_dag_shares_one_pool_and_explains_every_param(airflow_db):
     assert dag.schedule is None and "backtest" in dag.tags
     for name in dag.params:
         assert len(dag.params.get_param(name).description or "") > 20, f"{name} has no description"
+
+
+def test_a_scenario_dag_is_built_from_its_document_with_the_weekly_runs_chain(airflow_db):
+    dag = load_dag("scenario_customer_churn")
+    assert dag.timetable.expression == "0 0 1 * *", "the document's @monthly"
+    assert {"scenario", "classification"} <= set(dag.tags)
+    assert all(task.owner == "customer-analytics" for task in dag.tasks)
+    create, delete = dag.get_task("create_pool"), dag.get_task("delete_pool")
+    assert create.is_setup and delete.is_teardown and {"publish", "report"} <= delete.upstream_task_ids
+    assert dag.get_task("plan").upstream_task_ids == {"wait_for_data"}, "the document's ready marker"
+    assert dag.get_task("score").run_kind == "scenario"
+    assert dag.get_task("validate").trigger_rule == "all_done", "a failed score task's bad shards are named"
+    assert dag.get_task("publish").upstream_task_ids == {"plan", "validate"}
+    assert dag.get_task("publish").trigger_rule == "all_success", "only a validated run is published"
+    assert dag.params["model_version"] == "glm-churn-v1" and "engine" not in dag.params

@@ -29,10 +29,11 @@ from retail_scoring.packages.base import upload_package
 from retail_scoring.run.contract import RunManifest, RunPlan
 from scoring_airflow.compute import ScoringTask, TaskStatus, backend_for
 from scoring_airflow.compute.local import LocalBackend, process_alive
-from scoring_airflow.operators import ScorePartitionsOperator, worker_arguments
+from scoring_airflow.operators import ScorePartitionsOperator
 from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import pin_summaries
 from scoring_airflow.planning import storage_run_id
+from scoring_airflow.run_kinds import ForecastRun
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.triggers import ScoringJobTrigger
 from tests.airflow.conftest import plan_problems, run_dag
@@ -85,7 +86,7 @@ def test_a_worker_killed_mid_partition_is_retried_and_never_leaves_a_partial_for
             [
                 ScoringTask(
                     "partition_000",
-                    worker_arguments(plan, "partition_000"),
+                    ForecastRun(plan.to_dict()).arguments("partition_000"),
                     layout.task_log("kill", "partition_000", "stdout"),
                     layout.task_log("kill", "partition_000", "stderr"),
                 ),
@@ -217,7 +218,8 @@ def score_through_a_fault(plan: RunPlan, tmp_path: Path, heal: Callable[[], None
     backend = LocalBackend(str(tmp_path / "pools"))
     backend.create_pool("pool-f", 1)
     try:
-        task = ScoringTask("partition_000", worker_arguments(plan, "partition_000"), f"{logs}/out", f"{logs}/err")
+        arguments = ForecastRun(plan.to_dict()).arguments("partition_000")
+        task = ScoringTask("partition_000", arguments, f"{logs}/out", f"{logs}/err")
         backend.submit_job("pool-f", "job-1", [task], max_retries=1, timeout_s=300)
         status_file = tmp_path / "pools" / "pool-f" / "jobs" / "job-1" / "status" / "partition_000.json"
         deadline = time.monotonic() + 240

@@ -1,0 +1,160 @@
+"""One DAG per scenario, built from its document: a team's DAG file is a few lines naming it.
+
+    from scoring_airflow.scenario_dag import scenario_dag
+    scenario_dag(Path(__file__).parent / "customer_churn.json", model_version="glm-churn-v1", owner="crm")
+
+wait_for_data (when the scenario declares a ready marker) -> plan -> create_pool (setup) -> score
+(one task per partition of shards) -> collect_logs -> validate -> publish (when the scenario
+publishes and the run is not a challenger's) + report -> delete_pool (teardown) whatever happened:
+the weekly forecast's chain and guarantees, on the scenario's table."""
+
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, Asset, Param, dag, get_current_context, setup, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from retail_scoring import storage
+from retail_scoring.layout import IDENTIFIER
+from scoring_airflow import pool_tasks, scenario_planning, scenario_publishing, scenario_report, scenario_validation
+from scoring_airflow.blob import connect_storage
+from scoring_airflow.operators import ScorePartitionsOperator
+from scoring_airflow.params import compute_params
+from scoring_airflow.settings import ForecastSettings
+
+READY_POKE_S = 300
+READY_TIMEOUT_S = 6 * 3600
+
+
+def scenario_dag(
+    scenario_file: str | Path,
+    model_version: str,
+    owner: str = "scoring",
+    start_date: datetime = datetime(2025, 1, 1),
+    settings: ForecastSettings | None = None,
+) -> DAG:
+    """The DAG `scenario_<name>` of the scenario in `scenario_file` (a DAG file gives it relative
+    to itself), scoring with `model_version` unless a run's params name another package. The
+    document is read here, at parse time, so a broken scenario is a DAG import error naming it."""
+    settings = settings or ForecastSettings()
+    path = Path(scenario_file)
+    scenario, _ = scenario_planning.read_scenario_file(path)
+    published = Asset(f"scenario_{scenario.name}_current")
+    compute = {name: p for name, p in compute_params(settings).items() if name != "engine"}  # gbm packages' only
+
+    @dag(
+        dag_id=f"scenario_{scenario.name}",
+        schedule=scenario.schedule,
+        start_date=start_date,
+        catchup=False,
+        max_active_runs=4,
+        tags=["scenario", scenario.profile, "r-models"],
+        default_args={"owner": owner, "retries": 1, "pre_execute": connect_storage},
+        doc_md=f"### Scenario {scenario.name}\n\nScores `{path.name}` ({scenario.profile}) with an r-table "
+        "package: docs/scenarios.md in the project says what each field and param does.",
+        params={
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                section="Run scope",
+                description="The date the run scores (`{as_of}` in the scenario's URLs). Empty: the day before "
+                "the logical date.",
+            ),
+            "model_version": Param(
+                model_version,
+                type="string",
+                pattern=f"^{IDENTIFIER.pattern}$",
+                section="Run scope",
+                description="The r-table model package under `models/` in storage.",
+            ),
+            "publish": Param(
+                True,
+                type="boolean",
+                section="Run scope",
+                description="Untick for a challenger: it scores, validates and reports beside the champion's "
+                "metrics over the same rows, and publishes nothing.",
+            ),
+            "force": Param(
+                False,
+                type="boolean",
+                section="Run scope",
+                description="Only when a cleared run runs again: also rescore partitions whose valid outputs exist.",
+            ),
+            **compute,
+        },
+    )
+    def scenario_run():
+        @task(retries=0)  # a scenario or package that does not fit does not heal
+        def plan() -> dict:
+            context = get_current_context()
+            dag_run = context["dag_run"]
+            run_date = dag_run.logical_date or dag_run.run_after
+            params = dict(context["params"])
+            return scenario_planning.plan_scenario_run(
+                dag_run.dag_id, dag_run.run_id, run_date, params, settings, path
+            ).to_dict()
+
+        @setup
+        @task(retries=0)
+        def create_pool(run_plan: dict) -> str:
+            return pool_tasks.create_pool(scenario_planning.read_scenario_plan(run_plan))
+
+        @task(trigger_rule="all_done")
+        def collect_logs(run_plan: dict) -> None:
+            pool_tasks.collect_task_logs(scenario_planning.read_scenario_plan(run_plan), settings.log_cap_bytes)
+
+        # after a failed score task too: its verdict names every bad shard with its rule (the errors
+        # table a user reads), and fails, so nothing is published either way
+        @task(retries=0, trigger_rule="all_done")
+        def validate(run_plan: dict) -> dict:
+            return scenario_validation.validate_scenario_run(scenario_planning.read_scenario_plan(run_plan))
+
+        @task(outlets=[published])
+        def publish(run_plan: dict) -> dict:
+            run = scenario_planning.read_scenario_plan(run_plan)
+            if not run.publish:
+                raise AirflowSkipException("publish is off for this run (a challenger): nothing current changes")
+            result = scenario_publishing.publish_scenario_run(run)
+            get_current_context()["outlet_events"][published].extra = result
+            return result
+
+        @task
+        def report(run_plan: dict) -> str:
+            return scenario_report.write_scenario_report(scenario_planning.read_scenario_plan(run_plan))
+
+        @task
+        def delete_pool(run_plan: dict) -> None:
+            pool_tasks.delete_pool(scenario_planning.read_scenario_plan(run_plan))
+
+        run_plan = plan()
+        if scenario.ready_marker:
+
+            @task.sensor(poke_interval=READY_POKE_S, timeout=READY_TIMEOUT_S, mode="reschedule")
+            def wait_for_data() -> bool:
+                """The scenario's ready marker for the run's as-of date is in storage."""
+                context = get_current_context()
+                dag_run = context["dag_run"]
+                as_of = scenario_planning.run_as_of(dict(context["params"]), dag_run.logical_date or dag_run.run_after)
+                marker = scenario.for_run(settings.storage_root, as_of).ready_marker
+                try:  # read, not exists(): adlfs' exists() answers False when storage does not answer
+                    storage.read_bytes(marker)
+                except FileNotFoundError:
+                    return False
+                return True
+
+            wait_for_data() >> run_plan
+        pool = create_pool(run_plan)
+        score = ScorePartitionsOperator(
+            task_id="score", plan=run_plan, run_kind="scenario", settings=settings, retries=2,
+            pool=settings.write_grants_pool,
+        )  # fmt: skip
+        logs = collect_logs(run_plan)
+        validated = validate(run_plan)
+        ends = [report(run_plan)]
+        if scenario.publishing:
+            ends.append(publish(run_plan))
+        pool >> score >> logs
+        [score, logs] >> validated >> ends >> delete_pool(run_plan).as_teardown(setups=pool)
+
+    return scenario_run()
