@@ -873,7 +873,11 @@ MUTATIONS = [
         "worker_image/retail_scoring/scenarios/current.py",
         '(version, "descending"), ("_published", "descending")',
         '("_published", "descending")',
-        ("tests/worker/test_scenario_current.py",),
+        (
+            "tests/worker/test_scenario_current.py",
+            "tests/airflow/test_scenario_dag.py::"
+            "test_monthly_snapshots_publish_each_customers_newest_score_and_a_backfill_changes_nothing",
+        ),
     ),
     Mutation(
         "scenario-csv-types-guessed",
@@ -897,6 +901,101 @@ MUTATIONS = [
         "            elif declared.type != kind:",
         "            elif False:",
         ("tests/worker/test_scenario_package.py",),
+    ),
+    # Scenario runs (issue 34): the run's contract, validation and publishing
+    Mutation(
+        "read-pinned-unchecked",
+        "worker_image/retail_scoring/storage.py",
+        "    if sha256_hex(data) != sha256:\n        raise ContentChangedError(",
+        "    if False:\n        raise ContentChangedError(",
+        ("tests/worker/test_storage.py::test_a_pinned_read_gives_the_recorded_content_and_refuses_any_other",),
+    ),
+    Mutation(
+        "scenario-copy-unpinned",
+        "worker_image/retail_scoring/scenarios/task.py",
+        'storage.read_pinned(plan.scenario_url, plan.scenario_sha256, "when the run was planned")',
+        "storage.read_bytes(plan.scenario_url)",
+        (
+            "tests/airflow/test_scenario_planning.py::test_a_scenario_copy_changed_since_planning_is_refused_by_the_worker",
+        ),
+    ),
+    Mutation(
+        "scenario-manifest-coverage-unchecked",
+        "worker_image/retail_scoring/run/contract.py",
+        "        if numbers != list(range(len(shards))) or counts",
+        "        if counts",
+        ("tests/airflow/test_scenario_planning.py::test_a_manifest_leaving_a_shard_to_no_partition_is_refused",),
+    ),
+    Mutation(
+        "scenario-package-misfit-ignored",
+        "plugins/scoring_airflow/scenario_planning.py",
+        "    problems = manifest.misfit(scenario)\n",
+        "    problems = []\n",
+        (
+            "tests/airflow/test_scenario_planning.py::test_a_package_that_does_not_fit_is_refused_before_any_pool_naming_it",
+        ),
+    ),
+    Mutation(
+        "scenario-summary-package-unchecked",
+        "plugins/scoring_airflow/scenario_validation.py",
+        "    if summary.package_sha256 != plan.model_manifest_sha256:",
+        "    if False:",
+        ("tests/airflow/test_scenario_planning.py::test_a_summary_vouches_for_its_shards_only_when_it_is_the_runs",),
+    ),
+    Mutation(
+        "scenario-summary-shards-unchecked",
+        "plugins/scoring_airflow/scenario_validation.py",
+        "    if summary.shards != manifest.partitions[partition]:",
+        "    if False:",
+        ("tests/airflow/test_scenario_planning.py::test_a_summary_vouches_for_its_shards_only_when_it_is_the_runs",),
+    ),
+    Mutation(
+        "scenario-shard-failures-ignored",
+        "plugins/scoring_airflow/scenario_validation.py",
+        "        if str(number) in summary.failures:",
+        "        if False:",
+        ("tests/airflow/test_scenario_planning.py::test_a_summary_vouches_for_its_shards_only_when_it_is_the_runs",),
+    ),
+    Mutation(
+        "scenario-output-identity-unchecked",
+        "plugins/scoring_airflow/scenario_validation.py",
+        "        elif not storage.matches_record(url, identity, written):",
+        "        elif False:",
+        ("tests/airflow/test_scenario_planning.py::test_an_output_written_again_after_its_task_is_refused",),
+    ),
+    Mutation(
+        "scenario-repeated-keys-published",
+        "plugins/scoring_airflow/scenario_publishing.py",
+        "    if len(repeated):",
+        "    if False:",
+        ("tests/airflow/test_scenario_planning.py::test_two_results_for_one_customer_are_refused_before_publishing",),
+    ),
+    Mutation(
+        "scenario-null-level-refused",
+        "worker_image/retail_scoring/scenarios/table.py",
+        "pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=pa.array(column.levels))))",
+        "pc.invert(pc.is_in(values, value_set=pa.array(column.levels)))",
+        ("tests/worker/test_scenario_scoring.py::test_a_null_in_a_nullable_categorical_is_kept_as_null",),
+    ),
+    Mutation(
+        "scenario-validate-skipped-after-failed-score",
+        "plugins/scoring_airflow/scenario_dag.py",
+        '        @task(retries=0, trigger_rule="all_done")\n        def validate(',
+        "        @task(retries=0)\n        def validate(",
+        (
+            "tests/airflow/test_dag_import.py::test_a_scenario_dag_is_built_from_its_document_with_the_weekly_runs_chain",
+            "tests/airflow/test_scenario_dag.py::"
+            "test_bad_shards_are_named_with_their_rule_and_nothing_of_the_run_is_published",
+        ),
+    ),
+    Mutation(
+        "scenario-publish-drops-current",
+        "plugins/scoring_airflow/scenario_publishing.py",
+        "        table = newest_per_key(current, output, key, version)",
+        "        table = newest_per_key(current.slice(0, 0), output, key, version)",
+        (
+            "tests/airflow/test_scenario_dag.py::test_monthly_snapshots_publish_each_customers_newest_score_and_a_backfill_changes_nothing",
+        ),
     ),
 ]
 
