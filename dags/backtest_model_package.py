@@ -14,7 +14,7 @@ from retail_scoring.run.calibration import DEFAULT_HALF_LIFE_WEEKS
 from scoring_airflow import backtest, planning, pool_tasks, validation
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.operators import EvaluateBacktestOperator, ScorePartitionsOperator
-from scoring_airflow.params import compute_params
+from scoring_airflow.params import compute_params, engine_param
 from scoring_airflow.settings import ForecastSettings
 
 settings = ForecastSettings()
@@ -78,6 +78,7 @@ report. `docs/backtests.md` in the project says more.
             description="Products to score at every origin, as numbers and ranges. Empty: every product.",
         ),
         **compute_params(settings),
+        **engine_param(settings),
     },
 )
 def backtest_model_package():

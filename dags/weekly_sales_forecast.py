@@ -13,7 +13,7 @@ from retail_scoring.layout import IDENTIFIER
 from scoring_airflow import planning, pool_tasks, publishing, validation
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
-from scoring_airflow.params import compute_params
+from scoring_airflow.params import compute_params, engine_param
 from scoring_airflow.settings import ForecastSettings
 
 settings = ForecastSettings()
@@ -96,6 +96,7 @@ CURRENT_FORECAST = Asset("current_sales_forecast")
             "forecasts exist. A new run always scores every product it plans.",
         ),
         **compute_params(settings),
+        **engine_param(settings),
     },
 )
 def weekly_sales_forecast():

@@ -1,10 +1,25 @@
-"""The compute params both DAGs offer (the weekly run and the backtest), defined once."""
+"""The compute params every scoring DAG offers (the weekly run, the backtest, a scenario's), and
+the engine param of the DAGs that score gbm packages, defined once."""
 
 from airflow.sdk import Param
 
 from retail_scoring.packages.base import ENGINES
 from scoring_airflow.compute import BACKENDS
 from scoring_airflow.settings import MAX_POOL_SIZE, ForecastSettings
+
+
+def engine_param(settings: ForecastSettings) -> dict[str, Param]:
+    """How a gbm package scores (the forecast DAGs': scenarios' r-table packages are R only)."""
+    return {
+        "engine": Param(
+            settings.engine,
+            enum=list(ENGINES),
+            section="Compute",
+            description="How gbm model packages are scored: `auto` uses a package's compiled engine (bit-identical "
+            "to R, several times faster) where it was packaged with one, else R; `r` always R's predict; "
+            "`compiled` refuses packages without one.",
+        )
+    }
 
 
 def compute_params(settings: ForecastSettings) -> dict[str, Param]:
@@ -30,16 +45,9 @@ def compute_params(settings: ForecastSettings) -> dict[str, Param]:
             enum=["per_node", "per_product"],
             section="Compute",
             description="`per_node`: one scoring task per task slot of the pool, models loaded once per task (the "
-            "reference's advice), and more tasks of at most FORECAST_MAX_PRODUCTS_PER_PARTITION products (200) "
-            "for big catalogues, which the pool works through in turn; `per_product`: one task per product.",
-        ),
-        "engine": Param(
-            settings.engine,
-            enum=list(ENGINES),
-            section="Compute",
-            description="How gbm model packages are scored: `auto` uses a package's compiled engine (bit-identical "
-            "to R, several times faster) where it was packaged with one, else R; `r` always R's predict; "
-            "`compiled` refuses packages without one.",
+            "reference's advice), and more tasks of at most FORECAST_MAX_PRODUCTS_PER_PARTITION products or a "
+            "scenario's shards (200) for big inputs, which the pool works through in turn; `per_product`: one task "
+            "per product (a scenario's: per shard).",
         ),
         "task_slots_per_node": Param(
             settings.task_slots_per_node,

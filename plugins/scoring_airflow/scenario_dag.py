@@ -40,7 +40,6 @@ def scenario_dag(
     path = Path(scenario_file)
     scenario, _ = scenario_planning.read_scenario_file(path)
     published = Asset(f"scenario_{scenario.name}_current")
-    compute = {name: p for name, p in compute_params(settings).items() if name != "engine"}  # gbm packages' only
 
     @dag(
         dag_id=f"scenario_{scenario.name}",
@@ -81,7 +80,7 @@ def scenario_dag(
                 section="Run scope",
                 description="Only when a cleared run runs again: also rescore partitions whose valid outputs exist.",
             ),
-            **compute,
+            **compute_params(settings),
         },
     )
     def scenario_run():
