@@ -71,7 +71,7 @@ def test_the_ui_explains_the_dag_and_every_param(airflow_db):
         sections.setdefault(param.schema["section"], []).append(name)
     assert sections == {
         "Run scope": ["products", "origin_week", "model_version", "publish", "calibration", "force"],
-        "Compute": ["compute_backend", "pool_size", "partitioning", "engine", "task_slots_per_node"],
+        "Compute": ["compute_backend", "pool_size", "partitioning", "task_slots_per_node", "engine"],
         "Azure Batch": ["vm_size", "spot_nodes"],
     }
 
