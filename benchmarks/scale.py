@@ -11,7 +11,7 @@ of that many products in one worker process and prints its peak memory. Ends wit
 for 100,000 products on Azure Batch from the measured costs.
 
   .venv/bin/python benchmarks/scale.py [--products 90 900 9000] [--stores 2] [--baseline REF]
-      [--baseline-max 900] [--worker-products 2000]
+      [--baseline-max 900] [--worker-products 2000] [--keep DIR]
 """
 
 import argparse
@@ -101,7 +101,10 @@ def run_worker_child(products: int) -> None:
     print(json.dumps({"products": products, "wall_s": wall, "peak_rss_mb": peak_mb}))
 
 
-def measure(tree: Path, data: Path, models: Path, mode: list[str]) -> dict:
+def measure(tree: Path, data: Path, models: Path, mode: list[str], keep: Path | None = None) -> dict:
+    """One measured child run in a scratch storage, removed afterwards unless `keep` names a
+    folder to move it to (its runs, summaries and Airflow database, for profiling the light
+    tasks again without scoring again)."""
     scratch = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         env = prepare(tree, scratch, data, models)
@@ -111,6 +114,9 @@ def measure(tree: Path, data: Path, models: Path, mode: list[str]) -> dict:
             sys.exit(f"{tree}: the measured run failed (exit {result.returncode}):\n{output}")
         return json.loads(result.stdout.strip().splitlines()[-1])
     finally:
+        if keep:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.move(scratch, keep)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -143,6 +149,7 @@ def main() -> None:
                         help="for the projection: one product's scoring with gbm-1250x6-v1 "
                         "(benchmarks/score_partition.py, 45 products: 65.5 s)")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=PROJECT / ".local" / "scale-bench")
+    parser.add_argument("--keep", type=Path, help="keep the current tree's last measured run's storage here")
     parser.add_argument("--child", choices=["dag", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--child-products", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,7 +171,8 @@ def main() -> None:
             for side, tree in trees.items():
                 if side == "baseline" and products > args.baseline_max:
                     continue
-                results[(side, products)] = result = measure(tree, data, models, ["--child", "dag"])
+                keep = args.keep if side == "current" else None
+                results[(side, products)] = result = measure(tree, data, models, ["--child", "dag"], keep)
                 light = sum(result["tasks"][task] for task in LIGHT_TASKS)
                 score_s = result["tasks"]["score"]
                 print(f"{side:8s} N={products:6d}: light tasks {light:6.2f} s, score {score_s:7.1f} s, "
