@@ -22,6 +22,8 @@ from retail_scoring.data.dataset import write_products
 from retail_scoring.data.tables import read_forecast
 from retail_scoring.layout import StorageLayout
 from retail_scoring.packages.base import upload_package
+from retail_scoring.scenarios.churn_data import load_mlc_churn, seal, snapshot_customers, train_glm, write_by_state
+from retail_scoring.scenarios.document import Scenario
 from scoring_airflow.blob import (
     ContainerPolicies,
     GrantSigner,
@@ -38,6 +40,9 @@ from scoring_airflow.settings import ForecastSettings
 from tests.airflow.conftest import load_dag, run_dag
 from tests.airflow.test_model_packages import RANGER
 from tests.batch_endpoint import BatchTestEndpoint
+from tests.churn import SCENARIO_FILE as CHURN_SCENARIO
+from tests.churn import SNAPSHOT as CHURN_SNAPSHOT
+from tests.churn import churn_url
 from tests.worker.test_r_script_packages import naive_package
 
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
@@ -361,6 +366,27 @@ def test_an_r_script_package_runs_on_batch_with_blob_storage(batch_env):
     assert "model package ranger-qrf-v1 (r-script) loaded" in read_blob(
         LAYOUT.task_log(run_id, "partition_000", "stdout")
     )
+
+
+def test_a_scenario_runs_on_batch_with_blob_storage_each_task_writing_only_its_shards(batch_env, tmp_path):
+    """The churn scenario's DAG on the azure_batch backend: hive Parquet read from blob storage,
+    each task granted exactly its shards' outputs, summary and progress, the result published."""
+    connect_storage()
+    scenario = Scenario.from_json(CHURN_SCENARIO.read_bytes(), str(CHURN_SCENARIO))
+    write_by_state(snapshot_customers(load_mlc_churn(), 600, CHURN_SNAPSHOT), churn_url(LAYOUT.root), 100)
+    storage.write_bytes_atomic(f"{churn_url(LAYOUT.root)}/_READY", b"")
+    upload_package(seal(scenario, train_glm(tmp_path / "glm-churn-v1"), "glm-churn-v1"), LAYOUT)
+    logical = datetime(2026, 12, 1, tzinfo=UTC)
+    dag_run = load_dag("scenario_customer_churn").test(
+        logical_date=logical, run_after=logical, run_conf={"pool_size": 2, "compute_backend": "azure_batch"}
+    )
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    assert json.loads(read_blob(LAYOUT.scenario_current("customer_churn")))["rows"] == 600
+    manifest = json.loads(read_blob(LAYOUT.run_manifest(run_id)))
+    shards = manifest["partitions"]["partition_000"]
+    grants = json.loads(batch_env.task_files["partition_000"]["write_grants.json"])
+    assert set(grants) == set(LAYOUT.scenario_task_writes(run_id, "partition_000", shards))
 
 
 def test_a_backtest_on_batch_calibrates_a_weekly_run_on_batch(batch_env, tmp_path):
