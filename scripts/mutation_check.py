@@ -36,31 +36,15 @@ class Mutation:
 MUTATIONS = [
     # Trust, second pass (issue 33)
     Mutation(
-        "run-plan-types-unchecked",
+        "contract-field-types-unchecked",
         "worker_image/retail_scoring/run/contract.py",
-        "        check_types(cls, document, source, ContractError)\n"
-        "        values = {f.name: document[f.name] for f in fields(cls)}\n        weeks",
-        "        values = {f.name: document[f.name] for f in fields(cls)}\n        weeks",
+        "    check_types(cls, document, source, ContractError)\n    return {f.name:",
+        "    return {f.name:",
         (
             "tests/worker/test_run_contract.py::test_the_worker_refuses_a_run_manifest_of_wrong_types_naming_the_field_and_value",
-        ),
-    ),
-    Mutation(
-        "summary-types-unchecked",
-        "worker_image/retail_scoring/run/contract.py",
-        "        check_types(cls, document, source, ContractError)\n"
-        "        values = {f.name: document[f.name] for f in fields(cls)}\n        recorded",
-        "        values = {f.name: document[f.name] for f in fields(cls)}\n        recorded",
-        (
             "tests/worker/test_run_contract.py::test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash",
+            "tests/airflow/test_task_documents.py::test_an_event_of_wrong_types_is_refused_naming_the_field",
         ),
-    ),
-    Mutation(
-        "task-document-types-unchecked",
-        "plugins/scoring_airflow/task_documents.py",
-        "        check_types(cls, document, source, ContractError)\n",
-        "",
-        ("tests/airflow/test_task_documents.py::test_an_event_of_wrong_types_is_refused_naming_the_field",),
     ),
     Mutation(
         "calibration-shifts-unbounded",

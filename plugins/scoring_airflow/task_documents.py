@@ -4,11 +4,10 @@ and versioned like the run contract the workers read (retail_scoring.run.contrac
 another release, or one missing or mistyping a field, is refused naming it, instead of being
 misread by key (a report task cleared after an upgrade reads the score task's older XCom)."""
 
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Self, get_args, get_origin, get_type_hints
 
-from retail_scoring.run.contract import CONTRACT_VERSION, VERSION_FIELD, ContractError, check_document
-from retail_scoring.typed_json import check_types
+from retail_scoring.run.contract import CONTRACT_VERSION, VERSION_FIELD, checked_fields
 from scoring_airflow.compute.base import TaskStatus
 
 
@@ -21,12 +20,11 @@ class TaskDocument:
 
     @classmethod
     def from_dict(cls, document: Any, source: str) -> Self:
-        check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source, ContractError)
-        values = {}
+        values = checked_fields(cls, document, source)
         for name, hint in get_type_hints(cls).items():
             item = get_args(hint)[0] if get_origin(hint) is list else None
-            values[name] = [item(**value) for value in document[name]] if is_dataclass(item) else document[name]
+            if is_dataclass(item):
+                values[name] = [item(**value) for value in values[name]]
         return cls(**values)
 
 

@@ -63,6 +63,14 @@ def check_document(document: Any, names: list[str], source: str) -> None:
         raise ContractError(f"{source}: not a version {CONTRACT_VERSION} run document: {'; '.join(differences)}")
 
 
+def checked_fields(cls: type, document: Any, source: str) -> dict[str, Any]:
+    """The fields of `cls` (a contract dataclass) as `document` holds them, refused unless it is a
+    document of this version with exactly those fields, each of its declared type."""
+    check_document(document, [f.name for f in fields(cls)], source)
+    check_types(cls, document, source, ContractError)
+    return {f.name: document[f.name] for f in fields(cls)}
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """One run as planned. `backend_config` is the compute backend's own (plugins/compute), opaque
@@ -101,9 +109,7 @@ class RunPlan:
 
     @classmethod
     def from_dict(cls, document: Any, source: str) -> Self:
-        check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source, ContractError)
-        values = {f.name: document[f.name] for f in fields(cls)}
+        values = checked_fields(cls, document, source)
         weeks = values["training_weeks"]
         output = OutputContract.from_dict(values["output"])
         return cls(**{**values, "output": output, "training_weeks": tuple(weeks) if weeks else None})
@@ -187,9 +193,7 @@ class PartitionSummary:
     @classmethod
     def from_json(cls, data: bytes, source: str) -> Self:
         document = parse_json(data, source)
-        check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source, ContractError)
-        values = {f.name: document[f.name] for f in fields(cls)}
+        values = checked_fields(cls, document, source)
         recorded = {
             name: {product: RecordedFile(**written) for product, written in values[name].items()}
             for name in ("forecasts", "model_outputs")
@@ -250,9 +254,7 @@ class ScenarioRunPlan:
 
     @classmethod
     def from_dict(cls, document: Any, source: str) -> Self:
-        check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source, ContractError)
-        return cls(**{f.name: document[f.name] for f in fields(cls)})
+        return cls(**checked_fields(cls, document, source))
 
 
 @dataclass(frozen=True)
@@ -320,8 +322,6 @@ class ScenarioPartitionSummary:
     @classmethod
     def from_json(cls, data: bytes, source: str) -> Self:
         document = parse_json(data, source)
-        check_document(document, [f.name for f in fields(cls)], source)
-        check_types(cls, document, source, ContractError)
-        values = {f.name: document[f.name] for f in fields(cls)}
+        values = checked_fields(cls, document, source)
         outputs = {shard: RecordedFile(**written) for shard, written in values["outputs"].items()}
         return cls(**{**values, "outputs": outputs})
