@@ -2,21 +2,15 @@
 as stored, checked from P summaries and two listings, never a row; the verdict written; the run
 failed on any problem, so nothing of it is published."""
 
-import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from retail_scoring import storage
 from retail_scoring.layout import StorageLayout, shard_file_label
 from retail_scoring.run.contract import ContractError, ScenarioPartitionSummary, ScenarioRunManifest, ScenarioRunPlan
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.partitions import problem_list, read_summary_pins, stored_summaries, why_summary_untrusted
-from scoring_airflow.task_documents import ValidationReport
-from scoring_airflow.validation import ValidationFailed, describe_problems
-
-log = logging.getLogger(__name__)
+from scoring_airflow.partitions import read_summary_pins, stored_summaries, why_summary_untrusted
+from scoring_airflow.validation import record_verdict
 
 
 def read_scenario_manifest(plan: ScenarioRunPlan) -> ScenarioRunManifest:
@@ -105,17 +99,4 @@ def validate_scenario_run(plan: ScenarioRunPlan) -> dict:
     """Check every partition's summary and outputs; write the verdict; fail naming every problem."""
     layout = StorageLayout(plan.storage_root)
     partitions = {c.name: c.problems for c in checked_scenario_partitions(layout, read_scenario_manifest(plan))}
-    problems = problem_list(partitions)
-    report = ValidationReport(
-        plan.run_id, not problems, plan.shard_count, len(problems), partitions, datetime.now(UTC).isoformat()
-    )
-    url = layout.validation_report(plan.run_id)
-    storage.write_bytes_atomic(url, json.dumps(report.to_dict(), indent=2).encode())
-    if problems:
-        failed = [name for name, found in partitions.items() if found]
-        raise ValidationFailed(
-            f"{len(problems)} problems in partitions {failed} (full report: {url}); nothing of the run is "
-            "published:\n" + describe_problems(problems)
-        )
-    log.info("all %d shards (%d rows) valid; report at %s", plan.shard_count, plan.row_count, url)
-    return report.to_dict()
+    return record_verdict(layout, plan.run_id, partitions, plan.shard_count, "shards")

@@ -26,19 +26,25 @@ def validate_run(plan: RunPlan) -> dict:
     storage as written; write the report, fail with a readable summary. Reads P summaries and two
     listings, never the N forecasts."""
     layout = StorageLayout(plan.storage_root)
-    report_partitions = run_problems(layout, read_run_manifest(plan))
-    problems = problem_list(report_partitions)
-    report = ValidationReport(
-        plan.run_id, not problems, plan.product_count, len(problems), report_partitions, datetime.now(UTC).isoformat()
-    )
-    report_url = layout.validation_report(plan.run_id)
+    partitions = run_problems(layout, read_run_manifest(plan))
+    return record_verdict(layout, plan.run_id, partitions, plan.product_count, "products")
+
+
+def record_verdict(
+    layout: StorageLayout, run_id: str, partitions: dict[str, dict[str, list[str]]], checked: int, unit: str
+) -> dict:
+    """Write the run's verdict on its partitions' problems (`checked` products or shards) and
+    return it; ValidationFailed naming the problems when there are any."""
+    problems = problem_list(partitions)
+    report = ValidationReport(run_id, not problems, checked, len(problems), partitions, datetime.now(UTC).isoformat())
+    report_url = layout.validation_report(run_id)
     storage.write_bytes_atomic(report_url, json.dumps(report.to_dict(), indent=2).encode())
     if problems:
         raise ValidationFailed(
-            f"{len(problems)} problems in partitions {[p for p, found in report_partitions.items() if found]} "
+            f"{len(problems)} problems in partitions {[p for p, found in partitions.items() if found]} "
             f"(full report: {report_url}):\n" + describe_problems(problems)
         )
-    log.info("all %d products valid; report at %s", report.checked, report_url)
+    log.info("all %d %s valid; report at %s", checked, unit, report_url)
     return report.to_dict()
 
 
