@@ -193,13 +193,21 @@ def package_manifest(layout: StorageLayout, model_version: str) -> tuple[Package
         manifest = parse_manifest(raw_manifest, layout.model_file(model_version, MANIFEST_FILE))
     except ScoringError as error:
         raise PlanError(str(error)) from error
-    missing = missing_r_dependencies(manifest.r_dependencies, worker_r_packages())
+    missing = worker_cannot_run(manifest.source, model_version, manifest.r_dependencies)
     if missing:
-        raise PlanError(
-            f"{manifest.source}: the worker environment cannot run model package {model_version}: "
-            f"{'; '.join(missing)} (the worker image's R packages: worker_image/retail_scoring/worker_r_packages.txt)"
-        )
+        raise PlanError(missing)
     return manifest, manifest_sha256
+
+
+def worker_cannot_run(source: str, model_version: str, r_dependencies: dict[str, str]) -> str | None:
+    """Why the worker environment cannot run a package needing `r_dependencies`, None if it can."""
+    missing = missing_r_dependencies(r_dependencies, worker_r_packages())
+    if not missing:
+        return None
+    return (
+        f"{source}: the worker environment cannot run model package {model_version}: {'; '.join(missing)} "
+        "(the worker image's R packages: worker_image/retail_scoring/worker_r_packages.txt)"
+    )
 
 
 def read_products(layout: StorageLayout) -> pd.DataFrame:

@@ -10,14 +10,20 @@ from pathlib import Path
 from retail_scoring import storage
 from retail_scoring.errors import ScoringError
 from retail_scoring.layout import StorageLayout
-from retail_scoring.packages.base import missing_r_dependencies, worker_r_packages
 from retail_scoring.run.contract import ScenarioRunManifest, ScenarioRunPlan
 from retail_scoring.scenarios.document import Scenario
 from retail_scoring.scenarios.package import TablePackageManifest, read_table_manifest
 from retail_scoring.scenarios.shards import plan_shards
 from scoring_airflow.compute import ComputeBackend
 from scoring_airflow.outages import survives_outages
-from scoring_airflow.planning import PlanError, param, partition_products, planned_compute, storage_run_id
+from scoring_airflow.planning import (
+    PlanError,
+    param,
+    partition_products,
+    planned_compute,
+    storage_run_id,
+    worker_cannot_run,
+)
 from scoring_airflow.settings import ForecastSettings
 
 log = logging.getLogger(__name__)
@@ -56,11 +62,9 @@ def scenario_package(layout: StorageLayout, model_version: str, scenario: Scenar
     except ScoringError as error:
         raise PlanError(str(error)) from error
     problems = manifest.misfit(scenario)
-    missing = missing_r_dependencies(manifest.r_dependencies, worker_r_packages())
+    missing = worker_cannot_run(manifest.source, model_version, manifest.r_dependencies)
     if missing:
-        problems.append(
-            f"{manifest.source}: the worker environment cannot run model package {model_version}: {'; '.join(missing)}"
-        )
+        problems.append(missing)
     if problems:
         raise PlanError("; ".join(problems))
     return manifest
