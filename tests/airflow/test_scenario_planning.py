@@ -128,6 +128,24 @@ def test_two_results_for_one_customer_are_refused_before_publishing():
         refuse_repeated_keys(output, ("customer_id",), "run-1")
 
 
+def write_scored_partitions(layout, planned, change=lambda summary, first: {}) -> ScenarioRunManifest:
+    """Each partition's outputs and summary as its task would write them, pinned as the score task
+    pins them when the job ends; `change(summary, first shard)` gives the first partition's summary
+    other fields."""
+    manifest = read_scenario_manifest(planned)
+    for partition, shards in manifest.partitions.items():
+        outputs = {str(n): storage.write_recorded(layout.shard_output(planned.run_id, n), b"rows") for n in shards}
+        summary = ScenarioPartitionSummary(
+            shards=shards, scenario_sha256=planned.scenario_sha256, package_sha256=planned.model_manifest_sha256,
+            outputs=outputs, rows=dict.fromkeys(outputs, 1),
+        )  # fmt: skip
+        if partition == "partition_000":
+            summary = dataclasses.replace(summary, **change(summary, str(shards[0])))
+        storage.write_bytes_atomic(layout.partition_summary(planned.run_id, partition), summary.to_json())
+    pin_summaries(layout, planned.run_id, list(manifest.partitions))
+    return manifest
+
+
 def without(outputs: dict, shard: str) -> dict:
     return {number: written for number, written in outputs.items() if number != shard}
 
@@ -149,17 +167,7 @@ def test_a_summary_vouches_for_its_shards_only_when_it_is_the_runs(layout, chang
     """Each partition's summary as a task would write it (its outputs written), `change` made to
     the first partition's; validation finds exactly the problem the change makes."""
     planned = plan(layout)
-    manifest = read_scenario_manifest(planned)
-    for partition, shards in manifest.partitions.items():
-        outputs = {str(n): storage.write_recorded(layout.shard_output(planned.run_id, n), b"rows") for n in shards}
-        summary = ScenarioPartitionSummary(
-            shards=shards, scenario_sha256=planned.scenario_sha256, package_sha256=planned.model_manifest_sha256,
-            outputs=outputs, rows=dict.fromkeys(outputs, 1),
-        )  # fmt: skip
-        if partition == "partition_000":
-            summary = dataclasses.replace(summary, **change(summary, str(shards[0])))
-        storage.write_bytes_atomic(layout.partition_summary(planned.run_id, partition), summary.to_json())
-    pin_summaries(layout, planned.run_id, list(manifest.partitions))
+    manifest = write_scored_partitions(layout, planned, change)
     problems = problem_list({c.name: c.problems for c in checked_scenario_partitions(layout, manifest)})
     if problem is None:
         assert problems == []
@@ -169,15 +177,7 @@ def test_a_summary_vouches_for_its_shards_only_when_it_is_the_runs(layout, chang
 
 def test_an_output_written_again_after_its_task_is_refused(layout):
     planned = plan(layout)
-    manifest = read_scenario_manifest(planned)
-    for partition, shards in manifest.partitions.items():
-        outputs = {str(n): storage.write_recorded(layout.shard_output(planned.run_id, n), b"rows") for n in shards}
-        summary = ScenarioPartitionSummary(
-            shards=shards, scenario_sha256=planned.scenario_sha256, package_sha256=planned.model_manifest_sha256,
-            outputs=outputs,
-        )  # fmt: skip
-        storage.write_bytes_atomic(layout.partition_summary(planned.run_id, partition), summary.to_json())
-    pin_summaries(layout, planned.run_id, list(manifest.partitions))
+    write_scored_partitions(layout, planned)
     storage.write_bytes_atomic(layout.shard_output(planned.run_id, 0), b"other rows")
     with pytest.raises(ValidationFailed, match=r"shard_00000.parquet: not the file the partition's scoring task wrote"):
         validate_scenario_run(planned)

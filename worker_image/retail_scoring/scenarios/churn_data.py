@@ -78,29 +78,32 @@ def snapshot_customers(base: pa.Table, customers: int, snapshot: date, shift: in
 
 def train_glm(folder: Path) -> Path:
     """A base-R logistic regression of churn on every predictor, as an r-table package's files."""
-    from retail_scoring import rsession
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "score.R").write_text(GLM_SCORE)
-    rsession.r_eval(
-        "function(path, n) { data(mlc_churn, package = 'modeldata');"
-        " train <- mlc_churn[1:n, ]; train$churn <- as.integer(train$churn == 'yes');"
-        " saveRDS(glm(churn ~ ., family = binomial, data = train), path) }"
-    )(str(folder / "glm.rds"), TRAINED_ON)
-    return folder
+    return _train_package(
+        folder, GLM_SCORE, "glm.rds",
+        "train <- mlc_churn[1:n, ]; train$churn <- as.integer(train$churn == 'yes');"
+        " saveRDS(glm(churn ~ ., family = binomial, data = train), path)",
+    )  # fmt: skip
 
 
 def train_ranger(folder: Path) -> Path:
     """A ranger probability forest (200 trees, seeded), as an r-table package's files."""
+    return _train_package(
+        folder, RANGER_SCORE, "ranger.rds",
+        "saveRDS(ranger::ranger(churn ~ ., data = mlc_churn[1:n, ], probability = TRUE, num.trees = 200,"
+        " seed = 7, num.threads = 1), path)",
+    )  # fmt: skip
+
+
+def _train_package(folder: Path, score: str, model_file: str, fit: str) -> Path:
+    """`folder` with the package's score script and its model, which the R code `fit` saves to
+    `path` from mlc_churn's first `n` (TRAINED_ON) rows."""
     from retail_scoring import rsession
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "score.R").write_text(RANGER_SCORE)
-    rsession.r_eval(
-        "function(path, n) { data(mlc_churn, package = 'modeldata');"
-        " saveRDS(ranger::ranger(churn ~ ., data = mlc_churn[1:n, ], probability = TRUE, num.trees = 200,"
-        " seed = 7, num.threads = 1), path) }"
-    )(str(folder / "ranger.rds"), TRAINED_ON)
+    (folder / "score.R").write_text(score)
+    rsession.r_eval(f"function(path, n) {{ data(mlc_churn, package = 'modeldata'); {fit} }}")(
+        str(folder / model_file), TRAINED_ON
+    )
     return folder
 
 
