@@ -43,7 +43,6 @@ def main() -> None:
     os.environ.update(
         AIRFLOW_HOME=str(PROJECT / ".local" / "airflow-bench"),
         AIRFLOW__CORE__DAGS_FOLDER=str(PROJECT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(PROJECT / "plugins"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         FORECAST_STORAGE_ROOT=f"file://{scratch}/storage",
         FORECAST_LOCAL_POOL_DIR=str(scratch / "pools"),

@@ -41,7 +41,6 @@ def child_env(tree: Path, scratch: Path) -> dict[str, str]:
         "PYTHONPATH": f"{tree / 'plugins'}:{tree / 'worker_image'}",
         "AIRFLOW_HOME": str(scratch / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(tree / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(tree / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "FORECAST_STORAGE_ROOT": f"file://{scratch}/storage",
         "FORECAST_LOCAL_POOL_DIR": str(scratch / "pools"),

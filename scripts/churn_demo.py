@@ -5,8 +5,10 @@ through dag.test(). Prints each run's state and time, the current result per cus
 report's side-by-side metrics against the held-out labels.
 
     source scripts/env.sh && python scripts/churn_demo.py [--customers 2000000] [--pool-size 2]
+        [--home .local/churn-demo] [--dags dags]
 
-Everything lives under .local/churn-demo (storage, Airflow's database, pools), made afresh."""
+Everything lives under `--home` (storage, Airflow's database, pools), made afresh. `--dags` is the
+DAG folder the scenario DAG is read from (scripts/install_test.sh: one outside this repository)."""
 
 import argparse
 import json
@@ -19,18 +21,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEMO = PROJECT / ".local" / "churn-demo"
 SCENARIO_FILE = PROJECT / "include" / "scenarios" / "customer_churn.json"
 SNAPSHOTS = (date(2026, 10, 31), date(2026, 11, 30))
 
 
-def prepare(customers: int, pool_size: int) -> str:
-    shutil.rmtree(DEMO, ignore_errors=True)
-    root = f"file://{DEMO}/storage"
+def prepare(home: Path, customers: int, pool_size: int) -> str:
+    shutil.rmtree(home, ignore_errors=True)
+    root = f"file://{home}/storage"
     os.environ.update(
-        AIRFLOW_HOME=str(DEMO / "airflow"),
+        AIRFLOW_HOME=str(home / "airflow"),
         FORECAST_STORAGE_ROOT=root,
-        FORECAST_LOCAL_POOL_DIR=str(DEMO / "pools"),
+        FORECAST_LOCAL_POOL_DIR=str(home / "pools"),
         FORECAST_POOL_SIZE=str(pool_size),
         FORECAST_POLL_INTERVAL_S="2",
     )
@@ -53,18 +54,21 @@ def prepare(customers: int, pool_size: int) -> str:
         print(f"landed {customers:,} customers as of {snapshot} in {time.perf_counter() - started:.1f} s: {url}")
     layout = StorageLayout(root)
     for version, train in (("glm-churn-v1", churn_data.train_glm), ("ranger-churn-v1", churn_data.train_ranger)):
-        upload_package(churn_data.seal(scenario, train(DEMO / "packages" / version), version), layout)
+        upload_package(churn_data.seal(scenario, train(home / "packages" / version), version), layout)
     return root
 
 
-def run(day: date, **conf) -> tuple[str, str, float]:
+def run(dags: Path, day: date, **conf) -> tuple[str, str, float]:
     """A DAG run on `day` (it scores the day before unless conf's as_of says otherwise): its
     state, its storage run id and its seconds."""
     from airflow.dag_processing.dagbag import DagBag
 
     from scoring_airflow.planning import storage_run_id
 
-    dag = DagBag(str(PROJECT / "dags")).dags["scenario_customer_churn"]
+    bag = DagBag(str(dags))
+    if bag.import_errors:
+        sys.exit(f"the DAG folder {dags} does not import: {bag.import_errors}")
+    dag = bag.dags["scenario_customer_churn"]
     logical = datetime.combine(day, datetime.min.time(), UTC)
     started = time.perf_counter()
     dag_run = dag.test(logical_date=logical, run_after=logical, run_conf=conf)
@@ -75,8 +79,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=2_000_000)
     parser.add_argument("--pool-size", type=int, default=2)
+    parser.add_argument("--home", type=Path, default=PROJECT / ".local" / "churn-demo")
+    parser.add_argument("--dags", type=Path, default=PROJECT / "dags")
     args = parser.parse_args()
-    root = prepare(args.customers, args.pool_size)
+    root = prepare(args.home.resolve(), args.customers, args.pool_size)
 
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -93,10 +99,10 @@ def main() -> None:
         (SNAPSHOTS[1] + timedelta(days=2), challenger),
     ]
     for day, conf in runs:
-        state, run_id, seconds = run(day, **conf)
+        state, run_id, seconds = run(args.dags, day, **conf)
         print(f"run {run_id} {conf or '(champion)'}: {state} in {seconds:.1f} s")
         if state != "success":
-            sys.exit(f"the run ended {state}; its task logs are under {DEMO / 'airflow' / 'logs'}")
+            sys.exit(f"the run ended {state}; its task logs are under {args.home / 'airflow' / 'logs'}")
     pointer = json.loads(storage.read_bytes(layout.scenario_current("customer_churn")))
     current = pq.read_table(pa.BufferReader(storage.read_bytes(pointer["table"])))
     newest = pc.value_counts(current["snapshot"]).to_pylist()

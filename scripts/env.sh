@@ -2,6 +2,5 @@
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PROJECT_DIR/.local/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_DIR/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_DIR/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export PATH="$PROJECT_DIR/.venv/bin:$PATH"

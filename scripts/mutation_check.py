@@ -1017,7 +1017,6 @@ def run_tests(mutation: Mutation, tree: Path) -> subprocess.CompletedProcess:
         **os.environ,
         "PYTHONPATH": f"{tree / 'plugins'}:{tree / 'worker_image'}:{tree}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(tree / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(tree / "plugins"),
     }
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests]
     return subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)

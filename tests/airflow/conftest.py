@@ -13,7 +13,6 @@ AIRFLOW_HOME = PROJECT / ".local" / "airflow-test"
 os.environ.update(
     AIRFLOW_HOME=str(AIRFLOW_HOME),
     AIRFLOW__CORE__DAGS_FOLDER=str(PROJECT / "dags"),
-    AIRFLOW__CORE__PLUGINS_FOLDER=str(PROJECT / "plugins"),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     FORECAST_POLL_INTERVAL_S="0.5",
 )

@@ -1,5 +1,6 @@
-"""Registers the forecast tasks' extra links and the app that serves a run's outputs (Airflow finds
-plugins by scanning this folder; the code lives in scoring_airflow)."""
+"""Registers the forecast tasks' extra links and the app that serves a run's outputs. Airflow finds
+it through this package's `airflow.plugins` entry point (plugins/pyproject.toml), so an Airflow
+that installs the package has it without a copied plugins folder."""
 
 from airflow.plugins_manager import AirflowPlugin
 
