@@ -61,8 +61,9 @@ from pathlib import Path
 
 from scoring_airflow.scenario_dag import scenario_dag
 
-customer_churn = scenario_dag(Path(__file__).with_name("customer_churn.json"), model_version="glm-churn-v1",
-                              owner="customer-analytics")
+customer_churn = scenario_dag(
+    Path(__file__).with_name("customer_churn.json"), model_version="glm-churn-v1", owner="customer-analytics"
+)
 EOF
 cat "$DAGS/customer_churn.py"
 
