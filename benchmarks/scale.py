@@ -10,8 +10,14 @@ its report task holds every forecast in memory). `--worker-products` also scores
 of that many products in one worker process and prints its peak memory. Ends with a projection
 for 100,000 products on Azure Batch from the measured costs.
 
+`--keep DIR` keeps the last measured run (storage and Airflow's database); `--rerun DIR` runs
+that DAG run again, as a manual rerun does (every partition is already valid, so nothing is
+scored; plan, collect_logs, validate, publish and report run in full), with this tree's code and,
+alternating, `--baseline`'s: the light tasks of 100,000 products, timed in minutes, not an hour.
+
   .venv/bin/python benchmarks/scale.py [--products 90 900 9000] [--stores 2] [--baseline REF]
       [--baseline-max 900] [--worker-products 2000] [--keep DIR]
+  .venv/bin/python benchmarks/scale.py --rerun DIR [--baseline REF] [--repeats 3]
 """
 
 import argparse
@@ -20,6 +26,7 @@ import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +38,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 LATEST_WEEK = datetime(2026, 11, 23, 6, tzinfo=UTC)
 LIGHT_TASKS = ("plan", "collect_logs", "validate", "publish", "report")
 MODEL_VERSION = "tiny-scale"
+RUNS_AFTER = "runs_after.json"  # in a kept run: when its two DAG runs ran, which names them
 POOL_SIZE = 2
 
 
@@ -62,28 +70,35 @@ def prepare(tree: Path, scratch: Path, data: Path, models: Path) -> dict[str, st
     return env
 
 
-def run_dag_child() -> None:
+def run_dag_child(runs_after: list[str] | None) -> None:
     """In a fresh process with the tree's environment: a 2-product warm-up run (Airflow's start-up,
-    not counted), then the measured run; prints one JSON line."""
+    not counted), then the measured run; prints one JSON line. `runs_after` (the two runs' times
+    as a kept run recorded them) makes them the same DAG runs again, so nothing is scored again."""
+    warm_up_after, measured_after = (
+        [datetime.fromisoformat(when) for when in runs_after] if runs_after else [datetime.now(UTC), None]
+    )
     from airflow.dag_processing.dagbag import DagBag
 
     def weekly_dag():
         return DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["weekly_sales_forecast"]
 
     warm_up = weekly_dag().test(
-        logical_date=LATEST_WEEK - timedelta(weeks=1), run_after=datetime.now(UTC), run_conf={"products": [1, 2]}
+        logical_date=LATEST_WEEK - timedelta(weeks=1), run_after=warm_up_after, run_conf={"products": [1, 2]}
     )
     if warm_up.state != "success":
         sys.exit(f"the warm-up run ended {warm_up.state}")
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    dag_run = weekly_dag().test(logical_date=LATEST_WEEK, run_after=datetime.now(UTC))
+    measured_after = measured_after or datetime.now(UTC)
+    dag_run = weekly_dag().test(logical_date=LATEST_WEEK, run_after=measured_after)
     wall = time.perf_counter() - started
     if dag_run.state != "success":
         sys.exit(f"the run ended {dag_run.state}")
     tasks = {ti.task_id: ti.duration for ti in dag_run.get_task_instances()}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall_s": wall, "tasks": tasks, "rss_before_mb": rss_before_mb, "peak_rss_mb": peak_mb}))
+    runs_after = [warm_up_after.isoformat(), measured_after.isoformat()]
+    print(json.dumps({"wall_s": wall, "tasks": tasks, "rss_before_mb": rss_before_mb, "peak_rss_mb": peak_mb,
+                      "runs_after": runs_after}))  # fmt: skip
 
 
 def run_worker_child(products: int) -> None:
@@ -106,17 +121,23 @@ def measure(tree: Path, data: Path, models: Path, mode: list[str], keep: Path | 
     tasks again without scoring again)."""
     scratch = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
-        env = prepare(tree, scratch, data, models)
-        result = subprocess.run([sys.executable, __file__, *mode], env=env, capture_output=True, text=True)
-        if result.returncode:
-            output = result.stdout[-6000:] + result.stderr[-3000:]
-            sys.exit(f"{tree}: the measured run failed (exit {result.returncode}):\n{output}")
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        result = run_child(tree, prepare(tree, scratch, data, models), mode)
+        (scratch / RUNS_AFTER).write_text(json.dumps(result.get("runs_after")))
+        return result
     finally:
         if keep:
             shutil.rmtree(keep, ignore_errors=True)
             shutil.move(scratch, keep)
+            (keep / "airflow" / "airflow.cfg").unlink()  # it names the scratch folder; written afresh
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_child(tree: Path, env: dict[str, str], mode: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, *mode], env=env, capture_output=True, text=True)
+    if result.returncode:
+        output = result.stdout[-6000:] + result.stderr[-3000:]
+        sys.exit(f"{tree}: the measured run failed (exit {result.returncode}):\n{output}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def build(products: int, stores: int, cache: Path) -> tuple[Path, Path]:
@@ -149,11 +170,14 @@ def main() -> None:
                         "(benchmarks/score_partition.py, 45 products: 65.5 s)")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=PROJECT / ".local" / "scale-bench")
     parser.add_argument("--keep", type=Path, help="keep the current tree's last measured run's storage here")
+    parser.add_argument("--rerun", type=Path, help="a run kept by --keep: its light tasks again, nothing scored")
+    parser.add_argument("--repeats", type=int, default=3, help="--rerun: runs per tree, alternating")
     parser.add_argument("--child", choices=["dag", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--child-products", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--runs-after", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "dag":
-        return run_dag_child()
+        return run_dag_child(args.runs_after)
     if args.child == "worker":
         return run_worker_child(args.child_products)
 
@@ -165,6 +189,8 @@ def main() -> None:
                         args.baseline], check=True, capture_output=True)  # fmt: skip
     results: dict[tuple[str, int], dict] = {}
     try:
+        if args.rerun:
+            return rerun(trees, args.rerun.resolve(), args.repeats)
         for products in args.products:
             data, models = build(products, args.stores, args.cache)
             for side, tree in trees.items():
@@ -189,6 +215,25 @@ def main() -> None:
                            check=False)  # fmt: skip
         shutil.rmtree(scratch, ignore_errors=True)
     report(results, worker, args)
+
+
+def rerun(trees: dict[str, Path], kept: Path, repeats: int) -> None:
+    """The kept DAG run again with each tree's code, alternating; min and median of each light task."""
+    runs: dict[str, list[dict]] = {side: [] for side in trees}
+    for _ in range(repeats):
+        for side, tree in trees.items():
+            mode = ["--child", "dag", "--runs-after", *json.loads((kept / RUNS_AFTER).read_text())]
+            runs[side].append(result := run_child(tree, child_env(tree, kept), mode))
+            light = sum(result["tasks"][task] for task in LIGHT_TASKS)
+            print(f"{side:8s}: light tasks {light:6.2f} s, peak {result['peak_rss_mb']:6.0f} MB", flush=True)
+    print(f"\nthe run kept in {kept} run again ({repeats} times per side, alternating); seconds, min / median")
+    print(f"{'side':8s} " + " ".join(f"{t:>15s}" for t in (*LIGHT_TASKS, "light sum")) + f" {'peak RSS MB':>15s}")
+    for side, results in runs.items():
+        columns = [[r["tasks"][task] for r in results] for task in LIGHT_TASKS]
+        columns.append([sum(r["tasks"][task] for task in LIGHT_TASKS) for r in results])
+        peaks = [r["peak_rss_mb"] for r in results]
+        print(f"{side:8s} " + " ".join(f"{min(c):7.2f} /{statistics.median(c):6.2f}" for c in columns)
+              + f" {min(peaks):7.0f} /{statistics.median(peaks):6.0f}")  # fmt: skip
 
 
 def report(results: dict[tuple[str, int], dict], worker: dict[str, dict], args: argparse.Namespace) -> None:

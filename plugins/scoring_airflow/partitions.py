@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from retail_scoring import storage
-from retail_scoring.layout import StorageLayout, partition_label
+from retail_scoring.layout import StorageLayout, forecast_file_name, partition_label
 from retail_scoring.run.contract import ContractError, PartitionSummary, RunManifest, RunPlan, ScenarioRunPlan
 from retail_scoring.storage import RecordedFile
 
@@ -126,15 +126,16 @@ def partition_problems(
     if summary.products != products:
         return {"summary": [f"{summary_url}: written for other products than the run's plan gives the partition"]}
     problems = {"summary": list(summary.failures)} if summary.failures else {}
+    folder = layout.forecasts_dir(run_id)
     for product in products:
-        url = layout.forecast_file(run_id, product)
+        name = forecast_file_name(product)
         found = list(summary.problems.get(str(product), []))
         written = summary.forecasts.get(str(product))
-        stored = forecasts.get(url.rsplit("/", 1)[-1])
+        stored = forecasts.get(name)
         if stored is None:
-            found.append(f"{url}: missing")
-        elif written is None or not storage.matches_record(url, stored, written):
-            found.append(f"{url}: not the file the partition's scoring task wrote (written again since)")
+            found.append(f"{folder}/{name}: missing")
+        elif written is None or not storage.matches_record(f"{folder}/{name}", stored, written):
+            found.append(f"{folder}/{name}: not the file the partition's scoring task wrote (written again since)")
         if found:
             problems[str(product)] = found
     return problems

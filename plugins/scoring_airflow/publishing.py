@@ -2,11 +2,10 @@
 content, and whether storage still holds it as published."""
 
 import logging
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from retail_scoring import storage
-from retail_scoring.layout import StorageLayout
+from retail_scoring.layout import StorageLayout, forecast_file_name
 from retail_scoring.run.contract import RunPlan
 from retail_scoring.storage import RecordedFile
 from scoring_airflow.outages import survives_outages
@@ -29,14 +28,15 @@ def publish_run(plan: RunPlan) -> dict:
     origin = plan.origin
     published_at = datetime.now(UTC).isoformat()
     problems, entries = {}, {}
+    folder = layout.forecasts_dir(plan.run_id)
     for checked in checked_partitions(layout, read_run_manifest(plan)):
         problems[checked.name] = checked.problems
         for product, written in checked.summary.forecasts.items() if checked.summary else ():
             entries[product] = {
                 "origin": origin,
                 "run_id": plan.run_id,
-                "forecast": layout.forecast_file(plan.run_id, int(product)),
-                **asdict(written),
+                "forecast": f"{folder}/{forecast_file_name(int(product))}",
+                **vars(written),  # its three fields; dataclasses.asdict deep-copies, 6 us per entry
                 "model_version": plan.model_version,
                 "published_at": published_at,
             }

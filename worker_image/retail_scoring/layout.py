@@ -82,6 +82,11 @@ def product_label(product: int) -> str:
     return f"product_{checked_product(product):03d}"
 
 
+def forecast_file_name(product: int) -> str:
+    """A forecast's name in its run's forecasts folder (what one listing of the folder gives)."""
+    return f"{product_label(product)}.parquet"
+
+
 def product_of_folder(name: str) -> int | None:
     """The product number of a `product_007` folder name; None for anything else."""
     match = PRODUCT_FOLDER.fullmatch(name)
@@ -162,7 +167,7 @@ class StorageLayout:
         return f"{self.run_dir(run_id)}/forecasts"
 
     def forecast_file(self, run_id: str, product: int) -> str:
-        return f"{self.forecasts_dir(run_id)}/{product_label(product)}.parquet"
+        return f"{self.forecasts_dir(run_id)}/{forecast_file_name(product)}"
 
     def model_output_file(self, run_id: str, product: int) -> str:
         return f"{self.run_dir(run_id)}/model_output/{product_label(product)}.parquet"
