@@ -47,6 +47,24 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "record-fields-unchecked",
+        "worker_image/retail_scoring/typed_json.py",
+        "            and value.keys() == field_checks.keys()\n",
+        "",
+        (
+            "tests/worker/test_run_contract.py::test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash",
+        ),
+    ),
+    Mutation(
+        "bool-counts-as-a-number",
+        "worker_image/retail_scoring/typed_json.py",
+        "isinstance(value, numbers) and not isinstance(value, bool)",
+        "isinstance(value, numbers)",
+        (
+            "tests/worker/test_run_contract.py::test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash",
+        ),
+    ),
+    Mutation(
         "calibration-shifts-unbounded",
         "worker_image/retail_scoring/run/calibration.py",
         "            if beyond:",

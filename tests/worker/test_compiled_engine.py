@@ -117,7 +117,7 @@ def test_a_worker_refuses_a_compiled_library_swapped_for_another_models(layout, 
     seal_package(folder)
     upload_package(folder, layout, replace=True)
     with pytest.raises(
-        ModelPackageError, match=r"gbm_t2_q50.qs.npz: the compiled library of gbm_t2_q50 does not predict what R"
+        ModelPackageError, match=r"gbm_t2_q50.qs.npz: the compiled model of gbm_t2_q50 does not predict what R"
     ):
         with load_package(layout, TINY_MODELS, engine="compiled"):
             pass

@@ -101,14 +101,17 @@ def test_the_worker_refuses_a_run_manifest_of_wrong_types_naming_the_field_and_v
     assert not storage.list_names(layout.forecasts_dir("typed")), "nothing scored"
 
 
-@pytest.mark.parametrize("field", ["sha256", "bytes"])
-def test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash(field):
+@pytest.mark.parametrize(
+    "field, value", [("sha256", None), ("bytes", "8"), ("bytes", True)], ids=["no-sha256", "bytes-text", "bytes-bool"]
+)
+def test_a_summary_whose_forecast_record_lacks_or_mistypes_a_field_is_a_problem_not_a_crash(field, value):
+    """None: the field left out. JSON's true is no number of bytes, though Python's bool is an int."""
     summary = PartitionSummary(products=[1], package_sha256="abc")
     summary.forecasts["1"] = storage.RecordedFile(bytes=8, sha256="0" * 64, identity="i")
     document = json.loads(summary.to_json())
-    if field == "sha256":
-        del document["forecasts"]["1"]["sha256"]
+    if value is None:
+        del document["forecasts"]["1"][field]
     else:
-        document["forecasts"]["1"]["bytes"] = "8"
+        document["forecasts"]["1"][field] = value
     with pytest.raises(ContractError, match=r"^summary\.json: field forecasts is \{'1': \{"):
         PartitionSummary.from_json(json.dumps(document).encode(), "summary.json")

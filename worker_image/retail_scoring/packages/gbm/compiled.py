@@ -37,7 +37,7 @@ from retail_scoring.errors import InputDataError, ModelPackageError
 log = logging.getLogger(__name__)
 
 RANDOM_PARITY_ROWS = 2000
-# Rows per model, with R's predictions, that a worker's compiled library must reproduce at load.
+# Rows per model, with R's predictions, that a worker's compiled model must reproduce at load.
 SELF_CHECK_ROWS = 64
 SELF_CHECK_FILE = "compiled_self_check.npz"
 # The reference the engine must equal, and the R engine's own call: every tree of the model.
@@ -46,7 +46,7 @@ TREE_FIELDS = ("split_var", "split_code", "left", "right")
 
 
 def engine_platform() -> str:
-    """What a compiled library runs on: a package compiled elsewhere falls back to R here."""
+    """What a compiled package runs on: a package compiled elsewhere falls back to R here."""
     return f"{platform.system().lower()}-{platform.machine()}"
 
 
@@ -224,12 +224,12 @@ KERNEL_SOURCE = Path(__file__).with_name("quickscorer.c")
 
 
 @functools.cache
-def load_kernel(library: Path) -> ctypes.CDLL:
+def load_kernel(path: Path) -> ctypes.CDLL:
     """The compiled QuickScorer kernel of a package, loaded once per process."""
     try:
-        kernel = ctypes.CDLL(str(library))
+        kernel = ctypes.CDLL(str(path))
     except OSError as error:
-        raise ModelPackageError(f"{library}: the compiled engine's kernel cannot be loaded ({error})") from error
+        raise ModelPackageError(f"{path}: the compiled engine's kernel cannot be loaded ({error})") from error
     array = np.ctypeslib.ndpointer
     kernel.quickscorer_predict.restype = ctypes.c_int
     kernel.quickscorer_predict.argtypes = [
@@ -251,7 +251,7 @@ class CompiledModel:
 
     def __init__(self, path: Path, name: str, threads: int):
         self.name = name
-        self.library = path
+        self.arrays_file = path
         self.threads = threads
         try:
             self.model = QuickScorerModel.load(path)
@@ -282,9 +282,9 @@ def differing_rows(expected: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 
 def check_self(folder: Path, predictors: dict[str, "CompiledModel"], features: dict[str, list[str]]) -> None:
-    """Each loaded library reproduces, bit for bit, R's predictions of its own model on the rows
-    packaging stored with them (SELF_CHECK_FILE): a library swapped for another's, or rebuilt
-    differently, is refused before it scores anything."""
+    """Each loaded compiled model reproduces, bit for bit, R's predictions of its own model on the
+    rows packaging stored with them (SELF_CHECK_FILE): arrays swapped for another model's, or a
+    kernel built differently, are refused before they score anything."""
     with np.load(folder / SELF_CHECK_FILE, allow_pickle=False) as stored:
         for name, predictor in predictors.items():
             if f"{name}.rows" not in stored:
@@ -297,9 +297,9 @@ def check_self(folder: Path, predictors: dict[str, "CompiledModel"], features: d
             differs = differing_rows(expected, predictor.predict(rows))
             if len(differs):
                 raise ModelPackageError(
-                    f"{predictor.library.name}: the compiled library of {name} does not predict what R predicted for "
+                    f"{predictor.arrays_file.name}: the compiled model of {name} does not predict what R predicted for "
                     f"it at packaging on {len(differs)} of {len(rows)} self-check rows (first row {differs[0]}); "
-                    "refused: the library is not the one packaged with this model"
+                    "refused: these arrays or this kernel are not the ones packaged with this model"
                 )
 
 
@@ -323,27 +323,27 @@ def write_self_check(folder: Path, r_models: dict, features: dict[str, list[str]
 def compile_models(folder: Path, r_models: dict, features: dict[str, list[str]]) -> dict:
     """Compile each of `r_models` (model name -> R gbm) into `folder`, write the parity rows and
     check the compiled predictions against R's, bit for bit; store the self-check rows every
-    worker checks its libraries with. Returns the manifest's `compiled_engine` section; on any
+    worker checks its compiled models with. Returns the manifest's `compiled_engine` section; on any
     difference (or failure) removes what it wrote and raises."""
     written: list[Path] = [folder / SELF_CHECK_FILE, folder / KERNEL_FILE]
     try:
         compile_kernel(folder / KERNEL_FILE)
         exported = {name: export_trees(model, name) for name, model in r_models.items()}
-        libraries = {}
+        model_files = {}
         for name, trees in exported.items():
             path = folder / f"{name}{MODEL_SUFFIX}"
             written.append(path)
             quickscorer_model(trees, name).save(path)
-            libraries[name] = path.name
+            model_files[name] = path.name
             log.info("%s: %d trees exported to %s", name, len(trees.tree_sizes), path.name)
         every_feature = sorted({f for names in features.values() for f in names})
         rows = parity_rows(list(exported.values()), every_feature)
-        check_parity(folder, libraries, r_models, features, rows)
+        check_parity(folder, model_files, r_models, features, rows)
         return {
             "library": f"QuickScorer ({KERNEL_SOURCE.name}, {compiler_version()})",
             "kernel": KERNEL_FILE,
             "platform": engine_platform(),
-            "models": libraries,
+            "models": model_files,
             "parity_rows_checked": len(rows),
             "self_check": write_self_check(folder, r_models, features, rows),
         }
@@ -362,25 +362,25 @@ def compiler_version() -> str:
     return subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def compile_kernel(library: Path) -> None:
-    """The QuickScorer kernel, built by gcc into `library`."""
-    built = subprocess.run(["gcc", *GCC_FLAGS, str(KERNEL_SOURCE), "-o", str(library)], capture_output=True, text=True)
+def compile_kernel(kernel: Path) -> None:
+    """The QuickScorer kernel, built by gcc into `kernel`."""
+    built = subprocess.run(["gcc", *GCC_FLAGS, str(KERNEL_SOURCE), "-o", str(kernel)], capture_output=True, text=True)
     if built.returncode:
         raise ModelPackageError(f"{KERNEL_SOURCE}: gcc could not build the compiled engine: {built.stderr[-600:]}")
 
 
 def check_parity(
-    folder: Path, libraries: dict[str, str], r_models: dict, features: dict[str, list[str]], rows: pd.DataFrame
+    folder: Path, model_files: dict[str, str], r_models: dict, features: dict[str, list[str]], rows: pd.DataFrame
 ) -> None:
-    """The parity gate: every compiled model (name -> library in `folder`) predicts `rows` exactly
+    """The parity gate: every compiled model (name -> its arrays file in `folder`) predicts `rows` exactly
     as R does, every bit."""
     from retail_scoring import rsession
 
     r_predict = rsession.r_eval(R_PREDICT_GBM)
-    for name, library in libraries.items():
+    for name, model_file in model_files.items():
         columns = {feature: rows[feature].to_numpy() for feature in features[name]}
         expected = rsession.r_vector_to_numpy(r_predict(r_models[name], rsession.numeric_columns_to_r(columns)))
-        found = CompiledModel(folder / library, name, threads=1).predict(np.column_stack(list(columns.values())))
+        found = CompiledModel(folder / model_file, name, threads=1).predict(np.column_stack(list(columns.values())))
         differs = differing_rows(expected, found)
         if len(differs):
             row = differs[0]
@@ -388,4 +388,4 @@ def check_parity(
                 f"{name}: the compiled engine differs from R's predict on {len(differs)} of {len(rows)} "
                 f"parity rows, first row {row}: R {expected[row]!r}, compiled {found[row]!r}; not packaged"
             )
-    log.info("parity gate: %d compiled models equal R's predictions on %d rows, every bit", len(libraries), len(rows))
+    log.info("parity gate: %d compiled models equal R's predictions on %d rows, every bit", len(model_files), len(rows))

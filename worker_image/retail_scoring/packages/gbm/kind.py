@@ -175,7 +175,7 @@ class GbmLagQuantilesPackage(ModelPackage):
             started = time.perf_counter()
             check_self(folder, predictors, {entry.name: list(entry.features) for entry in entries})
             log.info(
-                "model package %s: compiled engine, %d threads; every library reproduced R's self-check "
+                "model package %s: compiled engine, %d threads; every compiled model reproduced R's self-check "
                 "predictions in %.1f ms",
                 manifest.version,
                 threads,
@@ -299,8 +299,8 @@ def remove_compiled_engine(folder: Path) -> None:
 
 def compile_package(folder: Path, manifest: PackageManifest) -> None:
     """Give a sealed gbm package folder its compiled engine: compile every model, pass the parity
-    gate, and record the engine (its libraries and the model files they were compiled from) in
-    the manifest. Seal the folder again afterwards, so the libraries get their checksums."""
+    gate, and record the engine (its kernel and the arrays each model was compiled to) in
+    the manifest. Seal the folder again afterwards, so those files get their checksums."""
     if manifest.kind != "gbm-lag-quantiles":
         raise ModelPackageError(f"{manifest.source}: kind {manifest.kind} has no compiled engine")
     entries = manifest_entries(manifest.raw, manifest.source)
