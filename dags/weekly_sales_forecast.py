@@ -6,14 +6,14 @@ report, and delete_pool (teardown) whatever happened. docs/operating.md: params,
 
 from datetime import datetime
 
-from airflow.sdk import Asset, Param, dag, get_current_context, setup, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from retail_scoring.layout import IDENTIFIER
-from scoring_airflow import planning, pool_tasks, publishing, validation
+from scoring_airflow import planning
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.operators import ScorePartitionsOperator, WaitForSalesOperator, WriteReportOperator
+from scoring_airflow.operators import WaitForSalesOperator
 from scoring_airflow.params import compute_params, engine_param
+from scoring_airflow.scoring_chain import scoring_chain
 from scoring_airflow.settings import ForecastSettings
 
 settings = ForecastSettings()
@@ -107,47 +107,9 @@ def weekly_sales_forecast():
         run_date = dag_run.logical_date or dag_run.run_after
         return planning.plan_run(dag_run.dag_id, dag_run.run_id, run_date, dict(context["params"]), settings).to_dict()
 
-    @setup
-    @task(retries=0)  # quota, image or node-deadline failures do not heal in minutes; clear to retry
-    def create_pool(run_plan: dict) -> str:
-        return pool_tasks.create_pool(planning.read_plan(run_plan))
-
-    @task(trigger_rule="all_done")
-    def collect_logs(run_plan: dict) -> None:
-        pool_tasks.collect_task_logs(planning.read_plan(run_plan), settings.log_cap_bytes)
-
-    @task(retries=0)
-    def validate(run_plan: dict) -> dict:
-        return validation.validate_run(planning.read_plan(run_plan))
-
-    @task(outlets=[CURRENT_FORECAST])
-    def publish(run_plan: dict) -> dict:
-        plan = planning.read_plan(run_plan)
-        if not plan.publish:
-            raise AirflowSkipException("publish is off for this run (a challenger): the current forecast is unchanged")
-        published = publishing.publish_run(plan)
-        get_current_context()["outlet_events"][CURRENT_FORECAST].extra = published
-        return published
-
-    @task
-    def delete_pool(run_plan: dict) -> None:
-        pool_tasks.delete_pool(planning.read_plan(run_plan))
-
-    sales_in = WaitForSalesOperator(task_id="wait_for_sales", settings=settings, retries=0)
     run_plan = plan()
-    sales_in >> run_plan
-    pool = create_pool(run_plan)
-    # retried: a try that Airflow lost or marked failed while its job went on follows that job
-    # (failed partitions fail without a retry); the pool bounds the jobs holding write grants at once
-    score = ScorePartitionsOperator(
-        task_id="score", plan=run_plan, settings=settings, retries=2, pool=settings.write_grants_pool
-    )
-    logs = collect_logs(run_plan)
-    validated = validate(run_plan)
-    published = publish(run_plan)
-    run_report = WriteReportOperator(task_id="report", plan=run_plan, score_result=score.output, settings=settings)
-    pool >> score >> logs
-    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan).as_teardown(setups=pool)
+    WaitForSalesOperator(task_id="wait_for_sales", settings=settings, retries=0) >> run_plan
+    scoring_chain("forecast", run_plan, CURRENT_FORECAST, settings)
 
 
 weekly_sales_forecast()

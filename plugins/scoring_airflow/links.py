@@ -25,7 +25,7 @@ class ForecastReportLink(BaseOperatorLink):
     name = "Forecast report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return outputs_url(operator.scoring_run, "report")
+        return outputs_url(operator.scoring_run, operator.scoring_run.report_page)
 
 
 class ForecastFilesLink(BaseOperatorLink):

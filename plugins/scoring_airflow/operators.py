@@ -9,13 +9,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from retail_scoring import storage
 from retail_scoring.data.catalogue import read_sales_through
 from retail_scoring.layout import StorageLayout
-from scoring_airflow import backtest, report
+from scoring_airflow import backtest
 from scoring_airflow.compute import ComputeBackend, ScoringTask, TaskStatus, backend_for
 from scoring_airflow.links import BacktestReportLink, BatchAccountLink, ForecastFilesLink, ForecastReportLink
 from scoring_airflow.outages import through_outages
 from scoring_airflow.partitions import partition_labels, pin_summaries
 from scoring_airflow.planning import logical_date_for_origin, origin_for_logical_date, read_plan
-from scoring_airflow.run_kinds import RUN_KINDS, ForecastRun, RunKind, ScoringRun
+from scoring_airflow.run_kinds import RUN_KINDS, RunKind, ScoringRun
 from scoring_airflow.settings import ForecastSettings
 from scoring_airflow.task_documents import JobEnded, SalesWaited, ScoreResult
 from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, ScoringJobTrigger
@@ -23,17 +23,11 @@ from scoring_airflow.triggers import PartitionProgress, SalesArrivedTrigger, Sco
 STDERR_TAIL_CHARS = 600
 
 
-class ScorePartitionsOperator(BaseOperator):
-    """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait;
-    when the job ends, pin the partitions' summaries (partitions.pin_summaries). `run_kind` says
-    what the plan is of (run_kinds.RUN_KINDS): a sales forecast's products or a scenario's shards.
+class RunOperator(BaseOperator):
+    """An operator on one planned run (`plan`: the plan task's XCom) of the kind `run_kind` says
+    (run_kinds.RUN_KINDS): a sales forecast's products or a scenario's shards."""
 
-    Partitions whose valid outputs exist already are skipped unless the plan says `force`, so a
-    rerun after a failure scores only what is missing.
-    """
-
-    template_fields = ("plan",)
-    operator_extra_links = (ForecastFilesLink(), BatchAccountLink())
+    template_fields: tuple[str, ...] = ("plan",)
 
     def __init__(
         self, *, plan: Any, run_kind: RunKind = "forecast", settings: ForecastSettings | None = None, **kwargs
@@ -44,12 +38,26 @@ class ScorePartitionsOperator(BaseOperator):
         self.plan = plan
         self.run_kind = run_kind
         self.settings = settings or ForecastSettings()
-        self._job_id: str | None = None
 
     @property
     def scoring_run(self) -> ScoringRun:
         """The rendered plan read afresh (an operator object may serve several runs)."""
         return RUN_KINDS[self.run_kind](self.plan)
+
+
+class ScorePartitionsOperator(RunOperator):
+    """Fan out one scoring task per partition of the run's plan to the pool, as one job, and wait;
+    when the job ends, pin the partitions' summaries (partitions.pin_summaries).
+
+    Partitions whose valid outputs exist already are skipped unless the plan says `force`, so a
+    rerun after a failure scores only what is missing.
+    """
+
+    operator_extra_links = (ForecastFilesLink(), BatchAccountLink())
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._job_id: str | None = None
 
     def _backend(self) -> ComputeBackend:
         plan = self.scoring_run.plan
@@ -153,25 +161,19 @@ class ScorePartitionsOperator(BaseOperator):
             self._backend().delete_job(self._job_id)
 
 
-class WriteReportOperator(BaseOperator):
-    """Write the run's report (figure, timings, cost, accuracy), linked from the task with the
-    forecasts."""
+class WriteReportOperator(RunOperator):
+    """Write the run's report (a forecast's: figure, timings, cost, accuracy), linked from the task
+    with the run's files where the outputs app serves them."""
 
     template_fields = ("plan", "score_result")
     operator_extra_links = (ForecastReportLink(), ForecastFilesLink())
 
-    def __init__(self, *, plan: Any, score_result: Any, settings: ForecastSettings | None = None, **kwargs):
+    def __init__(self, *, score_result: Any, **kwargs):
         super().__init__(**kwargs)
-        self.plan = plan
         self.score_result = score_result
-        self.settings = settings or ForecastSettings()
-
-    @property
-    def scoring_run(self) -> ForecastRun:
-        return ForecastRun(self.plan)
 
     def execute(self, context: Context) -> str:
-        return report.write_report(read_plan(self.plan), self.score_result, self.settings)
+        return self.scoring_run.write_report(self.score_result, self.settings)
 
 
 class EvaluateBacktestOperator(BaseOperator):

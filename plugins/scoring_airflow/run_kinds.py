@@ -1,7 +1,8 @@
-"""What the score operator needs of a run, whatever it scores: its plan's compute, its partitions,
-which of them are valid already (a rerun skips those), each partition's scoring task (the worker's
-arguments and the files it may write) and how to name a partition's work in a message. One class
-per kind of run plus one line in RUN_KINDS: a sales forecast of products, a scenario's shards."""
+"""What the scoring chain (scoring_chain.py) needs of a run, whatever it scores: its plan's
+compute, its partitions, which of them are valid already (a rerun skips those), each partition's
+scoring task (the worker's arguments and the files it may write), how to name a partition's work
+in a message, and its validation, publishing and report. One class per kind of run plus one line
+in RUN_KINDS: a sales forecast of products, a scenario's shards."""
 
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -9,10 +10,16 @@ from typing import Literal
 
 from retail_scoring.layout import StorageLayout
 from retail_scoring.run.contract import RunManifest, RunPlan, ScenarioRunManifest, ScenarioRunPlan
+from scoring_airflow import publishing, report, scenario_publishing, scenario_report, validation
 from scoring_airflow.partitions import read_run_manifest, run_problems
 from scoring_airflow.planning import read_plan
 from scoring_airflow.scenario_planning import read_scenario_plan
-from scoring_airflow.scenario_validation import checked_scenario_partitions, read_scenario_manifest
+from scoring_airflow.scenario_validation import (
+    checked_scenario_partitions,
+    read_scenario_manifest,
+    validate_scenario_run,
+)
+from scoring_airflow.settings import ForecastSettings
 
 RunKind = Literal["forecast", "scenario"]
 NAMED = 20  # a message lists a partition's products or shards up to this many
@@ -28,6 +35,9 @@ class ScoringRun(ABC):
 
     unit: str  # what a partition's items are, in progress lines
     files_page: str | None  # the outputs app's page of the run's files (links.ForecastFilesLink), None: none
+    report_page: str | None  # the outputs app's page of the run's report (links.ForecastReportLink), None: none
+    # whether validation runs after a failed score task too, so that its verdict names each bad partition
+    validates_failed_scoring: bool
 
     def __init__(self, document: dict):
         self.plan = self.read(document)
@@ -57,10 +67,24 @@ class ScoringRun(ABC):
     def describe(self, partition: str) -> str:
         """The partition's work for a failure message."""
 
+    @abstractmethod
+    def validate(self) -> dict:
+        """The validate task: the verdict on every partition, written to storage; fails on any problem."""
+
+    @abstractmethod
+    def publish(self) -> dict:
+        """The publish task: the run's valid outputs made current by compare-and-swap."""
+
+    @abstractmethod
+    def write_report(self, score_result: dict, settings: ForecastSettings) -> str:
+        """The report task: the run's report in storage; returns its URL."""
+
 
 class ForecastRun(ScoringRun):
     unit = "products"
     files_page = "forecasts"
+    report_page = "report"
+    validates_failed_scoring = False
 
     @staticmethod
     def read(document: dict) -> RunPlan:
@@ -87,10 +111,21 @@ class ForecastRun(ScoringRun):
     def describe(self, partition: str) -> str:
         return named("products", [str(product) for product in self.partitions()[partition]])
 
+    def validate(self) -> dict:
+        return validation.validate_run(self.plan)
+
+    def publish(self) -> dict:
+        return publishing.publish_run(self.plan)
+
+    def write_report(self, score_result: dict, settings: ForecastSettings) -> str:
+        return report.write_report(self.plan, score_result, settings)
+
 
 class ScenarioRun(ScoringRun):
     unit = "shards"
     files_page = None
+    report_page = None  # the outputs app serves the forecast DAG's readers only
+    validates_failed_scoring = True  # the verdict names every bad shard with its rule: the errors a user reads
 
     @staticmethod
     def read(document: dict) -> ScenarioRunPlan:
@@ -115,6 +150,15 @@ class ScenarioRun(ScoringRun):
 
     def describe(self, partition: str) -> str:
         return named("shards", [self.manifest.shards[number].label for number in self.partitions()[partition]])
+
+    def validate(self) -> dict:
+        return validate_scenario_run(self.plan)
+
+    def publish(self) -> dict:
+        return scenario_publishing.publish_scenario_run(self.plan)
+
+    def write_report(self, score_result: dict, settings: ForecastSettings) -> str:
+        return scenario_report.write_scenario_report(self.plan)
 
 
 RUN_KINDS: dict[RunKind, type[ScoringRun]] = {"forecast": ForecastRun, "scenario": ScenarioRun}

@@ -3,23 +3,22 @@
     from scoring_airflow.scenario_dag import scenario_dag
     scenario_dag(Path(__file__).parent / "customer_churn.json", model_version="glm-churn-v1", owner="crm")
 
-wait_for_data (when the scenario declares a ready marker) -> plan -> create_pool (setup) -> score
-(one task per partition of shards) -> collect_logs -> validate -> publish (when the scenario
-publishes and the run is not a challenger's) + report -> delete_pool (teardown) whatever happened:
-the weekly forecast's chain and guarantees, on the scenario's table."""
+wait_for_data (when the scenario declares a ready marker) -> plan -> the scoring chain
+(scoring_chain.py: create_pool, score, collect_logs, validate, publish when the scenario
+publishes, report, delete_pool): the weekly forecast's chain and guarantees, on the scenario's
+table."""
 
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, Param, dag, get_current_context, setup, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import DAG, Asset, Param, dag, get_current_context, task
 
 from retail_scoring import storage
 from retail_scoring.layout import IDENTIFIER
-from scoring_airflow import pool_tasks, scenario_planning, scenario_publishing, scenario_report, scenario_validation
+from scoring_airflow import scenario_planning
 from scoring_airflow.blob import connect_storage
-from scoring_airflow.operators import ScorePartitionsOperator
 from scoring_airflow.params import compute_params
+from scoring_airflow.scoring_chain import scoring_chain
 from scoring_airflow.settings import ForecastSettings
 
 READY_POKE_S = 300
@@ -39,7 +38,6 @@ def scenario_dag(
     settings = settings or ForecastSettings()
     path = Path(scenario_file)
     scenario, _ = scenario_planning.read_scenario_file(path)
-    published = Asset(f"scenario_{scenario.name}_current")
 
     @dag(
         dag_id=f"scenario_{scenario.name}",
@@ -94,38 +92,6 @@ def scenario_dag(
                 dag_run.dag_id, dag_run.run_id, run_date, params, settings, path
             ).to_dict()
 
-        @setup
-        @task(retries=0)
-        def create_pool(run_plan: dict) -> str:
-            return pool_tasks.create_pool(scenario_planning.read_scenario_plan(run_plan))
-
-        @task(trigger_rule="all_done")
-        def collect_logs(run_plan: dict) -> None:
-            pool_tasks.collect_task_logs(scenario_planning.read_scenario_plan(run_plan), settings.log_cap_bytes)
-
-        # after a failed score task too: its verdict names every bad shard with its rule (the errors
-        # table a user reads), and fails, so nothing is published either way
-        @task(retries=0, trigger_rule="all_done")
-        def validate(run_plan: dict) -> dict:
-            return scenario_validation.validate_scenario_run(scenario_planning.read_scenario_plan(run_plan))
-
-        @task(outlets=[published])
-        def publish(run_plan: dict) -> dict:
-            run = scenario_planning.read_scenario_plan(run_plan)
-            if not run.publish:
-                raise AirflowSkipException("publish is off for this run (a challenger): nothing current changes")
-            result = scenario_publishing.publish_scenario_run(run)
-            get_current_context()["outlet_events"][published].extra = result
-            return result
-
-        @task
-        def report(run_plan: dict) -> str:
-            return scenario_report.write_scenario_report(scenario_planning.read_scenario_plan(run_plan))
-
-        @task
-        def delete_pool(run_plan: dict) -> None:
-            pool_tasks.delete_pool(scenario_planning.read_scenario_plan(run_plan))
-
         run_plan = plan()
         if scenario.ready_marker:
 
@@ -143,17 +109,7 @@ def scenario_dag(
                 return True
 
             wait_for_data() >> run_plan
-        pool = create_pool(run_plan)
-        score = ScorePartitionsOperator(
-            task_id="score", plan=run_plan, run_kind="scenario", settings=settings, retries=2,
-            pool=settings.write_grants_pool,
-        )  # fmt: skip
-        logs = collect_logs(run_plan)
-        validated = validate(run_plan)
-        ends = [report(run_plan)]
-        if scenario.publishing:
-            ends.append(publish(run_plan))
-        pool >> score >> logs
-        [score, logs] >> validated >> ends >> delete_pool(run_plan).as_teardown(setups=pool)
+        published = Asset(f"scenario_{scenario.name}_current") if scenario.publishing else None
+        scoring_chain("scenario", run_plan, published, settings)
 
     return scenario_run()

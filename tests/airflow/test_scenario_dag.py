@@ -115,6 +115,12 @@ def test_a_challenger_is_reported_beside_the_champion_on_the_same_rows_and_publi
     challenger = run_churn(SNAPSHOT, 2, as_of=SNAPSHOT.isoformat(), model_version="ranger-churn-v1", publish=False)
     assert challenger.state == "success"
     assert challenger.get_task_instance("publish").state == "skipped"
+    report_ti = challenger.get_task_instance("report")
+    links = {
+        key: report_ti.xcom_pull(task_ids="report", key=f"_link_{key}")
+        for key in ("ForecastReportLink", "ForecastFilesLink")
+    }
+    assert links == {"ForecastReportLink": "", "ForecastFilesLink": ""}, "the outputs app serves no scenario pages"
     assert storage.read_bytes(layout.scenario_current("customer_churn")) == published
     report = storage.read_bytes(layout.report_file(storage_run_id(challenger.dag_id, challenger.run_id), "report.md"))
     lines = [line for line in report.decode().splitlines() if line.startswith("|") and "-churn-v1" in line]
