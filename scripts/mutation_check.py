@@ -242,22 +242,22 @@ MUTATIONS = [
     # publish wiring and teardown
     Mutation(
         "publish-after-score",
-        "dags/weekly_sales_forecast.py",
-        "[score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
-        "score >> published\n    [score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
+        "plugins/scoring_airflow/scoring_chain.py",
+        "        ends.append(publish(run_plan))\n",
+        "        ends.append(publish(run_plan))\n        score >> ends[-1]\n",
         ("tests/airflow/test_dag_import.py",),
     ),
     Mutation(
         "publish-beside-validate",
-        "dags/weekly_sales_forecast.py",
-        "[score, logs] >> validated >> [published, run_report] >> delete_pool(run_plan)",
-        "[score, logs] >> published\n    [score, logs] >> validated >> run_report\n"
-        "    [published, run_report] >> delete_pool(run_plan)",
+        "plugins/scoring_airflow/scoring_chain.py",
+        "    [score, logs] >> validated >> ends >> delete_pool(run_plan).as_teardown(setups=pool)",
+        "    [score, logs] >> ends[-1]\n    [score, logs] >> validated >> ends[0]\n"
+        "    ends >> delete_pool(run_plan).as_teardown(setups=pool)",
         ("tests/airflow/test_dag_end_to_end.py::test_a_run_that_scores_but_fails_validation_is_not_published",),
     ),
     Mutation(
         "teardown-not-a-teardown",
-        "dags/weekly_sales_forecast.py",
+        "plugins/scoring_airflow/scoring_chain.py",
         "delete_pool(run_plan).as_teardown(setups=pool)",
         "delete_pool(run_plan)",
         ("tests/airflow/test_dag_import.py",),
@@ -981,9 +981,9 @@ MUTATIONS = [
     ),
     Mutation(
         "scenario-validate-skipped-after-failed-score",
-        "plugins/scoring_airflow/scenario_dag.py",
-        '        @task(retries=0, trigger_rule="all_done")\n        def validate(',
-        "        @task(retries=0)\n        def validate(",
+        "plugins/scoring_airflow/run_kinds.py",
+        "    validates_failed_scoring = True",
+        "    validates_failed_scoring = False",
         (
             "tests/airflow/test_dag_import.py::test_a_scenario_dag_is_built_from_its_document_with_the_weekly_runs_chain",
             "tests/airflow/test_scenario_dag.py::"
