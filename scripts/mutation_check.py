@@ -991,6 +991,16 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "scenario-report-for-any-dags-readers",
+        "plugins/scoring_airflow/outputs_app.py",
+        "    if storage_run_id(dag_id, plan.airflow_run_id) != run_id:",
+        "    if False:",
+        (
+            "tests/airflow/test_scenario_dag.py::"
+            "test_the_report_link_leads_to_the_runs_report_for_the_scenario_dags_readers_only",
+        ),
+    ),
+    Mutation(
         "scenario-publish-drops-current",
         "plugins/scoring_airflow/scenario_publishing.py",
         "        table = newest_per_key(current, output, key, version)",

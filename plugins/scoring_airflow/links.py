@@ -6,41 +6,39 @@ from airflow.sdk import BaseOperatorLink
 
 from retail_scoring.layout import backtest_of_run
 from scoring_airflow.planning import read_plan
-from scoring_airflow.run_kinds import ScoringRun
 from scoring_airflow.settings import ForecastSettings
 
 URL_PREFIX = "/forecast-outputs"  # where the plugin mounts outputs_app in the API server
 
 
-def outputs_url(run: ScoringRun, folder: str | None) -> str:
-    """Relative to the UI's own server unless [api] base_url says where the API server is; empty
-    (no link shown) where the outputs app serves no such page."""
-    if folder is None:
+def outputs_url(page: str | None) -> str:
+    """A page of the outputs app (`page` relative to it), relative to the UI's own server unless
+    [api] base_url says where the API server is; empty (no link shown) for no page."""
+    if page is None:
         return ""
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    return f"{base}{URL_PREFIX}/runs/{run.plan.run_id}/{folder}/"
+    return f"{base}{URL_PREFIX}/{page}"
 
 
 class ForecastReportLink(BaseOperatorLink):
     name = "Forecast report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return outputs_url(operator.scoring_run, operator.scoring_run.report_page)
+        return outputs_url(operator.scoring_run.page(ti_key.dag_id, "report"))
 
 
 class ForecastFilesLink(BaseOperatorLink):
     name = "Forecasts"
 
     def get_link(self, operator, *, ti_key) -> str:
-        return outputs_url(operator.scoring_run, operator.scoring_run.files_page)
+        return outputs_url(operator.scoring_run.page(ti_key.dag_id, "files"))
 
 
 class BacktestReportLink(BaseOperatorLink):
     name = "Backtest report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-        return f"{base}{URL_PREFIX}/backtests/{backtest_of_run(read_plan(operator.runs[0]).run_id)}/report/"
+        return outputs_url(f"backtests/{backtest_of_run(read_plan(operator.runs[0]).run_id)}/report/")
 
 
 class BatchAccountLink(BaseOperatorLink):

@@ -2,7 +2,7 @@
 app under /forecast-outputs): the task extra links point here. Files are read from storage with the
 server's own credentials (the `wasb` connection), so no storage URL or SAS ever reaches a browser;
 a run's pages go only to users who may read the forecast DAG's runs, a backtest's to those who may
-read the backtest DAG's."""
+read the backtest DAG's, a scenario run's to those who may read its scenario DAG's runs."""
 
 import io
 import re
@@ -21,9 +21,10 @@ from markupsafe import Markup
 from retail_scoring import storage
 from retail_scoring.errors import UnsafeIdentifierError
 from retail_scoring.layout import StorageLayout, product_label, product_of_folder
-from retail_scoring.run.contract import ContractError, RunManifest
+from retail_scoring.run.contract import ContractError, RunManifest, ScenarioRunManifest
 from scoring_airflow.blob import connect_storage
 from scoring_airflow.partitions import checked_partitions, recorded_forecast
+from scoring_airflow.planning import storage_run_id
 from scoring_airflow.settings import ForecastSettings
 
 FORECAST_DAG_ID = "weekly_sales_forecast"
@@ -34,6 +35,7 @@ FORECAST_CSV = re.compile(r"(product_\d+)\.csv")
 app = FastAPI(title="Forecast outputs")
 RUN_READERS = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=FORECAST_DAG_ID))
 BACKTEST_READERS = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=BACKTEST_DAG_ID))
+DAG_RUN_READERS = Depends(requires_access_dag("GET", DagAccessEntity.RUN))  # of the DAG the path names
 
 
 @app.middleware("http")
@@ -95,6 +97,23 @@ def report(run_id: str) -> HTMLResponse:
 @app.get("/runs/{run_id}/report/{name}", dependencies=[RUN_READERS])
 def report_file(run_id: str, name: str) -> Response:
     return _file(lambda layout: layout.report_file(run_id, name), name)
+
+
+def check_scenario_run_of(dag_id: str, run_id: str) -> None:
+    """404 unless `run_id` is a scenario run of the DAG `dag_id` (the one its reader may read): its
+    manifest's Airflow run id, with `dag_id`, gives exactly this storage run id."""
+    try:
+        plan = ScenarioRunManifest.from_json(_read(lambda layout: layout.run_manifest(run_id)), run_id).plan
+    except ContractError as error:
+        raise HTTPException(404, "not a scenario run of this release") from error
+    if storage_run_id(dag_id, plan.airflow_run_id) != run_id:
+        raise HTTPException(404, "not a run of this DAG")
+
+
+@app.get("/dags/{dag_id}/runs/{run_id}/report/", dependencies=[DAG_RUN_READERS])
+def scenario_report(dag_id: str, run_id: str) -> HTMLResponse:
+    check_scenario_run_of(dag_id, run_id)
+    return _report_page(f"Scenario run {run_id}", lambda layout: layout.report_file(run_id, "report.md"))
 
 
 @app.get("/backtests/{backtest_id}/report/", dependencies=[BACKTEST_READERS])

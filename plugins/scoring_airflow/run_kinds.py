@@ -34,8 +34,6 @@ class ScoringRun(ABC):
     """A planned run as the score operator sees it (`document`: the plan task's XCom)."""
 
     unit: str  # what a partition's items are, in progress lines
-    files_page: str | None  # the outputs app's page of the run's files (links.ForecastFilesLink), None: none
-    report_page: str | None  # the outputs app's page of the run's report (links.ForecastReportLink), None: none
     # whether validation runs after a failed score task too, so that its verdict names each bad partition
     validates_failed_scoring: bool
 
@@ -46,6 +44,11 @@ class ScoringRun(ABC):
     @staticmethod
     @abstractmethod
     def read(document: dict) -> RunPlan | ScenarioRunPlan: ...
+
+    @abstractmethod
+    def page(self, dag_id: str, name: str) -> str | None:
+        """The outputs app's page `name` ("report", "files") of this run of `dag_id`, relative to
+        the app (links.py); None where the app serves no such page."""
 
     @abstractmethod
     def partitions(self) -> dict[str, list[int]]:
@@ -82,9 +85,11 @@ class ScoringRun(ABC):
 
 class ForecastRun(ScoringRun):
     unit = "products"
-    files_page = "forecasts"
-    report_page = "report"
     validates_failed_scoring = False
+    PAGES = {"report": "report", "files": "forecasts"}
+
+    def page(self, dag_id: str, name: str) -> str | None:
+        return f"runs/{self.plan.run_id}/{self.PAGES[name]}/"
 
     @staticmethod
     def read(document: dict) -> RunPlan:
@@ -123,9 +128,11 @@ class ForecastRun(ScoringRun):
 
 class ScenarioRun(ScoringRun):
     unit = "shards"
-    files_page = None
-    report_page = None  # the outputs app serves the forecast DAG's readers only
     validates_failed_scoring = True  # the verdict names every bad shard with its rule: the errors a user reads
+
+    def page(self, dag_id: str, name: str) -> str | None:
+        """The report, for the scenario DAG's readers (outputs_app.scenario_report); no files page yet."""
+        return f"dags/{dag_id}/runs/{self.plan.run_id}/report/" if name == "report" else None
 
     @staticmethod
     def read(document: dict) -> ScenarioRunPlan:

@@ -1,5 +1,6 @@
 """Airflow for tests: its home and SQLite database live under .local/, never in the user's home."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 PROJECT = Path(__file__).resolve().parents[2]
 AIRFLOW_HOME = PROJECT / ".local" / "airflow-test"
@@ -61,3 +63,17 @@ def plan_problems(layout, plan) -> dict[str, dict[str, list[str]]]:
     from scoring_airflow.partitions import read_run_manifest, run_problems
 
     return run_problems(layout, read_run_manifest(plan))
+
+
+@pytest.fixture
+def api_client(monkeypatch, tmp_path):
+    """The API server app with one viewer, `planner`, of Airflow's simple auth manager."""
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"planner": "planner-password"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "planner:viewer")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-secret-" + "0123456789abcdef" * 4)
+    from airflow.api_fastapi.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client

@@ -18,7 +18,6 @@ from retail_scoring.run.calibration import read_calibration
 from scoring_airflow.backtest import BacktestPlan, OriginResult, PackageResult, compared_origins
 from tests.airflow.conftest import load_dag, run_dag
 from tests.airflow.test_dag_end_to_end import run_id_of
-from tests.airflow.test_outputs import api_client  # noqa: F401 (a fixture)
 from tests.worker.test_r_script_packages import naive_package
 
 ORIGINS = [62, 66, 70, 74, 78, 82, 86, 90, 94]

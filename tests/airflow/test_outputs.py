@@ -4,28 +4,11 @@ real run and Airflow's real API server app (its own auth manager deciding who ma
 import json
 from dataclasses import asdict
 
-import pytest
-from fastapi.testclient import TestClient
-
 from retail_scoring import storage
 from scoring_airflow.partitions import pin_summaries
 from tests.airflow.conftest import run_dag
 from tests.airflow.test_dag_end_to_end import LATEST_WEEK, TWO_PRODUCTS, run_id_of
 from tests.conftest import local_path
-
-
-@pytest.fixture
-def api_client(monkeypatch, tmp_path):
-    """The API server app with one viewer, `planner`, of Airflow's simple auth manager."""
-    passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({"planner": "planner-password"}))
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "planner:viewer")
-    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-secret-" + "0123456789abcdef" * 4)
-    from airflow.api_fastapi.app import create_app
-
-    with TestClient(create_app()) as client:
-        yield client
 
 
 def test_links_lead_to_the_runs_report_and_forecasts_for_signed_in_users_only(

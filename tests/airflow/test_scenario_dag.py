@@ -115,12 +115,6 @@ def test_a_challenger_is_reported_beside_the_champion_on_the_same_rows_and_publi
     challenger = run_churn(SNAPSHOT, 2, as_of=SNAPSHOT.isoformat(), model_version="ranger-churn-v1", publish=False)
     assert challenger.state == "success"
     assert challenger.get_task_instance("publish").state == "skipped"
-    report_ti = challenger.get_task_instance("report")
-    links = {
-        key: report_ti.xcom_pull(task_ids="report", key=f"_link_{key}")
-        for key in ("ForecastReportLink", "ForecastFilesLink")
-    }
-    assert links == {"ForecastReportLink": "", "ForecastFilesLink": ""}, "the outputs app serves no scenario pages"
     assert storage.read_bytes(layout.scenario_current("customer_churn")) == published
     report = storage.read_bytes(layout.report_file(storage_run_id(challenger.dag_id, challenger.run_id), "report.md"))
     lines = [line for line in report.decode().splitlines() if line.startswith("|") and "-churn-v1" in line]
@@ -133,6 +127,25 @@ def test_a_challenger_is_reported_beside_the_champion_on_the_same_rows_and_publi
     assert metrics["glm-churn-v1"]["rows"] == metrics["ranger-churn-v1"]["rows"] == CUSTOMERS - TRAINED_ON
     assert metrics["ranger-churn-v1"]["auc"] > metrics["glm-churn-v1"]["auc"] > 0.75, metrics
     assert {"auc", "brier", "log_loss"} <= set(metrics["glm-churn-v1"])
+
+
+def test_the_report_link_leads_to_the_runs_report_for_the_scenario_dags_readers_only(churn_storage, base, api_client):
+    land(churn_storage, base, SNAPSHOT)
+    dag_run = run_churn(SNAPSHOT)
+    assert dag_run.state == "success"
+    run_id = storage_run_id(dag_run.dag_id, dag_run.run_id)
+    report_ti = dag_run.get_task_instance("report")
+    link = report_ti.xcom_pull(task_ids="report", key="_link_ForecastReportLink")
+    assert link == f"/forecast-outputs/dags/scenario_customer_churn/runs/{run_id}/report/"
+    assert report_ti.xcom_pull(task_ids="report", key="_link_ForecastFilesLink") == "", "no files page yet"
+
+    assert api_client.get(link).status_code == 401, "no token: nothing served"
+    login = api_client.post("/auth/token", json={"username": "planner", "password": "planner-password"})
+    api_client.cookies.set("_token", login.json()["access_token"])
+    page = api_client.get(link)
+    assert page.status_code == 200 and f"Scenario run {run_id}" in page.text and "glm-churn-v1" in page.text
+    another_dag = link.replace("/dags/scenario_customer_churn/", "/dags/weekly_sales_forecast/")
+    assert api_client.get(another_dag).status_code == 404, "a reader of another DAG does not get this run"
 
 
 def test_bad_shards_are_named_with_their_rule_and_nothing_of_the_run_is_published(churn_storage, base, tmp_path):
