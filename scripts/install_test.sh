@@ -34,7 +34,9 @@ step_started=$SECONDS
 
 step "wheels of worker_image/ and plugins/"
 python3 -m venv "$SCRATCH/build"
-quiet_pip "$SCRATCH/build/bin/pip" wheel -q --disable-pip-version-check --no-deps -w "$SCRATCH/wheels" ./worker_image ./plugins
+mkdir "$SCRATCH/src" && cp -r worker_image plugins "$SCRATCH/src/"  # setuptools builds in the source folder
+quiet_pip "$SCRATCH/build/bin/pip" wheel -q --disable-pip-version-check --no-deps -w "$SCRATCH/wheels" \
+  "$SCRATCH/src/worker_image" "$SCRATCH/src/plugins"
 ls "$SCRATCH/wheels"
 
 step "a fresh virtual environment with Apache Airflow only"
