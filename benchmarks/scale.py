@@ -122,7 +122,8 @@ def measure(tree: Path, data: Path, models: Path, mode: list[str], keep: Path | 
     scratch = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         result = run_child(tree, prepare(tree, scratch, data, models), mode)
-        (scratch / RUNS_AFTER).write_text(json.dumps(result.get("runs_after")))
+        if keep:
+            (scratch / RUNS_AFTER).write_text(json.dumps(result["runs_after"]))
         return result
     finally:
         if keep:
@@ -220,9 +221,9 @@ def main() -> None:
 def rerun(trees: dict[str, Path], kept: Path, repeats: int) -> None:
     """The kept DAG run again with each tree's code, alternating; min and median of each light task."""
     runs: dict[str, list[dict]] = {side: [] for side in trees}
+    mode = ["--child", "dag", "--runs-after", *json.loads((kept / RUNS_AFTER).read_text())]
     for _ in range(repeats):
         for side, tree in trees.items():
-            mode = ["--child", "dag", "--runs-after", *json.loads((kept / RUNS_AFTER).read_text())]
             runs[side].append(result := run_child(tree, child_env(tree, kept), mode))
             light = sum(result["tasks"][task] for task in LIGHT_TASKS)
             print(f"{side:8s}: light tasks {light:6.2f} s, peak {result['peak_rss_mb']:6.0f} MB", flush=True)

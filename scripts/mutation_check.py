@@ -309,7 +309,7 @@ MUTATIONS = [
     Mutation(
         "skip-ignores-replaced-files",
         "plugins/scoring_airflow/partitions.py",
-        '        elif written is None or not storage.matches_record(f"{folder}/{name}", stored, written):',
+        "        elif written is None or not storage.matches_record(url, stored, written):",
         "        elif written is None:",
         ("tests/airflow/test_operators.py",),
     ),

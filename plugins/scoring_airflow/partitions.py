@@ -129,13 +129,14 @@ def partition_problems(
     folder = layout.forecasts_dir(run_id)
     for product in products:
         name = forecast_file_name(product)
+        url = f"{folder}/{name}"  # layout.forecast_file, without checking the run id once per product
         found = list(summary.problems.get(str(product), []))
         written = summary.forecasts.get(str(product))
         stored = forecasts.get(name)
         if stored is None:
-            found.append(f"{folder}/{name}: missing")
-        elif written is None or not storage.matches_record(f"{folder}/{name}", stored, written):
-            found.append(f"{folder}/{name}: not the file the partition's scoring task wrote (written again since)")
+            found.append(f"{url}: missing")
+        elif written is None or not storage.matches_record(url, stored, written):
+            found.append(f"{url}: not the file the partition's scoring task wrote (written again since)")
         if found:
             problems[str(product)] = found
     return problems

@@ -31,15 +31,6 @@ def scoring_chain(run_kind: RunKind, run_plan: XComArg, published: Asset | None,
     def validate(run_plan: dict) -> dict:
         return kind(run_plan).validate()
 
-    @task(outlets=[published] if published else [])
-    def publish(run_plan: dict) -> dict:
-        run = kind(run_plan)
-        if not run.plan.publish:
-            raise AirflowSkipException("publish is off for this run (a challenger): what is current is unchanged")
-        result = run.publish()
-        get_current_context()["outlet_events"][published].extra = result
-        return result
-
     @task
     def delete_pool(run_plan: dict) -> None:
         pool_tasks.delete_pool(kind.read(run_plan))
@@ -59,6 +50,16 @@ def scoring_chain(run_kind: RunKind, run_plan: XComArg, published: Asset | None,
         )
     ]
     if published:
+
+        @task(outlets=[published])
+        def publish(run_plan: dict) -> dict:
+            run = kind(run_plan)
+            if not run.plan.publish:
+                raise AirflowSkipException("publish is off for this run (a challenger): what is current is unchanged")
+            result = run.publish()
+            get_current_context()["outlet_events"][published].extra = result
+            return result
+
         ends.append(publish(run_plan))
     pool >> score >> logs
     [score, logs] >> validated >> ends >> delete_pool(run_plan).as_teardown(setups=pool)

@@ -13,10 +13,10 @@ Check = Callable[[Any], bool]
 
 @functools.cache
 def checker(hint: Any) -> Check:
-    """Whether a value read from JSON is of the type a contract field declares (a JSON array for a
-    list or tuple, an object for a dict or dataclass; no bool where a number is declared). Built
-    once per type: a summary holds a RecordedFile per product, so validating 100,000 products
-    checks 100,000 of them."""
+    """The test of whether a value read from JSON is of the type `hint` a contract field declares (a
+    JSON array for a list or tuple, an object for a dict or dataclass; no bool where a number is
+    declared). Built once per type: a summary holds a RecordedFile per product, so validating
+    100,000 products checks 100,000 of them."""
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
         options = [checker(option) for option in args]
